@@ -1,0 +1,182 @@
+/**
+ * The library entry point: text in, text out, any method. The CLI and the MCP tools are thin
+ * layers over `SpecEngine.generate`.
+ */
+import type { LoadedModel } from "./engine/model-store.js";
+import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
+import { InvalidOptionError, TokenizerError } from "./errors.js";
+import { generateTokens, type FinishReason } from "./decoding/generate.js";
+import { getMethod, registeredMethods, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
+import type { GenerationStats } from "./decoding/stats.js";
+import type { SamplingOptions } from "./sampling/index.js";
+import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
+
+export type { ChatMessage };
+
+export interface GenerateRequest {
+  /** Target model directory. */
+  model: string;
+  /** Draft model directory (method "draft"). */
+  draft?: string;
+  /** Medusa heads (method "medusa"). */
+  heads?: string;
+  /** Default "baseline"; "auto" picks from what is available. */
+  method?: MethodName | "auto";
+  prompt?: string;
+  /** Token ids fed exactly as given (no BOS added). */
+  promptIds?: number[];
+  messages?: ChatMessage[];
+  maxNewTokens?: number;
+  sampling?: SamplingOptions;
+  stop?: string[];
+  methodOptions?: MethodOptions;
+  /** Streamed text as it becomes final (never a broken UTF-8 sequence). */
+  onText?: (chunk: string) => void;
+  /** Called after each round with the number of new tokens so far. */
+  onProgress?: (newTokens: number, maxNewTokens: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface GenerateResponse {
+  text: string;
+  /** Generated ids only. */
+  tokens: number[];
+  promptTokens: number;
+  finishReason: FinishReason;
+  method: MethodName;
+  /** Why this method (for "auto"), or "requested". */
+  methodReason: string;
+  stats: GenerationStats;
+}
+
+export const DEFAULT_MAX_NEW_TOKENS = 128;
+
+/** Decide which method "auto" means for this request. */
+export function chooseAutoMethod(req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">): { method: MethodName; reason: string } {
+  const available = new Set(registeredMethods().map((m) => m.name));
+  if (req.draft && available.has("draft")) return { method: "draft", reason: "a draft model was given: draft-model speculation usually gives the largest speedup" };
+  if (req.heads && available.has("medusa")) return { method: "medusa", reason: "Medusa heads were given" };
+  if (req.methodOptions?.exitLayer !== undefined && available.has("early-exit")) {
+    return { method: "early-exit", reason: "an exit layer was given: self-speculation with the target's first layers" };
+  }
+  if (available.has("prompt-lookup")) {
+    return { method: "prompt-lookup", reason: "no draft model or heads: prompt lookup needs nothing extra and costs almost nothing when it misses" };
+  }
+  return { method: "baseline", reason: "no speculative method is available for this model" };
+}
+
+export class SpecEngine {
+  readonly store: ModelStore;
+
+  constructor(opts: ModelStoreOptions & { store?: ModelStore } = {}) {
+    this.store = opts.store ?? new ModelStore(opts);
+  }
+
+  /** Turn prompt / promptIds / messages into token ids. */
+  encodePrompt(target: LoadedModel, req: Pick<GenerateRequest, "prompt" | "promptIds" | "messages">): number[] {
+    const given = [req.prompt !== undefined, req.promptIds !== undefined, req.messages !== undefined].filter(Boolean).length;
+    if (given !== 1) throw new InvalidOptionError("Give exactly one of prompt, promptIds or messages.");
+    if (req.promptIds) return [...req.promptIds];
+    const tok = target.tokenizer;
+    if (!tok) {
+      throw new TokenizerError(
+        `${target.lm.info.dir} has no tokenizer.json, so text prompts cannot be encoded. Add the tokenizer files ` +
+          `from the model repository, or pass token ids (--prompt-ids / promptIds).`,
+      );
+    }
+    if (req.messages) {
+      if (req.messages.length === 0) throw new InvalidOptionError("messages is empty; give at least one {role, content}.");
+      const text = tok.applyChatTemplate(req.messages, { addGenerationPrompt: true });
+      return tok.encode(text, { addSpecialTokens: false });
+    }
+    return tok.encode(req.prompt!, { addSpecialTokens: true });
+  }
+
+  async generate(req: GenerateRequest): Promise<GenerateResponse> {
+    const target = await this.store.load(req.model);
+    let method: MethodName;
+    let methodReason = "requested";
+    if (!req.method || req.method === "auto") {
+      if (req.method === "auto") {
+        const auto = chooseAutoMethod(req);
+        method = auto.method;
+        methodReason = auto.reason;
+      } else method = "baseline";
+    } else method = req.method;
+    const def = getMethod(method);
+    const options = req.methodOptions ?? {};
+    const extra = def.loadResources
+      ? await def.loadResources({ store: this.store, target, draft: req.draft, heads: req.heads, options })
+      : {};
+    const resources: MethodResources = { target: target.lm, draft: extra.draft, heads: extra.heads };
+    const why = def.unavailableReason(resources);
+    if (why) throw new InvalidOptionError(`Method "${method}" cannot run: ${why}`);
+
+    const promptIds = this.encodePrompt(target, req);
+    const maxNewTokens = req.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
+    const tok = target.tokenizer;
+    const eosIds = [...new Set([...target.lm.info.eosIds, ...(tok?.eosIds ?? [])])];
+    const vocab = target.lm.info.vocabSize;
+    const vocabLimit = tok && vocab !== undefined && tok.vocabSize < vocab ? tok.vocabSize : undefined;
+    const stream = tok ? new StreamDecoder(tok, { skipSpecialTokens: true }) : undefined;
+    const stops = req.stop && req.stop.length > 0 ? new StopMatcher(req.stop) : undefined;
+    let text = "";
+    let stoppedByString = false;
+    const lockModels = [target, ...(extra.loaded ?? [])];
+    let produced = 0;
+    const result = await this.store.withModels(lockModels, async () => {
+      const proposer = def.create(resources, options);
+      return generateTokens({
+        target: target.lm,
+        promptIds,
+        maxNewTokens,
+        sampling: req.sampling,
+        proposer,
+        eosIds,
+        vocabLimit,
+        signal: req.signal,
+        onTokens: (ids) => {
+          produced += ids.length;
+          req.onProgress?.(produced, maxNewTokens);
+          if (!stream) return;
+          let chunk = stream.push(ids.filter((t) => !eosIds.includes(t)));
+          if (stops) {
+            const r = stops.push(chunk);
+            chunk = r.emit;
+            if (r.stopped) stoppedByString = true;
+          }
+          if (chunk) {
+            text += chunk;
+            req.onText?.(chunk);
+          }
+          if (stoppedByString) return false;
+        },
+      });
+    });
+    if (stream && !stoppedByString) {
+      let tail = stream.flush();
+      if (stops) {
+        const r = stops.push(tail);
+        tail = r.emit + (r.stopped ? "" : stops.flush());
+        if (r.stopped) stoppedByString = true;
+      }
+      if (tail) {
+        text += tail;
+        req.onText?.(tail);
+      }
+    }
+    return {
+      text,
+      tokens: result.tokens,
+      promptTokens: promptIds.length,
+      finishReason: stoppedByString ? "stop" : result.finishReason,
+      method,
+      methodReason,
+      stats: result.stats,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.store.dispose();
+  }
+}

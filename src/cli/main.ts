@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+/**
+ * spec-decode: the command-line entry point. One file per command; this file only dispatches.
+ * Errors print to stderr with a message that says what to do, and the exit code is non-zero.
+ */
+import { SpecDecodeError, errorMessage } from "../errors.js";
+
+type Command = { summary: string; run: (argv: string[]) => Promise<number> };
+
+const COMMANDS: Record<string, Command> = {
+  generate: { summary: "generate text with any method (streams; --json for one object with stats)", run: async (a) => (await import("./generate.js")).generateCommand(a) },
+  fixture: { summary: "write a tiny random checkpoint + tokenizer and build it to ONNX (tests, demos)", run: async (a) => (await import("./fixture.js")).fixtureCommand(a) },
+  build: { summary: "convert a safetensors checkpoint (config.json + model.safetensors) to ONNX", run: async (a) => (await import("./build.js")).buildCommand(a) },
+  info: { summary: "describe a model directory: interface, context, which methods it supports", run: async (a) => (await import("./info.js")).infoCommand(a) },
+  serve: { summary: "run the MCP server (stdio by default, --http for Streamable HTTP)", run: async (a) => (await import("./serve.js")).serveCommand(a) },
+  demo: { summary: "the `npm start` job: build the embedded demo model and compare methods", run: async (a) => (await import("./demo.js")).demoCommand(a) },
+};
+
+/** Commands contributed by other modules register here (one line each). */
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    "Usage: spec-decode <command> [options]   (spec-decode <command> --help for its options)",
+    "",
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    console.log(usage());
+    return cmd ? 0 : 1;
+  }
+  const command = COMMANDS[cmd];
+  if (!command) {
+    process.stderr.write(`spec-decode: unknown command "${cmd}".\n\n${usage()}\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    const prefix = err instanceof SpecDecodeError ? `error (${err.code})` : "error";
+    process.stderr.write(`spec-decode ${cmd}: ${prefix}: ${errorMessage(err)}\n`);
+    if (!(err instanceof SpecDecodeError) && process.env.SPEC_DECODE_DEBUG) console.error(err);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`spec-decode: ${errorMessage(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,83 @@
+/** `spec-decode serve`: the MCP server, over stdio (default) or Streamable HTTP (`--http`). */
+import { DEVICES, type Device } from "../engine/session.js";
+import { InvalidOptionError } from "../errors.js";
+import { stderrLogger, type LogLevel } from "../mcp/context.js";
+import { DEFAULT_HTTP_PORT, TOKEN_ENV } from "../mcp/http.js";
+import { MODEL_ROOTS_ENV, ModelRoots, configuredModelRoots } from "../mcp/roots.js";
+import { intOpt, numOpt, parse } from "./args.js";
+
+export const SERVE_USAGE = `Usage: spec-decode serve [--model-root DIR]... [--device cpu|webgpu|cuda] [--threads N] [--max-memory GIB]
+  [--http [--host 127.0.0.1] [--port ${DEFAULT_HTTP_PORT}] [--token SECRET] [--allow-origin URL]... [--allowed-host NAME]...]
+  [--log-level debug|info|warn|error]
+Runs the MCP server on stdio (for Claude Code: claude mcp add speculative-decoding -- spec-decode serve),
+or on Streamable HTTP at http://HOST:PORT/mcp with --http. Models are read only inside the model roots
+(--model-root, repeatable, or ${MODEL_ROOTS_ENV}; default ~/.cache/speculative-decoding and the Hugging Face
+cache). Binding --host beyond loopback needs --token (or ${TOKEN_ENV}).`;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(
+    argv,
+    {
+      "model-root": { type: "string", multiple: true },
+      device: { type: "string" },
+      threads: { type: "string" },
+      "max-memory": { type: "string" },
+      http: { type: "boolean", default: false },
+      host: { type: "string" },
+      port: { type: "string" },
+      token: { type: "string" },
+      "allow-origin": { type: "string", multiple: true },
+      "allowed-host": { type: "string", multiple: true },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    SERVE_USAGE,
+  );
+  if (v.help) {
+    process.stderr.write(`${SERVE_USAGE}\n`);
+    return 0;
+  }
+  const device = v.device as string | undefined;
+  if (device !== undefined && !(DEVICES as readonly string[]).includes(device)) {
+    throw new InvalidOptionError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
+  }
+  const level = (v["log-level"] as string | undefined) ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(level)) throw new InvalidOptionError(`--log-level must be debug, info, warn or error.`);
+  const maxMemGiB = numOpt(v["max-memory"], "max-memory") ?? (process.env.SPEC_DECODE_MAX_MEMORY ? numOpt(process.env.SPEC_DECODE_MAX_MEMORY, "SPEC_DECODE_MAX_MEMORY") : undefined);
+  if (maxMemGiB !== undefined && !(maxMemGiB > 0)) throw new InvalidOptionError("--max-memory must be a positive number of GiB.");
+  const common = {
+    roots: new ModelRoots(configuredModelRoots((v["model-root"] as string[] | undefined) ?? [])),
+    storeOptions: {
+      device: device as Device | undefined,
+      threads: intOpt(v.threads, "threads", 1),
+      maxBytes: maxMemGiB !== undefined ? Math.round(maxMemGiB * 1024 ** 3) : undefined,
+    },
+    logger: stderrLogger(level as LogLevel),
+  };
+  if (!v.http) {
+    if (v.host || v.port || v.token) throw new InvalidOptionError("--host, --port and --token apply to --http only.");
+    const { runStdio } = await import("../mcp/stdio.js");
+    await runStdio(common);
+    await new Promise<void>(() => {}); // runs until stdin closes (runStdio exits the process)
+    return 0;
+  }
+  const { startHttpServer } = await import("../mcp/http.js");
+  const server = await startHttpServer({
+    ...common,
+    host: v.host as string | undefined,
+    port: intOpt(v.port, "port", 0, 65535),
+    token: v.token as string | undefined,
+    allowedOrigins: v["allow-origin"] as string[] | undefined,
+    allowedHosts: v["allowed-host"] as string[] | undefined,
+  });
+  // Tests and scripts read this line to find an ephemeral port.
+  process.stderr.write(`spec-decode serve: listening on ${server.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      server.close().finally(resolve);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  return 0;
+}

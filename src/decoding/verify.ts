@@ -1,0 +1,182 @@
+/**
+ * Verification: one target forward over [cur, ...candidates, ...aux], then the acceptance rule,
+ * then the cache keeps only cur + the accepted path.
+ *
+ * Acceptance rules (shared/design notes, "Exactness"):
+ *  - greedy: follow the child whose token equals the target's argmax; the first miss is the bonus.
+ *  - sampling with draft probabilities (chain): accept x with prob min(1, p(x)/q(x)); on rejection
+ *    sample the bonus from norm(max(0, p - q)); if all pass, sample the bonus from p.
+ *  - sampling without them (n-grams, lookahead, Medusa): sample y ~ p at each node and follow the
+ *    child whose token is y; the first y without a child is the bonus. Distribution-preserving.
+ * p is always the processed target distribution (temperature, top-k/p, min-p, penalties) with the
+ * history up to that node, exactly as plain sampling would compute it.
+ */
+import { InvalidOptionError } from "../errors.js";
+import { argmax, residualDistribution, sampleFrom, toProbabilities } from "../sampling/index.js";
+import type { DecodeContext, Proposal, RoundResult } from "./proposer.js";
+
+/** Depth of each node (1 for children of cur). Throws when parents are not topologically ordered. */
+export function nodeDepths(proposal: Proposal): number[] {
+  const n = proposal.tokens.length;
+  const depth = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const p = proposal.parents ? proposal.parents[i]! : i - 1;
+    if (p >= i || p < -1) throw new InvalidOptionError(`proposal node ${i} has parent ${p}; parents must come first.`);
+    depth[i] = p === -1 ? 1 : depth[p]! + 1;
+  }
+  return depth;
+}
+
+function isChain(proposal: Proposal): boolean {
+  return !proposal.parents || proposal.parents.every((p, i) => p === i - 1);
+}
+
+/**
+ * Build the tree attention mask, row-major [T, past + T] for T = 1 + n + aux, and the positions.
+ * Exported for tests.
+ */
+export function buildTreeInputs(past: number, proposal: Proposal): { mask: Uint8Array; positions: number[] } {
+  const n = proposal.tokens.length;
+  const aux = proposal.aux;
+  const a = aux ? aux.tokens.length : 0;
+  const T = 1 + n + a;
+  const total = past + T;
+  const mask = new Uint8Array(T * total);
+  const positions = new Array<number>(T);
+  const depth = nodeDepths(proposal);
+  // Every new token sees the whole past.
+  for (let t = 0; t < T; t++) mask.fill(1, t * total, t * total + past);
+  mask[past] = 1; // cur sees itself
+  positions[0] = past;
+  for (let i = 0; i < n; i++) {
+    const row = (1 + i) * total + past;
+    mask[row] = 1; // cur
+    let node = i;
+    while (node !== -1) {
+      mask[row + 1 + node] = 1;
+      node = proposal.parents ? proposal.parents[node]! : node - 1;
+    }
+    positions[1 + i] = past + depth[i]!;
+  }
+  for (let j = 0; j < a; j++) {
+    const row = (1 + n + j) * total + past;
+    for (const k of aux!.attends[j]!) {
+      if (k < 0 || k >= T) throw new InvalidOptionError(`aux token ${j} attends to index ${k}, outside 0..${T - 1}.`);
+      mask[row + k] = 1;
+    }
+    mask[row + 1 + n + j] = 1;
+    positions[1 + n + j] = past + aux!.positions[j]!;
+  }
+  return { mask, positions };
+}
+
+export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promise<RoundResult> {
+  const { target, cache } = ctx;
+  const start = cache.length;
+  const cur = ctx.tokens[ctx.tokens.length - 1]!;
+  const n = proposal.tokens.length;
+  const chain = isChain(proposal);
+  const plain = chain && !proposal.aux;
+  const inputs = [cur, ...proposal.tokens, ...(proposal.aux?.tokens ?? [])];
+  let tree: { mask: Uint8Array; positions: number[] } | undefined;
+  if (!plain) {
+    if (!target.info.hasTreeMask) {
+      throw new InvalidOptionError(
+        `${target.label} has no tree_attention_mask input; this proposal needs tree verification. ` +
+          `Rebuild the model with \`spec-decode build\` or use a chain method.`,
+      );
+    }
+    tree = buildTreeInputs(start, proposal);
+  }
+  const t0 = performance.now();
+  const output = await target.forward(cache, inputs, {
+    positions: tree?.positions,
+    treeMask: tree?.mask,
+    hidden: proposal.wantHidden,
+  });
+  ctx.stats.targetMs += performance.now() - t0;
+  if (n > 0) {
+    ctx.stats.verification = plain
+      ? target.info.multiTokenWithPast === false
+        ? "token-by-token"
+        : "chain"
+      : "tree";
+  }
+
+  // children lists
+  const children: number[][] = Array.from({ length: n + 1 }, () => []); // index 0 = cur
+  for (let i = 0; i < n; i++) {
+    const p = proposal.parents ? proposal.parents[i]! : i - 1;
+    children[p + 1]!.push(i);
+  }
+
+  const V = output.vocab;
+  const rowOf = (node: number) => output.logits.subarray((node + 1) * V, (node + 2) * V);
+  const penalty = ctx.sampling.repetitionPenalty !== undefined && ctx.sampling.repetitionPenalty !== 1;
+  const history = penalty ? ctx.tokens.slice() : undefined;
+  const path: number[] = [];
+  const acceptedTokens: number[] = [];
+  let node = -1;
+  let bonus: number;
+  for (;;) {
+    const row = rowOf(node);
+    const kids = children[node + 1]!;
+    if (ctx.greedy) {
+      const t = argmax(row, ctx.vocabLimit);
+      const next = kids.find((c) => proposal.tokens[c] === t);
+      if (next === undefined) {
+        bonus = t;
+        break;
+      }
+      node = next;
+    } else {
+      const p = toProbabilities(row, ctx.sampling, history, ctx.vocabLimit);
+      if (proposal.draftProbs && kids.length > 0) {
+        const c = kids[0]!;
+        const x = proposal.tokens[c]!;
+        const q = proposal.draftProbs[c]!;
+        const qx = q[x]!;
+        const px = p[x]!;
+        if (qx > 0 && ctx.rng.next() * qx < px) {
+          node = c;
+        } else {
+          bonus = sampleFrom(residualDistribution(p, q), ctx.rng);
+          break;
+        }
+      } else {
+        const y = sampleFrom(p, ctx.rng);
+        const next = kids.find((c) => proposal.tokens[c] === y);
+        if (next === undefined) {
+          bonus = y;
+          break;
+        }
+        node = next;
+      }
+    }
+    path.push(node);
+    acceptedTokens.push(proposal.tokens[node]!);
+    history?.push(proposal.tokens[node]!);
+  }
+
+  // Keep cur + the accepted path in the cache; drop the rest (other branches, aux tokens).
+  if (plain) cache.crop(start + 1 + path.length);
+  else cache.gather(start, [0, ...path.map((i) => i + 1)]);
+
+  return { proposal, path, acceptedTokens, bonus, output, start };
+}
+
+/** How many proposed positions were on offer along the path the target took (for stats). */
+export function offeredAlongPath(proposal: Proposal, path: number[]): number {
+  if (proposal.tokens.length === 0) return 0;
+  if (isChain(proposal)) return proposal.tokens.length;
+  // Tree: the deepest depth reachable below the last accepted node, measured from the root.
+  const depth = nodeDepths(proposal);
+  const last = path.length > 0 ? path[path.length - 1]! : -1;
+  let maxBelow = path.length;
+  for (let i = 0; i < proposal.tokens.length; i++) {
+    let a = i;
+    while (a !== -1 && a !== last) a = proposal.parents ? proposal.parents[a]! : a - 1;
+    if (a === last) maxBelow = Math.max(maxBelow, depth[i]!);
+  }
+  return maxBelow;
+}

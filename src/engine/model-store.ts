@@ -1,0 +1,189 @@
+/**
+ * Loaded models, cached by (directory, file, device, threads), with their tokenizers.
+ * Shared by the CLI, the library API and the MCP server. Calls that use the same model are
+ * serialized with a per-model lock (an onnxruntime session is not re-entrant for our KV handling,
+ * and two generations would only fight over the same cores).
+ */
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { ModelLoadError } from "../errors.js";
+import { TextTokenizer } from "../text/index.js";
+import { CausalLM } from "./causal-lm.js";
+import type { Device } from "./session.js";
+
+export interface LoadedModel {
+  key: string;
+  lm: CausalLM;
+  tokenizer?: TextTokenizer;
+  loadedAt: number;
+  lastUsed: number;
+  /** Approximate bytes (file sizes of the ONNX graph and its external data). */
+  bytes: number;
+}
+
+export interface ModelStoreOptions {
+  device?: Device;
+  threads?: number;
+  /** Unload least-recently-used models beyond this many bytes (default 8 GiB). */
+  maxBytes?: number;
+}
+
+export class ModelStore {
+  readonly device: Device;
+  readonly threads?: number;
+  readonly maxBytes: number;
+  private readonly models = new Map<string, Promise<LoadedModel>>();
+  private readonly locks = new Map<string, Promise<void>>();
+
+  constructor(opts: ModelStoreOptions = {}) {
+    this.device = opts.device ?? "cpu";
+    this.threads = opts.threads;
+    this.maxBytes = opts.maxBytes ?? 8 * 1024 ** 3;
+  }
+
+  private keyOf(dir: string, file?: string, device?: Device, threads?: number): string {
+    return JSON.stringify([resolve(dir), file ? resolve(file) : "", device ?? this.device, threads ?? this.threads ?? 0]);
+  }
+
+  /** Load (or reuse) a model. `file` picks a specific ONNX file in the directory (e.g. an early-exit draft). */
+  async load(dir: string, opts: { file?: string; variant?: string; device?: Device; threads?: number } = {}): Promise<LoadedModel> {
+    const key = this.keyOf(dir, opts.file ?? opts.variant, opts.device, opts.threads);
+    let p = this.models.get(key);
+    if (!p && opts.device === undefined && opts.threads === undefined) {
+      // No device/threads asked for: reuse the same file already loaded with explicit settings
+      // (e.g. by the MCP tool load_model), instead of loading a second copy with the defaults.
+      const [d, f] = JSON.parse(key) as [string, string];
+      for (const [k, q] of this.models) {
+        const [kd, kf] = JSON.parse(k) as [string, string];
+        if (kd === d && kf === f) {
+          p = q;
+          break;
+        }
+      }
+    }
+    if (!p) {
+      p = (async () => {
+        const lm = await CausalLM.load(dir, {
+          file: opts.file,
+          variant: opts.variant,
+          device: opts.device ?? this.device,
+          threads: opts.threads ?? this.threads,
+        });
+        const tokenizer = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(lm.info.dir) : undefined;
+        const now = Date.now();
+        return { key, lm, tokenizer, loadedAt: now, lastUsed: now, bytes: fileBytes(lm.info.file) };
+      })();
+      this.models.set(key, p);
+      p.catch(() => this.models.delete(key));
+    }
+    const m = await p;
+    m.lastUsed = Date.now();
+    await this.evict(m.key);
+    return m;
+  }
+
+  /** Memory bound and what is loaded (for status reports). */
+  async usage(): Promise<{ usedBytes: number; maxBytes: number; models: (LoadedModel & { dir: string; device: string; threads: number | null })[] }> {
+    const all = await this.loaded();
+    return {
+      usedBytes: all.reduce((s, m) => s + m.bytes, 0),
+      maxBytes: this.maxBytes,
+      models: all.map((m) => {
+        const [dir, , device, threads] = JSON.parse(m.key) as [string, string, string, number];
+        return { ...m, dir, device, threads: threads || null };
+      }),
+    };
+  }
+
+  async loaded(): Promise<LoadedModel[]> {
+    const settled = await Promise.allSettled([...this.models.values()]);
+    return settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  }
+
+  /** Unload every model loaded from `dir` (any file/device). Returns how many were unloaded. */
+  async unload(dir: string): Promise<number> {
+    const d = resolve(dir);
+    let n = 0;
+    for (const [key, p] of [...this.models]) {
+      if ((JSON.parse(key) as string[])[0] !== d) continue;
+      this.models.delete(key);
+      await this.withLock(key, async () => {
+        try {
+          await (await p).lm.dispose();
+        } catch {
+          /* a failed load has nothing to free */
+        }
+      });
+      n++;
+    }
+    return n;
+  }
+
+  async dispose(): Promise<void> {
+    const all = await this.loaded();
+    this.models.clear();
+    await Promise.all(all.map((m) => m.lm.dispose()));
+  }
+
+  /** Run `fn` while holding the locks of the given models (in a fixed order, so no deadlock). */
+  async withModels<T>(models: LoadedModel[], fn: () => Promise<T>): Promise<T> {
+    const keys = [...new Set(models.map((m) => m.key))].sort();
+    const run = async (i: number): Promise<T> => (i === keys.length ? fn() : this.withLock(keys[i]!, () => run(i + 1)));
+    return run(0);
+  }
+
+  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = prev.then(() => mine);
+    this.locks.set(key, chained);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.locks.get(key) === chained) this.locks.delete(key);
+    }
+  }
+
+  private async evict(keep: string): Promise<void> {
+    const all = await this.loaded();
+    let total = all.reduce((s, m) => s + m.bytes, 0);
+    if (total <= this.maxBytes) return;
+    for (const m of all.sort((a, b) => a.lastUsed - b.lastUsed)) {
+      if (total <= this.maxBytes) break;
+      if (m.key === keep) continue;
+      this.models.delete(m.key);
+      await this.withLock(m.key, () => m.lm.dispose());
+      total -= m.bytes;
+    }
+  }
+}
+
+function fileBytes(file: string): number {
+  let total = 0;
+  try {
+    total += statSync(file).size;
+    const dir = dirname(file);
+    const base = file.slice(dir.length + 1);
+    for (const f of readdirSync(dir)) {
+      if (f !== base && f.startsWith(base) && (f.endsWith("_data") || f.endsWith(".data"))) total += statSync(join(dir, f)).size;
+    }
+  } catch {
+    /* size is advisory */
+  }
+  return total;
+}
+
+/** Early-exit draft graphs are written beside the model file as early_exit_{m}.onnx. */
+export function earlyExitFile(lm: CausalLM, exitLayer: number): string {
+  const file = join(dirname(lm.info.file), `early_exit_${exitLayer}.onnx`);
+  if (!existsSync(file)) {
+    throw new ModelLoadError(
+      `No early-exit draft with ${exitLayer} layers for ${lm.info.dir} (looked for ${file}). Build it with ` +
+        `\`spec-decode build --model ${lm.info.dir} --early-exit ${exitLayer}\` (needs the safetensors checkpoint).`,
+    );
+  }
+  return file;
+}

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import onnxProto from "onnx-proto";
 import { BuildError } from "../errors.js";
-import { f32ArrayToBf16, f32ArrayToF16 } from "./half.js";
+import { f32ArrayToBf16, f32ArrayToF16 } from "../util/half.js";
 
 const { onnx } = onnxProto;
 

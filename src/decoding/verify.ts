@@ -12,7 +12,7 @@
  * history up to that node, exactly as plain sampling would compute it.
  */
 import { InvalidOptionError } from "../errors.js";
-import { argmax, residualDistribution, sampleFrom, toProbabilities } from "../sampling/index.js";
+import { greedyToken, residualDistribution, sampleFrom, toProbabilities } from "../sampling/index.js";
 import type { DecodeContext, Proposal, RoundResult } from "./proposer.js";
 
 /** Depth of each node (1 for children of cur). Throws when parents are not topologically ordered. */
@@ -122,7 +122,7 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
     const row = rowOf(node);
     const kids = children[node + 1]!;
     if (ctx.greedy) {
-      const t = argmax(row, ctx.vocabLimit);
+      const t = greedyToken(row, ctx.sampling, history, ctx.vocabLimit);
       const next = kids.find((c) => proposal.tokens[c] === t);
       if (next === undefined) {
         bonus = t;

@@ -6,7 +6,7 @@
 import { basename } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ContextLengthError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
-import { halfToFloat32 } from "./fp16.js";
+import { f16ArrayToF32 } from "../util/half.js";
 import { KVCache } from "./kv-cache.js";
 import { inspectModelDir, layerName, type ModelDirInfo } from "./model-dir.js";
 import { createSession, describeSession, type Device, type SessionInterface } from "./session.js";
@@ -275,7 +275,7 @@ export class CausalLM {
       const dims = lt.dims;
       vocab = dims[dims.length - 1]!;
       const n = dims.length === 3 ? dims[1]! : 1;
-      const data = lt.type === "float16" ? halfToFloat32(lt.data as Uint16Array) : (lt.data as Float32Array);
+      const data = lt.type === "float16" ? f16ArrayToF32(lt.data as Uint16Array) : (lt.data as Float32Array);
       if (want === "last" || n !== T) {
         logits = data.slice((n - 1) * vocab, n * vocab);
         rows = 1;
@@ -289,7 +289,7 @@ export class CausalLM {
     if (opts.hidden) {
       const ht = out.hidden_states!;
       hiddenSize = ht.dims[ht.dims.length - 1]!;
-      hidden = ht.type === "float16" ? halfToFloat32(ht.data as Uint16Array) : (ht.data as Float32Array);
+      hidden = ht.type === "float16" ? f16ArrayToF32(ht.data as Uint16Array) : (ht.data as Float32Array);
     }
     return { logits, rows, vocab, hidden, hiddenSize };
   }

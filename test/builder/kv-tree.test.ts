@@ -4,7 +4,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildDecoderOnnx, makeFixture, openSafetensorsDir, type DecoderConfig } from "../../src/builder/index.js";
-import { f16ArrayToF32 } from "../../src/builder/half.js";
+import { f16ArrayToF32 } from "../../src/util/half.js";
 import { argmax, relErr, run } from "./helpers.js";
 
 const root = mkdtempSync(join(tmpdir(), "sd-kvtree-"));

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { GraphBuilder, attr } from "../../src/builder/onnx-graph.js";
-import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits } from "../../src/builder/half.js";
+import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits } from "../../src/util/half.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sd-graph-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

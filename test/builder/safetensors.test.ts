@@ -16,7 +16,7 @@ import {
   MemoryWeights,
   makeFixture,
 } from "../../src/builder/index.js";
-import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../../src/builder/half.js";
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../../src/util/half.js";
 import { BuildError } from "../../src/errors.js";
 
 const root = mkdtempSync(join(tmpdir(), "sd-st-"));

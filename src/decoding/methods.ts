@@ -6,6 +6,8 @@ import type { CausalLM } from "../engine/causal-lm.js";
 import type { LoadedModel, ModelStore } from "../engine/model-store.js";
 import { InvalidOptionError } from "../errors.js";
 import { createBaselineProposer } from "./baseline.js";
+import { promptLookupMethod } from "./prompt-lookup.js";
+import { lookaheadMethod } from "./lookahead.js";
 import type { Proposer } from "./proposer.js";
 
 export const METHOD_NAMES = ["baseline", "draft", "early-exit", "prompt-lookup", "lookahead", "medusa"] as const;
@@ -80,7 +82,11 @@ const baseline: MethodDefinition = {
   create: () => createBaselineProposer(),
 };
 
-const METHOD_LIST: MethodDefinition[] = [baseline];
+const METHOD_LIST: MethodDefinition[] = [
+  baseline,
+  promptLookupMethod,
+  lookaheadMethod,
+];
 
 export function registeredMethods(): MethodDefinition[] {
   return [...METHOD_LIST];

@@ -1,0 +1,610 @@
+/**
+ * Measuring speedups: the library functions behind the MCP tools `measure_speedup` and
+ * `tune_draft_k` (and meant to be behind `spec-decode bench` / `spec-decode tune` too, so that the
+ * CLI and the MCP server report the same numbers; extend these rather than writing new loops).
+ *
+ * Protocol (`runArms`, shared by both):
+ *  - An "arm" is one configuration: a method plus its options (e.g. draft with K=4). Baseline is
+ *    always an arm: every speedup is relative to plain decoding measured in the same run.
+ *  - Warm-up: each arm runs once on the first prompt before anything is measured (session
+ *    allocation, lazy probes, caches), unless `warmup: false`.
+ *  - Interleaved: for each prompt, for each repeat, every arm runs in turn (the order rotates from
+ *    one repeat to the next), so slow drifts of a noisy machine hit all arms alike.
+ *  - Tokens/s is decode tokens per decode second (prefill excluded); per arm we report the median.
+ *  - Speedup: for each (prompt, repeat) the ratio arm tokens/s / baseline tokens/s of that same
+ *    repeat; the speedup is the geometric mean of these ratios with a t-based 95% confidence
+ *    interval on their logarithms (statistics.ts).
+ *  - Acceptance: pooled over all runs (accepted / drafted); mean accepted length = new tokens /
+ *    target forwards (bonus token included); per-position acceptance pooled with weights that
+ *    approximate how often each position was reached.
+ *  - Greedy check: with greedy sampling, every run's tokens are compared with the baseline's on
+ *    the same prompt; speculative decoding must not change a single token.
+ *  - Ideal speedup (Leviathan et al.) per arm: E / (1 + draft ms per round / T), where E is the
+ *    measured mean accepted length (= 1 + a1 + a1*a2 + ... from the measured per-position
+ *    acceptance, bonus included) and T the baseline's target ms per forward in the same run.
+ *    It charges drafting but assumes verifying K+1 tokens costs one plain forward and that nothing
+ *    happens between forwards; efficiency = measured speedup / ideal shows what those cost.
+ *  - Time outside onnxruntime: decode time minus the time inside session.run (target and draft),
+ *    per token and as a share of decode time.
+ *  - Peak memory: the process's resident set size, sampled every 20 ms during each run (it includes
+ *    every model loaded so far, so it differs between arms only by what an arm loads first).
+ *  - `skipUnavailable`: an arm whose warm-up fails (method not in this build, no draft, no early
+ *    exit graph...) is dropped and reported in `skipped` with the reason, instead of failing the run.
+ */
+import { SpecEngine, type ChatMessage } from "../api.js";
+import { K_MAX, K_MIN, resolveControllerOptions } from "../decoding/controllers.js";
+import { registeredMethods, type MethodName, type MethodOptions } from "../decoding/methods.js";
+import type { GenerationStats } from "../decoding/stats.js";
+import { CancelledError, InvalidOptionError } from "../errors.js";
+import { isGreedy, type SamplingOptions } from "../sampling/index.js";
+import { alphaFromAcceptedLength, bestPredictedK, expectedAcceptedLength, predictedSpeedup } from "./ideal.js";
+import { peerSettings, type Controller, type PeerSettings } from "./peers.js";
+import { median, round4, summarizeRatios, type RatioSummary } from "./statistics.js";
+import type { BenchPrompt } from "./workload.js";
+
+/** One configuration to measure. */
+export interface ArmSpec {
+  /** Unique name in reports (default: the method name). */
+  label?: string;
+  method: MethodName;
+  methodOptions?: MethodOptions;
+}
+
+export interface BenchProgress {
+  /** Runs finished (warm-ups included). */
+  done: number;
+  total: number;
+  message: string;
+}
+
+export interface BenchCommon {
+  engine: SpecEngine;
+  /** Target model directory. */
+  model: string;
+  draft?: string;
+  heads?: string;
+  /** Prompts: strings, or {prompt | messages | promptIds}. */
+  prompts: (string | Partial<BenchPrompt>)[];
+  maxNewTokens: number;
+  /** Measured runs per prompt and arm (default 3). */
+  repeats?: number;
+  sampling?: SamplingOptions;
+  /** One warm-up run per arm before measuring (default true). */
+  warmup?: boolean;
+  /** Drop arms whose warm-up run fails and report why in `skipped` (needs warm-up; default false). */
+  skipUnavailable?: boolean;
+  onProgress?: (p: BenchProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface MeasureSpeedupRequest extends BenchCommon {
+  /** Methods (or arms) to compare with baseline; baseline is added when missing. */
+  methods: (MethodName | ArmSpec)[];
+}
+
+export interface ArmSummary {
+  label: string;
+  method: MethodName;
+  methodOptions: MethodOptions;
+  runs: number;
+  medianTokensPerSecond: number;
+  /** Over baseline, same prompts and repeats (baseline: 1). */
+  speedup: RatioSummary;
+  acceptanceRate: number;
+  meanAcceptedLength: number;
+  perPositionAcceptance: number[];
+  /** Mean proposed tokens per target forward. */
+  meanDrafted: number;
+  /** Drafting time per generated token, ms. */
+  draftMsPerToken: number;
+  /** Target (verification) time per target forward, ms. */
+  targetMsPerForward: number;
+  newTokens: number;
+  targetForwards: number;
+  /** Greedy runs only: every run's tokens equal the baseline's; null when sampling. */
+  greedyIdentical: boolean | null;
+  /** Prompt ids whose outputs differed from the baseline (greedy). */
+  mismatches: string[];
+  perPrompt: { id: string; category: string; medianTokensPerSecond: number; speedup: number }[];
+  /** Verification modes seen, and the methods' notes. */
+  verification: string[];
+  notes: string[];
+  /** Decode ms per generated token, pooled (decode time / new tokens). */
+  decodeMsPerToken: number;
+  /** Of which inside onnxruntime's session.run (target and draft models). */
+  onnxRuntimeMsPerToken: number;
+  /** Of which outside onnxruntime (sampling, KV crops, tensor marshalling, JS glue). */
+  overheadMsPerToken: number;
+  /** overheadMs / decodeMs. */
+  overheadShare: number;
+  /** Draft ms per drafted token / baseline target ms per forward (Leviathan's c); 0 when nothing was drafted. */
+  draftCostRatio: number;
+  /** E / (1 + draft ms per round / baseline target ms per forward); 1 for baseline. See the file comment. */
+  idealSpeedup: number;
+  /** speedup.mean / idealSpeedup. */
+  efficiency: number;
+  /** Highest resident set size sampled during this arm's runs, bytes. */
+  peakRssBytes: number;
+}
+
+export interface SkippedArm {
+  label: string;
+  method: MethodName;
+  reason: string;
+}
+
+export interface MeasureSpeedupResult {
+  model: string;
+  prompts: number;
+  repeats: number;
+  maxNewTokens: number;
+  greedy: boolean;
+  baseline: ArmSummary;
+  /** The other arms, in the order asked. */
+  arms: ArmSummary[];
+  /** Arms dropped because their warm-up failed (skipUnavailable). */
+  skipped: SkippedArm[];
+  /** Process-wide peak resident set size (getrusage maxRSS), bytes. */
+  maxRssBytes: number;
+  elapsedMs: number;
+}
+
+interface Run {
+  arm: number;
+  prompt: number;
+  repeat: number;
+  tokens: number[];
+  stats: GenerationStats;
+  peakRss: number;
+}
+
+function normalizePrompts(prompts: (string | Partial<BenchPrompt>)[]): BenchPrompt[] {
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidOptionError("Give at least one prompt (or use the built-in workload).");
+  return prompts.map((p, i) => {
+    const id = `prompt-${i + 1}`;
+    if (typeof p === "string") return { id, category: "custom", prompt: p };
+    const given = [p.prompt, p.messages, p.promptIds].filter((x) => x !== undefined).length;
+    if (given !== 1) throw new InvalidOptionError(`Prompt ${i + 1}: give exactly one of prompt, messages or promptIds.`);
+    return { id: p.id ?? id, category: p.category ?? "custom", prompt: p.prompt, messages: p.messages as ChatMessage[] | undefined, promptIds: p.promptIds };
+  });
+}
+
+function armLabel(a: ArmSpec): string {
+  return a.label ?? a.method;
+}
+
+/** Throws a clear error when a method is not registered in this build. */
+export function assertMethodsAvailable(methods: MethodName[]): void {
+  const available = registeredMethods().map((m) => m.name);
+  for (const m of methods) {
+    if (!available.includes(m)) {
+      throw new InvalidOptionError(`Method "${m}" is not available in this build (available: ${available.join(", ")}). Pick one of those.`);
+    }
+  }
+}
+
+/** Run every arm on every prompt (interleaved, after warm-up) and summarize. See the file comment. */
+export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<MeasureSpeedupResult> {
+  const t0 = performance.now();
+  const prompts = normalizePrompts(req.prompts);
+  const repeats = req.repeats ?? 3;
+  if (!Number.isInteger(repeats) || repeats < 1) throw new InvalidOptionError(`repeats must be an integer >= 1 (got ${repeats}).`);
+  if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1) {
+    throw new InvalidOptionError(`maxNewTokens must be an integer >= 1 (got ${req.maxNewTokens}).`);
+  }
+  // The reference arm: plain baseline labelled "baseline" (added when missing). Other baseline arms
+  // (with another label) are measured like any method, which gives an A/A noise check.
+  const isRef = (a: ArmSpec) => a.method === "baseline" && armLabel(a) === "baseline";
+  let arms: ArmSpec[] = req.arms.some(isRef) ? [...req.arms] : [{ method: "baseline" }, ...req.arms];
+  let labels = arms.map(armLabel);
+  const dup = labels.find((l, i) => labels.indexOf(l) !== i);
+  if (dup) throw new InvalidOptionError(`Two configurations are both named "${dup}"; give each a distinct label.`);
+  const skipped: SkippedArm[] = [];
+  const skipping = req.skipUnavailable === true && req.warmup !== false;
+  if (skipping) {
+    const available = new Set(registeredMethods().map((m) => m.name));
+    for (const a of arms) {
+      if (!available.has(a.method)) skipped.push({ label: armLabel(a), method: a.method, reason: `method "${a.method}" is not available in this build` });
+    }
+    arms = arms.filter((a) => available.has(a.method));
+    labels = arms.map(armLabel);
+  } else assertMethodsAvailable(arms.map((a) => a.method));
+  let baseIdx = arms.findIndex(isRef);
+  const sampling = req.sampling ?? {};
+  const greedy = isGreedy(sampling);
+
+  let total = (req.warmup === false ? 0 : arms.length) + prompts.length * repeats * arms.length;
+  let done = 0;
+  const checkCancel = () => {
+    if (req.signal?.aborted) throw new CancelledError("The measurement was cancelled.");
+  };
+  const runOne = async (a: number, p: number) => {
+    checkCancel();
+    const arm = arms[a]!;
+    const pr = prompts[p]!;
+    const rss = startRssSampler();
+    const res = await req.engine.generate({
+      model: req.model,
+      draft: req.draft,
+      heads: req.heads,
+      method: arm.method,
+      prompt: pr.prompt,
+      messages: pr.messages,
+      promptIds: pr.promptIds,
+      maxNewTokens: req.maxNewTokens,
+      sampling,
+      methodOptions: arm.methodOptions,
+      signal: req.signal,
+    }).finally(() => rss.stop());
+    checkCancel();
+    done++;
+    req.onProgress?.({ done, total, message: `${labels[a]} on ${pr.id}: ${res.stats.tokensPerSecond.toFixed(1)} tok/s` });
+    return { ...res, peakRss: rss.peak() };
+  };
+
+  if (req.warmup !== false) {
+    const ok: boolean[] = [];
+    for (let a = 0; a < arms.length; a++) {
+      if (!skipping || a === baseIdx) {
+        await runOne(a, 0);
+        ok.push(true);
+        continue;
+      }
+      try {
+        await runOne(a, 0);
+        ok.push(true);
+      } catch (err) {
+        if (err instanceof CancelledError) throw err;
+        skipped.push({ label: labels[a]!, method: arms[a]!.method, reason: (err as Error).message ?? String(err) });
+        ok.push(false);
+        total -= 1 + prompts.length * repeats;
+      }
+    }
+    if (ok.some((x) => !x)) {
+      arms = arms.filter((_, i) => ok[i]);
+      labels = arms.map(armLabel);
+      baseIdx = arms.findIndex(isRef);
+    }
+  }
+  const runs: Run[] = [];
+  for (let p = 0; p < prompts.length; p++) {
+    for (let r = 0; r < repeats; r++) {
+      for (let j = 0; j < arms.length; j++) {
+        const a = (j + r) % arms.length;
+        const res = await runOne(a, p);
+        runs.push({ arm: a, prompt: p, repeat: r, tokens: res.tokens, stats: res.stats, peakRss: res.peakRss });
+      }
+    }
+  }
+
+  const find = (a: number, p: number, r: number) => runs.find((x) => x.arm === a && x.prompt === p && x.repeat === r)!;
+  const baselineForwardMs = pooled(runs.filter((x) => x.arm === baseIdx).map((x) => x.stats)).targetMsPerForward;
+  const summaries = arms.map((arm, a): ArmSummary => {
+    const mine = runs.filter((x) => x.arm === a);
+    const ratios: number[] = [];
+    const mismatches = new Set<string>();
+    const perPrompt = prompts.map((pr, p) => {
+      const rs: number[] = [];
+      for (let r = 0; r < repeats; r++) {
+        const x = find(a, p, r);
+        const b = find(baseIdx, p, r);
+        const ratio = b.stats.tokensPerSecond > 0 ? x.stats.tokensPerSecond / b.stats.tokensPerSecond : Number.NaN;
+        rs.push(ratio);
+        ratios.push(ratio);
+        if (greedy && !sameTokens(x.tokens, b.tokens)) mismatches.add(pr.id);
+      }
+      return {
+        id: pr.id,
+        category: pr.category,
+        medianTokensPerSecond: round4(median(mine.filter((x) => x.prompt === p).map((x) => x.stats.tokensPerSecond))),
+        speedup: a === baseIdx ? 1 : summarizeRatios(rs).mean,
+      };
+    });
+    const pool = pooled(mine.map((x) => x.stats));
+    const speedup = a === baseIdx ? { mean: 1, low: 1, high: 1, n: ratios.length } : summarizeRatios(ratios);
+    const ideal = a === baseIdx ? 1 : idealSpeedup(pool, baselineForwardMs);
+    return {
+      label: labels[a]!,
+      method: arm.method,
+      methodOptions: arm.methodOptions ?? {},
+      runs: mine.length,
+      medianTokensPerSecond: round4(median(mine.map((x) => x.stats.tokensPerSecond))),
+      speedup,
+      ...pool,
+      greedyIdentical: greedy ? mismatches.size === 0 : null,
+      mismatches: [...mismatches],
+      perPrompt,
+      verification: [...new Set(mine.map((x) => x.stats.verification))],
+      notes: [...new Set(mine.flatMap((x) => x.stats.notes))],
+      ...overhead(mine.map((x) => x.stats)),
+      draftCostRatio:
+        pool.meanDrafted > 0 && baselineForwardMs > 0 ? round4((pool.draftMsPerToken * pool.meanAcceptedLength) / pool.meanDrafted / baselineForwardMs) : 0,
+      idealSpeedup: round4(ideal),
+      efficiency: ideal > 0 && speedup.mean > 0 ? round4(speedup.mean / ideal) : 0,
+      peakRssBytes: Math.max(0, ...mine.map((x) => x.peakRss)),
+    };
+  });
+  return {
+    model: req.model,
+    prompts: prompts.length,
+    repeats,
+    maxNewTokens: req.maxNewTokens,
+    greedy,
+    baseline: summaries[baseIdx]!,
+    arms: summaries.filter((_, i) => i !== baseIdx),
+    skipped,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    elapsedMs: Math.round(performance.now() - t0),
+  };
+}
+
+/** Sample the process RSS every 20 ms until stopped (timers fire while onnxruntime runs in its threads). */
+function startRssSampler(): { stop: () => void; peak: () => number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    const r = process.memoryUsage.rss();
+    if (r > peak) peak = r;
+  }, 20);
+  timer.unref?.();
+  return {
+    stop: () => {
+      clearInterval(timer);
+      const r = process.memoryUsage.rss();
+      if (r > peak) peak = r;
+    },
+    peak: () => peak,
+  };
+}
+
+/** Ideal speedup of an arm: E / (1 + draft ms per round / baseline target ms per forward). */
+export function idealSpeedup(p: { meanAcceptedLength: number; draftMsPerToken: number }, baselineForwardMs: number): number {
+  const e = p.meanAcceptedLength;
+  if (!(e > 0) || !(baselineForwardMs > 0)) return 0;
+  const draftPerRound = p.draftMsPerToken * e;
+  return e / (1 + draftPerRound / baselineForwardMs);
+}
+
+/** Time inside vs outside onnxruntime, pooled over runs. */
+function overhead(stats: GenerationStats[]) {
+  const sum = (f: (s: GenerationStats) => number) => stats.reduce((acc, s) => acc + f(s), 0);
+  const tokens = sum((s) => s.newTokens);
+  const decode = sum((s) => s.decodeMs);
+  const ort = sum((s) => s.onnxRuntimeMs);
+  const outside = sum((s) => s.overheadMs);
+  return {
+    decodeMsPerToken: tokens > 0 ? round4(decode / tokens) : 0,
+    onnxRuntimeMsPerToken: tokens > 0 ? round4(ort / tokens) : 0,
+    overheadMsPerToken: tokens > 0 ? round4(outside / tokens) : 0,
+    overheadShare: decode > 0 ? round4(outside / decode) : 0,
+  };
+}
+
+function sameTokens(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i]);
+}
+
+/** Pool acceptance statistics over runs. */
+function pooled(stats: GenerationStats[]) {
+  const sum = (f: (s: GenerationStats) => number) => stats.reduce((acc, s) => acc + f(s), 0);
+  const drafted = sum((s) => s.draftedTokens);
+  const accepted = sum((s) => s.acceptedTokens);
+  const newTokens = sum((s) => s.newTokens);
+  const forwards = sum((s) => s.targetForwards);
+  // Per position i: weight each run by (rounds x probability of reaching position i).
+  const maxLen = Math.max(0, ...stats.map((s) => s.perPositionAcceptance.length));
+  const perPosition: number[] = [];
+  for (let i = 0; i < maxLen; i++) {
+    let w = 0;
+    let acc = 0;
+    for (const s of stats) {
+      if (i >= s.perPositionAcceptance.length) continue;
+      const reach = s.perPositionAcceptance.slice(0, i).reduce((p, x) => p * x, 1);
+      const wi = s.targetForwards * reach;
+      w += wi;
+      acc += wi * s.perPositionAcceptance[i]!;
+    }
+    perPosition.push(w > 0 ? round4(acc / w) : 0);
+  }
+  return {
+    acceptanceRate: drafted > 0 ? round4(accepted / drafted) : 0,
+    meanAcceptedLength: forwards > 0 ? round4(newTokens / forwards) : 0,
+    perPositionAcceptance: perPosition,
+    meanDrafted: forwards > 0 ? round4(drafted / forwards) : 0,
+    draftMsPerToken: newTokens > 0 ? round4(sum((s) => s.draftMs) / newTokens) : 0,
+    targetMsPerForward: forwards > 0 ? round4(sum((s) => s.targetMs) / forwards) : 0,
+    newTokens,
+    targetForwards: forwards,
+  };
+}
+
+/**
+ * Baseline vs one or more methods on the same prompts in the same run: speedup with a 95% CI,
+ * acceptance, mean accepted length, and whether greedy outputs were identical.
+ */
+export async function measureSpeedup(req: MeasureSpeedupRequest): Promise<MeasureSpeedupResult> {
+  if (!Array.isArray(req.methods) || req.methods.length === 0) throw new InvalidOptionError("Give at least one method to compare with baseline.");
+  const arms = req.methods.map((m): ArmSpec => (typeof m === "string" ? { method: m } : m));
+  return runArms({ ...req, arms });
+}
+
+// ---------------------------------------------------------------------------------------------
+// tune K
+
+export const DEFAULT_TUNE_KS = [1, 2, 3, 4, 6, 8];
+export const ADAPTIVE_CONTROLLERS = ["heuristic", "confidence", "cost"] as const;
+export type AdaptiveController = (typeof ADAPTIVE_CONTROLLERS)[number];
+
+export interface TuneDraftKRequest extends BenchCommon {
+  /** "draft" (needs `draft`) or "early-exit" (`exitLayer`, default the smallest built). Default: draft if given, else early-exit. */
+  method?: "draft" | "early-exit";
+  exitLayer?: number;
+  /** Fixed K values to sweep (default DEFAULT_TUNE_KS). */
+  ks?: number[];
+  /** Adaptive controllers to try with k = "auto" (default: none). */
+  controllers?: AdaptiveController[];
+  confidenceThreshold?: number;
+}
+
+export interface TunePoint {
+  label: string;
+  /** Fixed K, or null for adaptive controllers. */
+  k: number | null;
+  controller: Controller;
+  medianTokensPerSecond: number;
+  speedup: RatioSummary;
+  acceptanceRate: number;
+  meanAcceptedLength: number;
+  perPositionAcceptance: number[];
+  /** Mean K drafted per round. */
+  meanDrafted: number;
+  /** Leviathan et al.'s S(K) from the fitted alpha and c (fixed K only). */
+  predictedSpeedup: number | null;
+  /** measured / predicted (fixed K only). */
+  efficiency: number | null;
+  greedyIdentical: boolean | null;
+}
+
+export interface TuneDraftKResult {
+  method: "draft" | "early-exit";
+  exitLayer?: number;
+  baselineTokensPerSecond: number;
+  points: TunePoint[];
+  /** Fitted acceptance probability per drafted token (inverted from E(K) on the fixed-K runs). */
+  alpha: number;
+  /** Draft step cost / target forward cost, measured. */
+  costRatio: number;
+  /** S(K) and E(K) for K = 1..max(8, largest K swept). */
+  predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number }[];
+  /** K that maximizes the predicted curve. */
+  predictedBestK: number;
+  best: { label: string; k: number | null; controller: Controller; speedup: number; methodOptions: MethodOptions; reason: string };
+  equivalents: PeerSettings;
+  measurement: MeasureSpeedupResult;
+}
+
+/**
+ * Sweep fixed K (and optionally the adaptive controllers) for the draft or early-exit method;
+ * report measured and predicted speedups, the best setting, and the same setting for vLLM,
+ * llama.cpp and HF transformers.
+ */
+export async function tuneDraftK(req: TuneDraftKRequest): Promise<TuneDraftKResult> {
+  const method = req.method ?? (req.draft ? "draft" : "early-exit");
+  if (method === "draft" && !req.draft) throw new InvalidOptionError('method "draft" needs a draft model directory (draft).');
+  const ks = [...new Set(req.ks ?? DEFAULT_TUNE_KS)].sort((a, b) => a - b);
+  if (ks.length === 0 && (req.controllers ?? []).length === 0) throw new InvalidOptionError("Give at least one K (ks) or one controller.");
+  for (const k of ks) {
+    if (!Number.isInteger(k) || k < K_MIN || k > K_MAX) throw new InvalidOptionError(`Each K must be an integer from ${K_MIN} to ${K_MAX} (got ${k}).`);
+  }
+  const arms = tuneArms({ method, ks, exitLayer: req.exitLayer, controllers: req.controllers, confidenceThreshold: req.confidenceThreshold });
+  const m = await runArms({ ...req, draft: method === "draft" ? req.draft : undefined, arms });
+  return summarizeTune(m, { method, exitLayer: req.exitLayer, ks });
+}
+
+/** The arms of a K sweep: fixed K labelled "K=<k>" (or `labelPrefix`K=<k>), then the controllers. */
+export function tuneArms(opts: {
+  method: "draft" | "early-exit";
+  ks: number[];
+  exitLayer?: number;
+  controllers?: AdaptiveController[];
+  confidenceThreshold?: number;
+  labelPrefix?: string;
+}): ArmSpec[] {
+  const base: MethodOptions = opts.method === "early-exit" && opts.exitLayer !== undefined ? { exitLayer: opts.exitLayer } : {};
+  const pre = opts.labelPrefix ?? "";
+  return [
+    ...opts.ks.map((k): ArmSpec => ({ label: `${pre}K=${k}`, method: opts.method, methodOptions: { ...base, k, controller: "fixed" } })),
+    ...(opts.controllers ?? []).map(
+      (c): ArmSpec => ({
+        label: `${pre}${c}`,
+        method: opts.method,
+        methodOptions: { ...base, k: "auto", controller: c, ...(c === "confidence" && opts.confidenceThreshold !== undefined ? { confidenceThreshold: opts.confidenceThreshold } : {}) },
+      }),
+    ),
+  ];
+}
+
+/**
+ * The tune summary (fitted alpha and c, predicted curve, best setting, peer equivalents) of a
+ * measurement whose arms are a K sweep of one method (other arms, e.g. other methods measured in
+ * the same interleaved run, are ignored).
+ */
+export function summarizeTune(
+  measured: MeasureSpeedupResult,
+  opts: { method: "draft" | "early-exit"; exitLayer?: number; ks: number[] },
+): TuneDraftKResult {
+  const { method } = opts;
+  const ks = opts.ks;
+  const m: MeasureSpeedupResult = { ...measured, arms: measured.arms.filter((a) => a.method === method && a.methodOptions.controller !== undefined) };
+  if (m.arms.length === 0) throw new InvalidOptionError(`No ${method} K-sweep arm was measured (all skipped?).`);
+  const req = { exitLayer: opts.exitLayer };
+
+  const fixed = m.arms.filter((a) => a.methodOptions.controller === "fixed");
+  const alphas = fixed.map((a) => alphaFromAcceptedLength(a.meanAcceptedLength, a.methodOptions.k as number)).filter((x) => x > 0);
+  const alpha = alphas.length > 0 ? round4(median(alphas)) : 0;
+  // c: draft time per drafted token over the target's time per plain-decoding forward.
+  const targetCost = m.baseline.targetMsPerForward;
+  const costs = fixed
+    .filter((a) => a.meanDrafted > 0 && targetCost > 0)
+    .map((a) => (a.draftMsPerToken * a.meanAcceptedLength) / a.meanDrafted / targetCost);
+  const costRatio = costs.length > 0 ? round4(median(costs)) : 0;
+  const maxK = Math.max(8, ...ks);
+  const predictedCurve = Array.from({ length: maxK }, (_, i) => ({
+    k: i + 1,
+    expectedAcceptedLength: round4(expectedAcceptedLength(alpha, i + 1)),
+    predictedSpeedup: round4(predictedSpeedup(alpha, i + 1, costRatio)),
+  }));
+  const points: TunePoint[] = m.arms.map((a) => {
+    const k = a.methodOptions.controller === "fixed" ? (a.methodOptions.k as number) : null;
+    const pred = k !== null ? round4(predictedSpeedup(alpha, k, costRatio)) : null;
+    return {
+      label: a.label,
+      k,
+      controller: (a.methodOptions.controller ?? "fixed") as Controller,
+      medianTokensPerSecond: a.medianTokensPerSecond,
+      speedup: a.speedup,
+      acceptanceRate: a.acceptanceRate,
+      meanAcceptedLength: a.meanAcceptedLength,
+      perPositionAcceptance: a.perPositionAcceptance,
+      meanDrafted: a.meanDrafted,
+      predictedSpeedup: pred,
+      efficiency: pred && Number.isFinite(a.speedup.mean) ? round4(a.speedup.mean / pred) : null,
+      greedyIdentical: a.greedyIdentical,
+    };
+  });
+  const ranked = [...points].sort((x, y) => (y.speedup.mean || 0) - (x.speedup.mean || 0));
+  const top = ranked[0]!;
+  const topArm = m.arms.find((a) => a.label === top.label)!;
+  const bestFixed = ranked.find((p) => p.k !== null);
+  const x = (v: number) => `${v.toFixed(2)}x`;
+  const reason =
+    (top.k !== null
+      ? `K=${top.k} had the highest measured speedup (${x(top.speedup.mean)}${ciText(top.speedup)})`
+      : `the ${top.controller} controller (mean K ${top.meanDrafted.toFixed(1)}) beat the best fixed K${bestFixed ? ` (K=${bestFixed.k}, ${x(bestFixed.speedup.mean)})` : ""} with ${x(top.speedup.mean)}${ciText(top.speedup)}`) +
+    ` over ${m.prompts} prompt(s) x ${m.repeats} repeat(s).`;
+  const resolved = resolveControllerOptions(topArm.methodOptions);
+  const equivalents = peerSettings({
+    method,
+    controller: top.controller,
+    k: resolved.k,
+    meanK: top.meanDrafted,
+    confidenceThreshold: resolved.confidenceThreshold,
+    exitLayer: req.exitLayer,
+  });
+  return {
+    method,
+    exitLayer: method === "early-exit" ? req.exitLayer : undefined,
+    baselineTokensPerSecond: m.baseline.medianTokensPerSecond,
+    points,
+    alpha,
+    costRatio,
+    predictedCurve,
+    predictedBestK: bestPredictedK(alpha, costRatio, maxK),
+    best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, methodOptions: topArm.methodOptions, reason },
+    equivalents,
+    measurement: m,
+  };
+}
+
+function ciText(s: RatioSummary): string {
+  return s.low !== null && s.high !== null ? `, 95% CI ${s.low.toFixed(2)}-${s.high.toFixed(2)}` : "";
+}

@@ -1,0 +1,81 @@
+/** `build_model`: convert a safetensors checkpoint to ONNX with our interface, plus early-exit drafts. */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { statSync } from "node:fs";
+import { z } from "zod";
+import { buildModelDir } from "../../builder/index.js";
+import type { ToolContext } from "../context.js";
+import { modelArg, progressSender, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
+
+export const name = "build_model";
+
+export const inputSchema = {
+  model: modelArg.describe("Directory holding config.json and model.safetensors (or a sharded index), inside a model root."),
+  earlyExit: z
+    .array(z.number().int().min(1))
+    .max(16)
+    .optional()
+    .describe("Also build early-exit drafts with these layer counts (each 1 .. layers-1), for method early-exit."),
+  ioDtype: z.enum(["float32", "float16"]).optional().describe("KV cache / logits dtype (default float32)."),
+  treeMask: z.boolean().optional().describe("Add the tree_attention_mask input (default true; lookahead and Medusa need it)."),
+  hiddenStates: z.boolean().optional().describe("Add the hidden_states output (default true; Medusa needs it)."),
+  layout: z.enum(["onnx-community", "optimum", "genai"]).optional().describe("Where the files go (default onnx-community: onnx/model.onnx)."),
+};
+
+export const outputSchema = {
+  dir: z.string(),
+  files: z.array(z.string()),
+  bytes: z.number(),
+  elapsedMs: z.number(),
+  unloadedSessions: z.number().describe("Cached sessions of this directory that were unloaded because their files changed."),
+};
+
+export const config = {
+  title: "Build ONNX model",
+  description:
+    "Convert a Hugging Face Llama-family checkpoint (config.json + safetensors: Llama, Mistral, Qwen2, Qwen3) into an ONNX " +
+    "model with the engine's interface (tree attention mask, hidden states), optionally with early-exit drafts made of the " +
+    "first layers. Writes into the model directory (overwrites earlier builds). Long: sends progress when given a progress token.",
+  inputSchema,
+  outputSchema,
+  annotations: { title: "Build model", readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+};
+
+export function register(server: McpServer, ctx: ToolContext) {
+  return server.registerTool(name, config, (args, extra) =>
+    runTool(ctx, name, async () => {
+      const dir = ctx.roots.resolve(args.model, "model", { directory: true });
+      const progress = progressSender(extra);
+      return ctx.exclusive(`build:${dir}`, async () => {
+        throwIfCancelled(extra);
+        const t0 = performance.now();
+        // Sessions of this directory would read stale files: free them first (waits for their users).
+        const unloadedSessions = await ctx.store.unload(dir);
+        let step = 0;
+        const res = await buildModelDir(dir, {
+          earlyExit: args.earlyExit,
+          ioDtype: args.ioDtype,
+          treeMask: args.treeMask,
+          hiddenStates: args.hiddenStates,
+          layout: args.layout,
+          onProgress: (msg) => {
+            ctx.logger.log("debug", `build_model: ${msg}`);
+            progress(++step, undefined, msg);
+          },
+        });
+        const bytes = res.files.reduce((s, f) => {
+          try {
+            return s + statSync(f).size;
+          } catch {
+            return s;
+          }
+        }, 0);
+        const elapsedMs = Math.round(performance.now() - t0);
+        ctx.logger.log("info", `built ${res.files.length} file(s) in ${dir}`);
+        return textResult(
+          `Built ${res.files.length} file(s) (${(bytes / 2 ** 20).toFixed(1)} MiB) in ${(elapsedMs / 1000).toFixed(1)} s:\n${res.files.join("\n")}`,
+          { dir, files: res.files, bytes, elapsedMs, unloadedSessions },
+        );
+      });
+    }),
+  );
+}

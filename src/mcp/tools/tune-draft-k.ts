@@ -1,0 +1,140 @@
+/**
+ * `tune_draft_k`: sweep K (and the adaptive controllers) for the draft or early-exit method.
+ * Calls `tuneDraftK` from src/bench/measure.ts, the same function as the CLI.
+ */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK } from "../../bench/measure.js";
+import { K_MAX, K_MIN } from "../../decoding/controllers.js";
+import type { ToolContext } from "../context.js";
+import { benchPromptSchema, compact, fmt, modelArg, progressSender, ratioSchema, runTool, samplingSchema, textResult, type Extra } from "../tool-kit.js";
+import { benchPrompts, workloadArg } from "./measure-speedup.js";
+
+export const name = "tune_draft_k";
+
+export const inputSchema = {
+  model: modelArg,
+  method: z.enum(["draft", "early-exit"]).optional().describe("Default: draft when a draft is given, else early-exit (needs an early-exit draft built with build_model)."),
+  draft: z.string().min(1).optional().describe("Draft model directory (method draft)."),
+  exitLayer: z.number().int().min(1).optional().describe("Early-exit depth (method early-exit; default: the smallest built)."),
+  ks: z.array(z.number().int().min(K_MIN).max(K_MAX)).min(1).max(16).default(DEFAULT_TUNE_KS).describe("Fixed K values to sweep."),
+  controllers: z
+    .array(z.enum(ADAPTIVE_CONTROLLERS))
+    .max(3)
+    .default([...ADAPTIVE_CONTROLLERS])
+    .describe('Adaptive controllers to try with k="auto" ([] for fixed K only).'),
+  confidenceThreshold: z.number().min(0).max(1).optional().describe("Threshold for the confidence controller."),
+  prompts: z.array(benchPromptSchema).min(1).max(64).optional(),
+  workload: workloadArg,
+  chat: z.boolean().default(false),
+  maxNewTokens: z.number().int().min(1).max(4096).default(64),
+  repeats: z.number().int().min(1).max(20).default(2),
+  sampling: samplingSchema.optional(),
+  seed: z.number().int().optional(),
+  warmup: z.boolean().default(true),
+};
+
+const pointSchema = z.looseObject({
+  label: z.string(),
+  k: z.number().nullable().describe("Fixed K, or null for an adaptive controller."),
+  controller: z.enum(["fixed", "heuristic", "confidence", "cost"]),
+  medianTokensPerSecond: z.number(),
+  speedup: ratioSchema,
+  acceptanceRate: z.number(),
+  meanAcceptedLength: z.number(),
+  perPositionAcceptance: z.array(z.number()),
+  meanDrafted: z.number().describe("Mean tokens drafted per round."),
+  predictedSpeedup: z.number().nullable(),
+  efficiency: z.number().nullable().describe("Measured / predicted speedup."),
+  greedyIdentical: z.boolean().nullable(),
+});
+
+export const outputSchema = {
+  method: z.enum(["draft", "early-exit"]),
+  exitLayer: z.number().optional(),
+  baselineTokensPerSecond: z.number(),
+  points: z.array(pointSchema),
+  alpha: z.number().describe("Fitted per-token acceptance probability."),
+  costRatio: z.number().describe("Draft step cost / target forward cost, measured."),
+  predictedCurve: z.array(z.object({ k: z.number(), expectedAcceptedLength: z.number(), predictedSpeedup: z.number() })),
+  predictedBestK: z.number(),
+  best: z.object({
+    label: z.string(),
+    k: z.number().nullable(),
+    controller: z.enum(["fixed", "heuristic", "confidence", "cost"]),
+    speedup: z.number(),
+    methodOptions: z.record(z.string(), z.unknown()),
+    reason: z.string(),
+  }),
+  equivalents: z.object({
+    vllm: z.object({ num_speculative_tokens: z.number(), commandLine: z.string(), note: z.string() }),
+    llamaCpp: z.object({ draftMax: z.number(), draftMin: z.number(), draftPMin: z.number(), commandLine: z.string(), note: z.string() }),
+    transformers: z.object({
+      num_assistant_tokens: z.number(),
+      num_assistant_tokens_schedule: z.enum(["constant", "heuristic"]),
+      assistant_confidence_threshold: z.number(),
+      code: z.string(),
+      note: z.string(),
+    }),
+  }),
+  prompts: z.number(),
+  repeats: z.number(),
+  elapsedMs: z.number(),
+};
+
+export const config = {
+  title: "Tune draft K",
+  description:
+    "Find the best number of drafted tokens K for draft-model or early-exit speculation: sweeps fixed K and the adaptive " +
+    "controllers (heuristic, confidence, cost) against plain decoding, and returns per-K tokens/s, speedup, acceptance, " +
+    "per-position acceptance, the speedup curve predicted from measured acceptance and draft cost, the best setting, and the " +
+    "equivalent settings for vLLM, llama.cpp and Hugging Face transformers. Long: sends progress; cancellable.",
+  inputSchema,
+  outputSchema: z.looseObject(outputSchema),
+  annotations: { title: "Tune draft K", readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+};
+
+type Args = z.infer<z.ZodObject<typeof inputSchema>>;
+
+export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
+  const model = ctx.roots.resolve(args.model, "model", { directory: true });
+  const draft = args.draft ? ctx.roots.resolve(args.draft, "draft", { directory: true }) : undefined;
+  const method = args.method ?? (draft ? "draft" : "early-exit");
+  const progress = progressSender(extra);
+  const res = await tuneDraftK({
+    engine: ctx.engine,
+    model,
+    draft,
+    method,
+    exitLayer: args.exitLayer,
+    ks: args.ks,
+    controllers: args.controllers,
+    confidenceThreshold: args.confidenceThreshold,
+    prompts: benchPrompts(args),
+    maxNewTokens: args.maxNewTokens,
+    repeats: args.repeats,
+    sampling: compact({ ...(args.sampling ?? {}), seed: args.seed }),
+    warmup: args.warmup,
+    signal: extra.signal,
+    onProgress: (p) => progress(p.done, p.total, p.message),
+  });
+  const { measurement, ...rest } = res;
+  const text =
+    `${res.method}: baseline ${fmt(res.baselineTokensPerSecond, 1)} tok/s; alpha ${fmt(res.alpha, 3)}, draft/target cost ${fmt(res.costRatio, 3)}\n` +
+    res.points
+      .map(
+        (p) =>
+          `- ${p.label}: ${fmt(p.speedup.mean)}x (${fmt(p.medianTokensPerSecond, 1)} tok/s), acceptance ${fmt(p.acceptanceRate * 100, 1)}%, ` +
+          `mean accepted length ${fmt(p.meanAcceptedLength)}` +
+          (p.predictedSpeedup !== null ? `, predicted ${fmt(p.predictedSpeedup)}x` : "") +
+          (p.greedyIdentical === false ? ", OUTPUT DIFFERS from baseline" : ""),
+      )
+      .join("\n") +
+    `\nBest: ${res.best.label} (${res.best.reason})\nPredicted best K: ${res.predictedBestK}` +
+    `\nvLLM: ${res.equivalents.vllm.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`;
+  return textResult(text, { ...rest, prompts: measurement.prompts, repeats: measurement.repeats, elapsedMs: measurement.elapsedMs });
+}
+
+export function register(server: McpServer, ctx: ToolContext) {
+  return server.registerTool(name, config, (args, extra) => runTool(ctx, name, () => handle(ctx, args, extra)));
+}

@@ -94,6 +94,15 @@ export class SpecEngine {
 
   async generate(req: GenerateRequest): Promise<GenerateResponse> {
     const target = await this.store.load(req.model);
+    this.store.pin(target);
+    try {
+      return await this.generateWith(target, req);
+    } finally {
+      this.store.unpin(target);
+    }
+  }
+
+  private async generateWith(target: LoadedModel, req: GenerateRequest): Promise<GenerateResponse> {
     let method: MethodName;
     let methodReason = "requested";
     if (!req.method || req.method === "auto") {

@@ -15,3 +15,7 @@ export * from "./sampling/index.js";
 export { TextTokenizer, StreamDecoder, StopMatcher } from "./text/index.js";
 export { buildModelDir, buildDecoderOnnx, makeFixture, readDecoderConfig } from "./builder/index.js";
 export * from "./errors.js";
+export { createServer, type CreateServerOptions } from "./mcp/server.js";
+export { startHttpServer, type HttpServerOptions } from "./mcp/http.js";
+export { runStdio } from "./mcp/stdio.js";
+export { measureSpeedup, tuneDraftK } from "./bench/measure.js";

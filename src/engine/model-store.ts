@@ -34,6 +34,8 @@ export class ModelStore {
   readonly maxBytes: number;
   private readonly models = new Map<string, Promise<LoadedModel>>();
   private readonly locks = new Map<string, Promise<void>>();
+  /** Models in use by a request (pin counts): never evicted, even before their lock is taken. */
+  private readonly pins = new Map<string, number>();
 
   constructor(opts: ModelStoreOptions = {}) {
     this.device = opts.device ?? "cpu";
@@ -125,6 +127,17 @@ export class ModelStore {
     await Promise.all(all.map((m) => m.lm.dispose()));
   }
 
+  /** Keep `m` from being evicted until `unpin` (a request that loads several models pins each). */
+  pin(m: LoadedModel): void {
+    this.pins.set(m.key, (this.pins.get(m.key) ?? 0) + 1);
+  }
+
+  unpin(m: LoadedModel): void {
+    const n = (this.pins.get(m.key) ?? 0) - 1;
+    if (n > 0) this.pins.set(m.key, n);
+    else this.pins.delete(m.key);
+  }
+
   /** Run `fn` while holding the locks of the given models (in a fixed order, so no deadlock). */
   async withModels<T>(models: LoadedModel[], fn: () => Promise<T>): Promise<T> {
     const keys = [...new Set(models.map((m) => m.key))].sort();
@@ -153,7 +166,7 @@ export class ModelStore {
     if (total <= this.maxBytes) return;
     for (const m of all.sort((a, b) => a.lastUsed - b.lastUsed)) {
       if (total <= this.maxBytes) break;
-      if (m.key === keep) continue;
+      if (m.key === keep || this.pins.has(m.key)) continue;
       this.models.delete(m.key);
       await this.withLock(m.key, () => m.lm.dispose());
       total -= m.bytes;

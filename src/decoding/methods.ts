@@ -6,6 +6,8 @@ import type { CausalLM } from "../engine/causal-lm.js";
 import type { LoadedModel, ModelStore } from "../engine/model-store.js";
 import { InvalidOptionError } from "../errors.js";
 import { createBaselineProposer } from "./baseline.js";
+import { draftMethod } from "./draft-model.js";
+import { earlyExitMethod } from "./early-exit.js";
 import { promptLookupMethod } from "./prompt-lookup.js";
 import { lookaheadMethod } from "./lookahead.js";
 import type { Proposer } from "./proposer.js";
@@ -84,6 +86,8 @@ const baseline: MethodDefinition = {
 
 const METHOD_LIST: MethodDefinition[] = [
   baseline,
+  draftMethod,
+  earlyExitMethod,
   promptLookupMethod,
   lookaheadMethod,
 ];

@@ -1,0 +1,344 @@
+/**
+ * How many tokens a draft proposes per round (K). One controller per generation; the draft
+ * proposer (draft-model.ts) asks it for K before each round and tells it what happened after.
+ *
+ *  - fixed:      always K.
+ *  - heuristic:  Hugging Face's schedule: K += 2 after a round that accepted every drafted token,
+ *                K -= 1 (min 1) otherwise.
+ *  - confidence: draft up to K tokens, but stop as soon as the draft's top-1 probability for the
+ *                token it just drafted falls below a threshold (that token is still proposed: it
+ *                costs no extra draft forward).
+ *  - cost:       pick K maximising the expected speedup E(K) / (K·c + 1) (Leviathan et al.) from
+ *                the running per-position acceptance a_i (E(K) = 1 + a_1 + a_1·a_2 + … + a_1⋯a_K)
+ *                and the measured cost ratio c = draft forward time / target forward time. When no
+ *                K ≥ 1 beats plain decoding it proposes nothing (K = 0) and re-probes now and then.
+ *
+ * See shared/design/speculative-decoding-notes.md ("Adaptive K controllers", "Expected gain").
+ */
+import { InvalidOptionError } from "../errors.js";
+
+export type ControllerName = "fixed" | "heuristic" | "confidence" | "cost";
+export const CONTROLLER_NAMES: readonly ControllerName[] = ["fixed", "heuristic", "confidence", "cost"];
+
+/** Valid range of K (tokens drafted per round). */
+export const K_MIN = 1;
+export const K_MAX = 32;
+
+/**
+ * What `--k auto` (or no k at all) means: the confidence stop (threshold 0.6, at most 8 tokens).
+ * Measured on the early-exit drafts (m = 1 and 2) of an 8-layer fixture (hidden 256), greedy and
+ * T = 0.8 / top-p 0.95, 4 prompts x 64 tokens, speedups modelled from the runs' real counts and
+ * per-forward CPU costs (the shared 2-core machine made wall-clock tokens/s too noisy to rank):
+ *   fixed K=2 1.35/1.39/1.40/1.35, K=3 1.31/1.36/1.46/1.39, K=4 1.24/1.33/1.47/1.31, K=8 0.94-1.29;
+ *   confidence 0.6 1.34/1.36/1.35/1.33, confidence 0.4 1.37/1.19/1.41/1.24, confidence 0.2
+ *   1.14/1.12/1.40/1.24; heuristic 1.20/1.20/1.33/1.22; cost 1.12/1.17/1.37/1.14.
+ * The confidence stop matched the best fixed K without being told K, in every setting, and does
+ * not depend on timings; the cost controller is only as good as its live timing, which on a busy
+ * machine is noise (it measured c between 0.04 and 0.27 for a true 0.30-0.44), and the heuristic
+ * overshoots (long rejected chains cost verification time on CPU).
+ */
+export const DEFAULT_CONTROLLER: ControllerName = "confidence";
+/** K for `controller: "fixed"` without a k, and the starting K of the heuristic schedule. */
+export const DEFAULT_K = 3;
+/** The largest K the confidence and cost controllers consider when k is not given. */
+export const DEFAULT_MAX_K = 8;
+/**
+ * Default confidence threshold: 0.6 (node-llama-cpp's; Hugging Face uses 0.4). In the measurements
+ * above 0.6 had the better mean (1.345x vs 1.30x) and worst case (1.33x vs 1.19x).
+ */
+export const DEFAULT_CONFIDENCE_THRESHOLD = 0.6;
+
+/** What one round did, from the proposer's point of view. */
+export interface RoundOutcome {
+  /** Tokens proposed this round (0 for a plain round). */
+  drafted: number;
+  /** How many of them the target accepted. */
+  accepted: number;
+  /**
+   * Representative draft forwards of this round and their wall time in ms (sampling and cache
+   * crops included). A long catch-up after plain rounds is left out; 0 when none is representative.
+   */
+  draftForwards: number;
+  draftMs: number;
+  /** Wall time of the round's target forward, ms. */
+  targetMs: number;
+}
+
+export interface KController {
+  readonly name: ControllerName;
+  /** Tokens to draft this round, before clamping to the room left (0 = a plain decode round). */
+  nextK(): number;
+  /** True when the controller wants the draft's top-1 probability of every drafted token. */
+  readonly needsConfidence: boolean;
+  /** After drafting token `index` (0-based) whose draft probability was `topProb`: stop drafting? */
+  shouldStop(index: number, topProb: number): boolean;
+  update(o: RoundOutcome): void;
+  /** Controller state for stats.extra. */
+  summary(): Record<string, number | string | number[]>;
+}
+
+export interface ControllerOptions {
+  k?: number | "auto";
+  controller?: string;
+  confidenceThreshold?: number;
+}
+
+export interface ResolvedControllerOptions {
+  controller: ControllerName;
+  /** fixed: K; heuristic: starting K; confidence / cost: largest K. */
+  k: number;
+  /** True when the user gave k as a number (then it must fit the context, else it is clamped). */
+  explicitK: boolean;
+  confidenceThreshold: number;
+}
+
+/** Validate k / controller / confidenceThreshold (InvalidOptionError naming the allowed range). */
+export function resolveControllerOptions(o: ControllerOptions): ResolvedControllerOptions {
+  const k = o.k;
+  if (k !== undefined && k !== "auto" && !(typeof k === "number" && Number.isInteger(k) && k >= K_MIN && k <= K_MAX)) {
+    throw new InvalidOptionError(
+      `K (tokens drafted per round) must be an integer from ${K_MIN} to ${K_MAX}, or "auto" (got ${String(k)}). ` +
+        `Typical values are 2 to 8; "auto" picks K adaptively.`,
+    );
+  }
+  if (o.controller !== undefined && !(CONTROLLER_NAMES as readonly string[]).includes(o.controller)) {
+    throw new InvalidOptionError(`controller must be one of ${CONTROLLER_NAMES.join(", ")} (got "${o.controller}").`);
+  }
+  const t = o.confidenceThreshold;
+  if (t !== undefined && !(typeof t === "number" && Number.isFinite(t) && t >= 0 && t <= 1)) {
+    throw new InvalidOptionError(`confidenceThreshold must be a probability in [0, 1] (got ${String(t)}); the default is ${DEFAULT_CONFIDENCE_THRESHOLD}.`);
+  }
+  const explicitK = typeof k === "number";
+  let controller = o.controller as ControllerName | undefined;
+  if (controller === undefined) {
+    // A threshold alone asks for the confidence stop; a number alone for a fixed K.
+    controller = t !== undefined ? "confidence" : explicitK ? "fixed" : DEFAULT_CONTROLLER;
+  }
+  const fallbackK = controller === "fixed" || controller === "heuristic" ? DEFAULT_K : DEFAULT_MAX_K;
+  return {
+    controller,
+    k: explicitK ? (k as number) : fallbackK,
+    explicitK,
+    confidenceThreshold: t ?? DEFAULT_CONFIDENCE_THRESHOLD,
+  };
+}
+
+/** Make a controller; `maxK` (>= 1) caps K whatever the schedule (e.g. by the context left). */
+export function createController(o: ResolvedControllerOptions, maxK: number = K_MAX): KController {
+  const cap = Math.max(1, Math.min(K_MAX, maxK));
+  const k = Math.min(o.k, cap);
+  switch (o.controller) {
+    case "fixed":
+      return new FixedController(k);
+    case "heuristic":
+      return new HeuristicController(k, cap);
+    case "confidence":
+      return new ConfidenceController(k, o.confidenceThreshold);
+    case "cost":
+      return new CostController(k);
+  }
+}
+
+class FixedController implements KController {
+  readonly name = "fixed" as const;
+  readonly needsConfidence = false;
+  constructor(private readonly k: number) {}
+  nextK(): number {
+    return this.k;
+  }
+  shouldStop(): boolean {
+    return false;
+  }
+  update(): void {}
+  summary() {
+    return { finalK: this.k };
+  }
+}
+
+/** HF `num_assistant_tokens_schedule="heuristic"`. */
+class HeuristicController implements KController {
+  readonly name = "heuristic" as const;
+  readonly needsConfidence = false;
+  private k: number;
+  constructor(
+    private readonly initial: number,
+    private readonly cap: number,
+  ) {
+    this.k = initial;
+  }
+  nextK(): number {
+    return this.k;
+  }
+  shouldStop(): boolean {
+    return false;
+  }
+  update(o: RoundOutcome): void {
+    if (o.drafted === 0) return;
+    this.k = o.accepted === o.drafted ? Math.min(this.cap, this.k + 2) : Math.max(1, this.k - 1);
+  }
+  summary() {
+    return { initialK: this.initial, finalK: this.k };
+  }
+}
+
+/** Draft up to K; stop when the draft is unsure (HF assistant_confidence_threshold, llama.cpp --draft-p-min). */
+class ConfidenceController implements KController {
+  readonly name = "confidence" as const;
+  readonly needsConfidence = true;
+  private stops = 0;
+  constructor(
+    private readonly maxK: number,
+    private readonly threshold: number,
+  ) {}
+  nextK(): number {
+    return this.maxK;
+  }
+  shouldStop(_index: number, topProb: number): boolean {
+    if (topProb < this.threshold) {
+      this.stops++;
+      return true;
+    }
+    return false;
+  }
+  update(): void {}
+  summary() {
+    return { maxK: this.maxK, confidenceThreshold: this.threshold, confidenceStops: this.stops, finalK: this.maxK };
+  }
+}
+
+/**
+ * Expected-speedup controller. Per-position acceptance is kept as exponentially decayed counts
+ * (recent rounds weigh more), each position's estimate shrunk towards the previous position's
+ * (so positions never tried inherit the deepest estimate we have). c is the ratio of the medians
+ * of the recent draft forward times and target verification times (medians, because a busy
+ * machine produces 10x spikes that would mislead a mean). The first WARMUP rounds draft startK
+ * tokens whatever the estimates, so that one slow first forward cannot switch drafting off.
+ */
+export class CostController implements KController {
+  readonly name = "cost" as const;
+  readonly needsConfidence = false;
+  /** Weight of past observations per new one. */
+  static readonly DECAY = 0.95;
+  /** Pseudo-observations pulling a_i towards a_{i-1} (a_0 towards PRIOR). */
+  static readonly PRIOR_WEIGHT = 1;
+  static readonly PRIOR = 0.5;
+  /** Timings kept (the most recent ones); c uses their medians, robust to scheduling spikes. */
+  static readonly TIME_WINDOW = 15;
+  /** Rounds timed before the controller may decide that drafting does not pay. */
+  static readonly WARMUP = 3;
+  /** Plain rounds between two probes once speculation stopped paying. */
+  static readonly PROBE_EVERY = 16;
+  /** Probe K, also the K of the first rounds (before enough is measured). */
+  private readonly startK: number;
+  private readonly attempts: number[];
+  private readonly accepts: number[];
+  private readonly draftTimes: number[] = [];
+  private readonly targetTimes: number[] = [];
+  private timed = 0;
+  private plainStreak = 0;
+  private plainRounds = 0;
+  private probes = 0;
+  private lastK: number;
+
+  constructor(private readonly maxK: number) {
+    this.attempts = new Array<number>(maxK).fill(0);
+    this.accepts = new Array<number>(maxK).fill(0);
+    this.startK = Math.min(maxK, 2);
+    this.lastK = this.startK;
+  }
+
+  /** Running conditional acceptance per position (a_1..a_maxK). */
+  acceptance(): number[] {
+    const out: number[] = [];
+    let prev = CostController.PRIOR;
+    for (let i = 0; i < this.maxK; i++) {
+      const w = CostController.PRIOR_WEIGHT;
+      const a = (this.accepts[i]! + w * prev) / (this.attempts[i]! + w);
+      out.push(a);
+      prev = a;
+    }
+    return out;
+  }
+
+  /** Measured draft/target cost ratio: median draft forward / median target forward (NaN before any). */
+  costRatio(): number {
+    if (this.draftTimes.length === 0 || this.targetTimes.length === 0) return Number.NaN;
+    const t = median(this.targetTimes);
+    return t > 0 ? median(this.draftTimes) / t : Number.NaN;
+  }
+
+  /** Predicted speedup E(K)/(K·c + 1) for K = 0..maxK. */
+  predicted(): number[] {
+    const a = this.acceptance();
+    const c = this.costRatio();
+    const out = [1];
+    let e = 1;
+    let prod = 1;
+    for (let k = 1; k <= this.maxK; k++) {
+      prod *= a[k - 1]!;
+      e += prod;
+      out.push(e / (k * c + 1));
+    }
+    return out;
+  }
+
+  nextK(): number {
+    if (this.timed < CostController.WARMUP) return (this.lastK = this.startK);
+    const s = this.predicted();
+    let best = 1;
+    for (let k = 2; k <= this.maxK; k++) if (s[k]! > s[best]!) best = k;
+    if (s[best]! > 1) {
+      this.plainStreak = 0;
+      return (this.lastK = best);
+    }
+    // Speculation does not pay at the current estimates: decode plainly, but probe now and then
+    // (the text may get easier, or the timings may have been disturbed).
+    if (this.plainStreak >= CostController.PROBE_EVERY) {
+      this.plainStreak = 0;
+      this.probes++;
+      return (this.lastK = Math.max(best, this.startK));
+    }
+    this.plainStreak++;
+    this.plainRounds++;
+    return (this.lastK = 0);
+  }
+
+  shouldStop(): boolean {
+    return false;
+  }
+
+  update(o: RoundOutcome): void {
+    if (o.drafted === 0) return;
+    const d = CostController.DECAY;
+    for (let i = 0; i < o.drafted && i < this.maxK; i++) {
+      this.attempts[i] = this.attempts[i]! * d + 1;
+      this.accepts[i] = this.accepts[i]! * d + (i < o.accepted ? 1 : 0);
+      if (i >= o.accepted) break;
+    }
+    if (o.targetMs > 0) push(this.targetTimes, o.targetMs);
+    if (o.draftForwards > 0) push(this.draftTimes, o.draftMs / o.draftForwards);
+    if (this.draftTimes.length > 0 && this.targetTimes.length > 0) this.timed++;
+  }
+
+  summary() {
+    const c = this.costRatio();
+    return {
+      maxK: this.maxK,
+      finalK: this.lastK,
+      costRatio: Number.isFinite(c) ? Math.round(c * 10000) / 10000 : 0,
+      plainRounds: this.plainRounds,
+      probes: this.probes,
+    };
+  }
+}
+
+function push(window: number[], x: number): void {
+  window.push(x);
+  if (window.length > CostController.TIME_WINDOW) window.shift();
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

@@ -1,0 +1,126 @@
+/** Draft-model / early-exit misuse gives clear errors that name the fix. */
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SpecEngine } from "../../src/api.js";
+import { describeModel } from "../../src/decoding/capabilities.js";
+import { generateTokens } from "../../src/decoding/generate.js";
+import { getMethod } from "../../src/decoding/methods.js";
+import { CausalLM } from "../../src/engine/causal-lm.js";
+import { ContextLengthError, InvalidOptionError, ModelLoadError, VocabMismatchError } from "../../src/errors.js";
+import { fixture, tempDir } from "../helpers/fixtures.js";
+
+const base = { layers: 2, hidden: 32, heads: 2, kvHeads: 1, vocab: 320, seed: 31 } as const;
+
+describe("draft / early-exit errors", () => {
+  let root: string;
+  let model: string;
+  let engine: SpecEngine;
+  beforeAll(async () => {
+    root = tempDir("draft-errors");
+    model = await fixture(base);
+    engine = new SpecEngine();
+  });
+  afterAll(async () => {
+    await engine.dispose();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const gen = (extra: Record<string, unknown>) =>
+    engine.generate({ model, method: "draft", promptIds: [1, 2, 3], maxNewTokens: 4, ...extra });
+
+  it("a missing draft names --draft", async () => {
+    await expect(gen({})).rejects.toThrow(InvalidOptionError);
+    await expect(gen({})).rejects.toThrow(/--draft DIR/);
+  });
+
+  it("a draft with another vocabulary size is a VocabMismatchError naming both sizes", async () => {
+    const small = await fixture({ ...base, layers: 1, vocab: 300 });
+    const err = await gen({ draft: small }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VocabMismatchError);
+    expect((err as Error).message).toMatch(/320 tokens, the draft's 300/);
+    expect((err as Error).message).toMatch(/same model family/);
+  });
+
+  it("a draft whose tokenizer maps ids to other tokens is a VocabMismatchError with examples", async () => {
+    const src = await fixture({ ...base, layers: 1 });
+    const d = join(root, "swapped");
+    mkdirSync(join(d, "onnx"), { recursive: true });
+    for (const f of ["config.json", "generation_config.json", "tokenizer_config.json"]) copyFileSync(join(src, f), join(d, f));
+    copyFileSync(join(src, "onnx", "model.onnx"), join(d, "onnx", "model.onnx"));
+    const tok = JSON.parse(readFileSync(join(src, "tokenizer.json"), "utf8")) as { model: { vocab: Record<string, number> } };
+    const entries = Object.entries(tok.model.vocab);
+    const [a, b] = [entries.find(([, id]) => id === 10)!, entries.find(([, id]) => id === 11)!];
+    tok.model.vocab[a[0]] = 11;
+    tok.model.vocab[b[0]] = 10;
+    writeFileSync(join(d, "tokenizer.json"), JSON.stringify(tok));
+    const err = await gen({ draft: d }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VocabMismatchError);
+    expect((err as Error).message).toMatch(/2 ids map to different tokens, e\.g\. id 10/);
+  });
+
+  it("without tokenizers, different logits sizes are a mismatch", async () => {
+    const src = await fixture({ ...base, layers: 1, vocab: 300 });
+    const d = join(root, "notok");
+    mkdirSync(join(d, "onnx"), { recursive: true });
+    copyFileSync(join(src, "config.json"), join(d, "config.json"));
+    copyFileSync(join(src, "onnx", "model.onnx"), join(d, "onnx", "model.onnx"));
+    const m = join(root, "notok-target");
+    mkdirSync(join(m, "onnx"), { recursive: true });
+    copyFileSync(join(model, "config.json"), join(m, "config.json"));
+    copyFileSync(join(model, "onnx", "model.onnx"), join(m, "onnx", "model.onnx"));
+    const err = await engine.generate({ model: m, draft: d, method: "draft", promptIds: [1, 2], maxNewTokens: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VocabMismatchError);
+    expect((err as Error).message).toMatch(/vocabulary of 300 but the target .* has 320/);
+  });
+
+  it("K must be an integer from 1 to 32", async () => {
+    const draft = await fixture({ ...base, layers: 1 });
+    for (const k of [0, 33, 1.5, -1, Number.NaN]) {
+      await expect(gen({ draft, methodOptions: { k } })).rejects.toThrow(/integer from 1 to 32/);
+      expect(() => getMethod("early-exit").create({ target: {} as CausalLM, draft: {} as CausalLM }, { k })).toThrow(InvalidOptionError);
+    }
+    await expect(gen({ draft, methodOptions: { k: "many" as never } })).rejects.toThrow(InvalidOptionError);
+    await expect(gen({ draft, methodOptions: { controller: "magic" as never } })).rejects.toThrow(/fixed, heuristic, confidence, cost/);
+    await expect(gen({ draft, methodOptions: { confidenceThreshold: 1.5 } })).rejects.toThrow(/confidenceThreshold/);
+    const ok = await gen({ draft, methodOptions: { k: 32 } });
+    expect(ok.tokens).toHaveLength(4);
+  });
+
+  it("a K that would run past the remaining context is a ContextLengthError naming the largest K that fits", async () => {
+    const short = await fixture({ ...base, maxPositions: 16 });
+    const lm = await CausalLM.load(short);
+    const draft = await CausalLM.load(await fixture({ ...base, layers: 1, maxPositions: 16 }));
+    const prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    const run = (k: number | "auto") =>
+      generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 4, eosIds: [], proposer: getMethod("draft").create({ target: lm, draft }, { k }) });
+    await expect(run(8)).rejects.toThrow(ContextLengthError);
+    await expect(run(8)).rejects.toThrow(/K=8 .*Lower --k to at most 5/);
+    // K = 5 fits; "auto" clamps itself; both still equal plain greedy.
+    const plain = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 6, eosIds: [] });
+    for (const k of [5, "auto"] as const) {
+      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 6, eosIds: [], proposer: getMethod("draft").create({ target: lm, draft }, { k }) });
+      expect(res.tokens).toEqual(plain.tokens);
+    }
+    await lm.dispose();
+    await draft.dispose();
+  });
+
+  it("a missing early-exit graph names `spec-decode build --early-exit`", async () => {
+    const ee = (methodOptions: Record<string, unknown>) =>
+      engine.generate({ model, method: "early-exit", promptIds: [1, 2], maxNewTokens: 2, methodOptions });
+    await expect(ee({ exitLayer: 1 })).rejects.toThrow(ModelLoadError);
+    await expect(ee({ exitLayer: 1 })).rejects.toThrow(/spec-decode build --model .* --early-exit 1/);
+    await expect(ee({})).rejects.toThrow(/needs an early-exit draft graph.*spec-decode build/);
+    await expect(ee({ exitLayer: 2 })).rejects.toThrow(/exitLayer must be an integer from 1 to 1/);
+    const lm = await CausalLM.load(model);
+    const info = describeModel(lm).methods.find((m) => m.method === "early-exit")!;
+    expect(info.available).toBe(false);
+    expect(info.reason).toMatch(/--early-exit/);
+    await lm.dispose();
+    const built = await fixture({ ...base, earlyExit: [1] });
+    const lm2 = await CausalLM.load(built);
+    expect(describeModel(lm2).methods.find((m) => m.method === "early-exit")!.available).toBe(true);
+    await lm2.dispose();
+  });
+});

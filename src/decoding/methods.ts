@@ -10,6 +10,7 @@ import { draftMethod } from "./draft-model.js";
 import { earlyExitMethod } from "./early-exit.js";
 import { promptLookupMethod } from "./prompt-lookup.js";
 import { lookaheadMethod } from "./lookahead.js";
+import { medusaMethod } from "./medusa.js";
 import type { Proposer } from "./proposer.js";
 
 export const METHOD_NAMES = ["baseline", "draft", "early-exit", "prompt-lookup", "lookahead", "medusa"] as const;
@@ -90,6 +91,7 @@ const METHOD_LIST: MethodDefinition[] = [
   earlyExitMethod,
   promptLookupMethod,
   lookaheadMethod,
+  medusaMethod,
 ];
 
 export function registeredMethods(): MethodDefinition[] {

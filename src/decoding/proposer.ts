@@ -55,6 +55,21 @@ export interface Proposal {
   aux?: AuxTokens;
   /** Ask the target forward for its hidden states (Medusa). */
   wantHidden?: boolean;
+  /**
+   * Acceptance rule when sampling without `draftProbs`. Absent = exact (sample-and-match,
+   * distribution-preserving). "typical" = Medusa's typical acceptance (verify.ts): faster but NOT
+   * distribution-preserving. Greedy decoding ignores it (greedy is always exact).
+   */
+  acceptance?: TypicalAcceptance;
+}
+
+/** Medusa's typical acceptance: accept x when p(x) > min(threshold, alpha * exp(-H(p))). */
+export interface TypicalAcceptance {
+  mode: "typical";
+  /** Medusa's posterior_threshold (epsilon), e.g. 0.09. */
+  threshold: number;
+  /** Medusa's posterior_alpha (delta), e.g. 0.3. */
+  alpha: number;
 }
 
 export interface RoundResult {

@@ -8,11 +8,16 @@
  *    sample the bonus from norm(max(0, p - q)); if all pass, sample the bonus from p.
  *  - sampling without them (n-grams, lookahead, Medusa): sample y ~ p at each node and follow the
  *    child whose token is y; the first y without a child is the bonus. Distribution-preserving.
+ *  - Medusa's typical acceptance (only when the proposal asks, `acceptance.mode === "typical"`,
+ *    and only when sampling): at each node follow the most probable child x with
+ *    p(x) > min(threshold, alpha * exp(-H(p))); when none qualifies, the bonus is sampled from p
+ *    restricted to the tokens at or above that bar. NOT distribution-preserving (it favours likely
+ *    tokens); an explicit, documented option.
  * p is always the processed target distribution (temperature, top-k/p, min-p, penalties) with the
  * history up to that node, exactly as plain sampling would compute it.
  */
 import { InvalidOptionError } from "../errors.js";
-import { greedyToken, residualDistribution, sampleFrom, toProbabilities } from "../sampling/index.js";
+import { greedyToken, residualDistribution, sampleFrom, toProbabilities, type Rng } from "../sampling/index.js";
 import type { DecodeContext, Proposal, RoundResult } from "./proposer.js";
 
 /** Depth of each node (1 for children of cur). Throws when parents are not topologically ordered. */
@@ -143,6 +148,13 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
           bonus = sampleFrom(residualDistribution(p, q), ctx.rng);
           break;
         }
+      } else if (proposal.acceptance?.mode === "typical") {
+        const step = typicalStep(p, kids, proposal.tokens, proposal.acceptance.threshold, proposal.acceptance.alpha, ctx.rng);
+        if (step.bonus !== undefined) {
+          bonus = step.bonus;
+          break;
+        }
+        node = step.next!;
       } else {
         const y = sampleFrom(p, ctx.rng);
         const next = kids.find((c) => proposal.tokens[c] === y);
@@ -163,6 +175,40 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
   else cache.gather(start, [0, ...path.map((i) => i + 1)]);
 
   return { proposal, path, acceptedTokens, bonus, output, start };
+}
+
+/**
+ * One node of Medusa's typical acceptance over the processed target distribution `p` (exported for
+ * tests). Returns the child to follow, or the bonus token when no child passes the bar.
+ */
+export function typicalStep(
+  p: Float32Array,
+  kids: number[],
+  tokens: number[],
+  threshold: number,
+  alpha: number,
+  rng: Rng,
+): { next?: number; bonus?: number } {
+  let entropy = 0;
+  for (let i = 0; i < p.length; i++) {
+    const x = p[i]!;
+    if (x > 0) entropy -= x * Math.log(x);
+  }
+  const bar = Math.min(threshold, alpha * Math.exp(-entropy));
+  let next: number | undefined;
+  let best = -1;
+  for (const c of kids) {
+    const px = p[tokens[c]!]!;
+    if (px > bar && px > best) {
+      best = px;
+      next = c;
+    }
+  }
+  if (next !== undefined) return { next };
+  // The argmax always clears the bar when alpha <= 1 (p_max >= exp(-H)), so this is never empty.
+  const kept = new Float32Array(p.length);
+  for (let i = 0; i < p.length; i++) kept[i] = p[i]! >= bar ? p[i]! : 0;
+  return { bonus: sampleFrom(kept, rng) };
 }
 
 /** How many proposed positions were on offer along the path the target took (for stats). */

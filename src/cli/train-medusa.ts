@@ -1,0 +1,77 @@
+/** `spec-decode train-medusa`: train Medusa heads on a base model's own hidden states (Medusa-1, base frozen). */
+import type { Device } from "../engine/session.js";
+import { trainMedusa } from "../medusa/train.js";
+import { intOpt, numOpt, parse, required } from "./args.js";
+
+const USAGE = `Usage: spec-decode train-medusa --model DIR (--self-distill N [--data PROMPTS] | --data FILE)
+  [--heads H] [--out DIR] [--epochs E] [--batch N] [--lr LR] [--train-lm-head]
+  [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat] [--max-length N]
+  [--tree-nodes N] [--max-steps N] [--threads N] [--device cpu|webgpu|cuda]
+
+Trains H heads (default 3; head k predicts token t+k+1 from the hidden state at t) on the base
+model's final hidden states, base frozen, on CPU. Data:
+  --self-distill N   the base generates N sequences (greedy unless --temperature > 0) from built-in
+                     seed prompts, or from the prompts in --data; the heads learn its own tokens.
+  --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
+Each head is a residual SiLU block (W, b start at zero) before an LM head initialised from the
+base's: frozen and shared by default, trained per head with --train-lm-head.
+Progress goes to stderr (loss and top-1 accuracy per head); the final report (held-out top-1 per
+head, chance level, per-rank accuracies, the candidate tree) is printed as JSON on stdout.
+Writes DIR/medusa/medusa_lm_head.safetensors + config.json (Medusa's format; --out to change),
+which \`spec-decode generate --method medusa --heads DIR\` reads. The model must be built with
+\`spec-decode build\` (hidden_states output) and keep its safetensors (for the LM head).`;
+
+export async function trainMedusaCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(
+    argv,
+    {
+      model: { type: "string" },
+      out: { type: "string" },
+      heads: { type: "string" },
+      "self-distill": { type: "string" },
+      data: { type: "string" },
+      epochs: { type: "string" },
+      batch: { type: "string" },
+      lr: { type: "string" },
+      "train-lm-head": { type: "boolean", default: false },
+      "max-new-tokens": { type: "string" },
+      "max-length": { type: "string" },
+      temperature: { type: "string" },
+      seed: { type: "string" },
+      "no-chat": { type: "boolean", default: false },
+      "tree-nodes": { type: "string" },
+      "max-steps": { type: "string" },
+      threads: { type: "string" },
+      device: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    USAGE,
+  );
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const report = await trainMedusa({
+    model: required(v.model as string | undefined, "model", USAGE),
+    out: v.out as string | undefined,
+    heads: intOpt(v.heads, "heads", 1, 16),
+    selfDistill: intOpt(v["self-distill"], "self-distill", 1),
+    data: v.data as string | undefined,
+    epochs: intOpt(v.epochs, "epochs", 1),
+    batchSize: intOpt(v.batch, "batch", 1),
+    lr: numOpt(v.lr, "lr"),
+    trainLmHead: Boolean(v["train-lm-head"]),
+    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 2),
+    maxLength: intOpt(v["max-length"], "max-length", 3),
+    temperature: numOpt(v.temperature, "temperature"),
+    seed: intOpt(v.seed, "seed"),
+    chat: !v["no-chat"],
+    treeNodes: intOpt(v["tree-nodes"], "tree-nodes", 1, 512),
+    maxSteps: intOpt(v["max-steps"], "max-steps", 1),
+    threads: intOpt(v.threads, "threads", 0),
+    device: v.device as Device | undefined,
+    onLog: (line) => process.stderr.write(`[train-medusa] ${line}\n`),
+  });
+  console.log(JSON.stringify(report, null, 2));
+  return 0;
+}

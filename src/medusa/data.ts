@@ -1,0 +1,176 @@
+/**
+ * Training data for Medusa heads: token sequences with the base model's hidden state at every
+ * position (the builder graph's `hidden_states`, i.e. the final-norm output the heads read).
+ *
+ *  - Self-distillation (`--self-distill N`): the base generates N continuations (greedy by
+ *    default, or sampled with a seed) of built-in seed prompts or of the prompts in a data file;
+ *    the heads learn the base's own next tokens. Targets lie in the generated part only.
+ *  - Text (`--data FILE` alone): each line (plain text, or JSON with "text" / "prompt" /
+ *    "messages") is one training sequence, every position a target.
+ * Then one forward over each whole sequence collects the hidden states.
+ */
+import { readFileSync } from "node:fs";
+import type { CausalLM } from "../engine/causal-lm.js";
+import { InvalidOptionError, TokenizerError } from "../errors.js";
+import { generateTokens } from "../decoding/generate.js";
+import type { ChatMessage, TextTokenizer } from "../text/index.js";
+
+export interface TrainingSequence {
+  tokens: number[];
+  /** Row-major [tokens.length, hidden]. */
+  hidden: Float32Array;
+  /** Index of the first token that may serve as a target (the prompt before it is context only). */
+  firstTarget: number;
+}
+
+/** One entry of a data file: a text, or a chat. */
+export type DataEntry = { text: string } | { messages: ChatMessage[] };
+
+const TOPICS = [
+  "the ocean", "a small town", "machine learning", "cooking pasta", "the history of trains", "a rainy afternoon",
+  "learning a language", "the solar system", "gardening", "a job interview", "chess openings", "the human heart",
+  "writing a novel", "bicycles", "ancient Rome", "coffee", "mountain hiking", "electric cars", "friendship",
+  "the stock market", "volcanoes", "jazz music", "a birthday party", "honey bees", "the internet", "winter",
+  "building a website", "photography", "the moon landing", "recycling", "a lost dog", "sleep", "bread baking",
+  "city traffic", "a science fair", "the desert", "origami", "public libraries", "earthquakes", "space travel",
+];
+const TEMPLATES = [
+  "Write a short story about {}.",
+  "Explain {} to a ten-year-old.",
+  "What are three interesting facts about {}?",
+  "Describe {} in a few sentences.",
+  "Give me some practical tips about {}.",
+  "Write a short poem about {}.",
+  "Summarize the main ideas behind {}.",
+  "Tell me about {}.",
+];
+
+/** N distinct built-in seed prompts (templates x topics, in a fixed order). */
+export function seedPrompts(n: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; out.length < n; i++) {
+    const t = TEMPLATES[i % TEMPLATES.length]!;
+    const topic = TOPICS[(i * 7 + Math.floor(i / TOPICS.length)) % TOPICS.length]!;
+    out.push(t.replace("{}", topic));
+    if (i > TEMPLATES.length * TOPICS.length * 4) break;
+  }
+  while (out.length < n) out.push(out[out.length % (TEMPLATES.length * TOPICS.length)]!);
+  return out;
+}
+
+/** Parse a data file: one entry per non-empty line, plain text or JSON ({text}|{prompt}|{messages}). */
+export function readDataFile(file: string): DataEntry[] {
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new InvalidOptionError(`Cannot read --data ${file}: ${(err as Error).message}`);
+  }
+  const out: DataEntry[] = [];
+  raw.split(/\r?\n/).forEach((line, i) => {
+    const s = line.trim();
+    if (!s) return;
+    if (s.startsWith("{")) {
+      let o: Record<string, unknown>;
+      try {
+        o = JSON.parse(s) as Record<string, unknown>;
+      } catch (err) {
+        throw new InvalidOptionError(`${file}:${i + 1}: invalid JSON (${(err as Error).message}). Use one JSON object or one plain text per line.`);
+      }
+      if (typeof o.text === "string") out.push({ text: o.text });
+      else if (typeof o.prompt === "string") out.push({ text: o.prompt });
+      else if (Array.isArray(o.messages) && o.messages.every((m) => typeof m?.role === "string" && typeof m?.content === "string")) {
+        out.push({ messages: o.messages as ChatMessage[] });
+      } else {
+        throw new InvalidOptionError(`${file}:${i + 1}: a JSON line needs "text", "prompt" or "messages" ([{role, content}]).`);
+      }
+    } else out.push({ text: s });
+  });
+  if (out.length === 0) throw new InvalidOptionError(`--data ${file} has no lines with text.`);
+  return out;
+}
+
+function requireTokenizer(lm: CausalLM, tok: TextTokenizer | undefined): TextTokenizer {
+  if (!tok) {
+    throw new TokenizerError(`${lm.info.dir} has no tokenizer.json; training data is text, so the tokenizer is needed. Add the tokenizer files.`);
+  }
+  return tok;
+}
+
+/** Token ids of a prompt (chat template with a generation prompt when the tokenizer has one and chat is on). */
+export function encodePrompt(tok: TextTokenizer, e: DataEntry, chat: boolean): number[] {
+  if ("messages" in e) return tok.encodeChat(e.messages, { addGenerationPrompt: true });
+  if (chat && tok.hasChatTemplate) return tok.encodeChat([{ role: "user", content: e.text }], { addGenerationPrompt: true });
+  return tok.encode(e.text, { addSpecialTokens: true });
+}
+
+/** The base's final hidden states for `tokens` (one forward, no logits). */
+export async function hiddenStatesOf(lm: CausalLM, tokens: number[]): Promise<Float32Array> {
+  const cache = lm.newCache();
+  const out = await lm.forward(cache, tokens, { hidden: true, logits: "none" });
+  if (!out.hidden) throw new InvalidOptionError(`${lm.label} returned no hidden states.`);
+  return out.hidden.slice();
+}
+
+export interface SelfDistillOptions {
+  count: number;
+  maxNewTokens: number;
+  /** Prompts to continue (cycled); default: built-in seed prompts. */
+  prompts?: DataEntry[];
+  temperature?: number;
+  seed?: number;
+  chat?: boolean;
+  onProgress?: (done: number, total: number, tokens: number) => void;
+}
+
+/** Let the base generate `count` sequences and collect their hidden states. */
+export async function selfDistill(lm: CausalLM, tokIn: TextTokenizer | undefined, o: SelfDistillOptions): Promise<TrainingSequence[]> {
+  const tok = requireTokenizer(lm, tokIn);
+  const prompts = o.prompts ?? seedPrompts(o.count).map((text) => ({ text }));
+  const temperature = o.temperature ?? 0;
+  const out: TrainingSequence[] = [];
+  const maxCtx = lm.info.maxContext;
+  let total = 0;
+  for (let i = 0; i < o.count; i++) {
+    const prompt = encodePrompt(tok, prompts[i % prompts.length]!, o.chat ?? true);
+    const room = Math.min(o.maxNewTokens, Number.isFinite(maxCtx) ? maxCtx - prompt.length : o.maxNewTokens);
+    if (prompt.length === 0 || room < 2) continue;
+    const vocab = lm.info.vocabSize;
+    const res = await generateTokens({
+      target: lm,
+      promptIds: prompt,
+      maxNewTokens: room,
+      vocabLimit: vocab !== undefined && tok.vocabSize < vocab ? tok.vocabSize : undefined,
+      sampling: temperature > 0 ? { temperature, seed: (o.seed ?? 0) + i } : {},
+    });
+    const tokens = [...prompt, ...res.tokens];
+    out.push({ tokens, hidden: await hiddenStatesOf(lm, tokens), firstTarget: prompt.length });
+    total += res.tokens.length;
+    o.onProgress?.(i + 1, o.count, total);
+  }
+  return out;
+}
+
+/** Text sequences as training data: every position is a target. */
+export async function textSequences(
+  lm: CausalLM,
+  tokIn: TextTokenizer | undefined,
+  entries: DataEntry[],
+  o: { maxLength: number; onProgress?: (done: number, total: number, tokens: number) => void },
+): Promise<TrainingSequence[]> {
+  const tok = requireTokenizer(lm, tokIn);
+  const out: TrainingSequence[] = [];
+  const maxCtx = lm.info.maxContext;
+  const limit = Math.min(o.maxLength, Number.isFinite(maxCtx) ? maxCtx : o.maxLength);
+  let total = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    let tokens = "messages" in e ? tok.encodeChat(e.messages) : tok.encode(e.text, { addSpecialTokens: true });
+    tokens = tokens.slice(0, limit);
+    if (tokens.length < 3) continue;
+    out.push({ tokens, hidden: await hiddenStatesOf(lm, tokens), firstTarget: 0 });
+    total += tokens.length;
+    o.onProgress?.(i + 1, entries.length, total);
+  }
+  return out;
+}

@@ -10,7 +10,7 @@ export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR (--prompt
   [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--heads PATH]
   [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
   [--max-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
-  [--tree JSON] [--acceptance exact|typical]
+  [--tree JSON] [--acceptance exact|typical] [--posterior-threshold P] [--posterior-alpha A]
   [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] [--seed S]
   [--stop STRING]... [--device cpu|webgpu|cuda] [--threads N] [--json]`;
 
@@ -45,6 +45,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
       guesses: { type: "string" },
       tree: { type: "string" },
       acceptance: { type: "string" },
+      "posterior-threshold": { type: "string" },
+      "posterior-alpha": { type: "string" },
     },
     GENERATE_USAGE,
   );
@@ -81,6 +83,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
     guesses: intOpt(v.guesses, "guesses"),
     tree: v.tree === undefined ? undefined : parseTree(v.tree as string),
     acceptance: v.acceptance as MethodOptions["acceptance"],
+    posteriorThreshold: numOpt(v["posterior-threshold"], "posterior-threshold"),
+    posteriorAlpha: numOpt(v["posterior-alpha"], "posterior-alpha"),
   };
   const sampling: SamplingOptions = {
     temperature: numOpt(v.temperature, "temperature"),

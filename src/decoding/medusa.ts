@@ -69,44 +69,26 @@ export class MedusaHeadsModel {
   }
 }
 
-const cache = new Map<string, Promise<MedusaHeadsModel>>();
-
 /**
  * Load heads from a directory (medusa_lm_head.safetensors + config.json) or the safetensors file,
- * building `medusa_heads.onnx` on first use. Cached per (file, stamp, device, threads).
+ * building `medusa_heads.onnx` on first use. The caller owns the result (dispose() it); the
+ * method's loadResources caches it in the ModelStore, which frees it on unload/dispose.
  */
 export async function loadMedusaHeads(path: string, opts: { device?: Device; threads?: number; onProgress?: (m: string) => void } = {}): Promise<MedusaHeadsModel> {
-  const { onnxFile, stamp } = ensureMedusaHeadsOnnx(path, opts.onProgress);
+  const { onnxFile } = ensureMedusaHeadsOnnx(path, opts.onProgress);
   const { file, ...config } = inspectMedusaHeads(path);
-  // Small heads run on one thread: a second intra-op pool next to the target's only competes with
-  // it for the cores (measured on the demo fixture: heads run 2.8 -> 0.6 ms, decoding 2.6x faster).
-  // Heads with big LM heads (real vocabularies) keep the store's setting.
-  const small = config.numHeads * config.vocabSize * config.hiddenSize <= 16_000_000;
-  const threads = opts.threads ?? (small ? 1 : undefined);
-  const key = JSON.stringify([onnxFile, stamp, opts.device ?? "cpu", threads ?? 0]);
-  let p = cache.get(key);
-  if (!p) {
-    p = (async () => {
-      const session = await createSession(onnxFile, { device: opts.device, threads });
-      return new MedusaHeadsModel(session, config, file, onnxFile);
-    })();
-    cache.set(key, p);
-    p.catch(() => cache.delete(key));
-  }
-  return p;
+  const session = await createSession(onnxFile, { device: opts.device, threads: headsThreads(config, opts.threads) });
+  return new MedusaHeadsModel(session, config, file, onnxFile);
 }
 
-/** Unload every cached heads session (tests, servers shutting down). */
-export async function disposeMedusaHeadsCache(): Promise<void> {
-  const all = [...cache.values()];
-  cache.clear();
-  for (const p of all) {
-    try {
-      await (await p).dispose();
-    } catch {
-      /* failed loads have nothing to free */
-    }
-  }
+/**
+ * Small heads run on one thread: a second intra-op pool next to the target's only competes with
+ * it for the cores (measured on the demo fixture: heads run 2.8 -> 0.6 ms, decoding 2.6x faster).
+ * Heads with big LM heads (real vocabularies) keep the caller's setting.
+ */
+function headsThreads(config: MedusaHeadsConfig, threads: number | undefined): number | undefined {
+  const small = config.numHeads * config.vocabSize * config.hiddenSize <= 16_000_000;
+  return threads ?? (small ? 1 : undefined);
 }
 
 /** The base model's hidden size (graph output metadata, else config.json). */
@@ -281,7 +263,10 @@ export const medusaMethod: MethodDefinition = {
       );
     }
     checkHeadsAgainstBase(inspectMedusaHeads(req.heads), lm); // before building their ONNX graph
-    const heads = await loadMedusaHeads(req.heads, { device: req.store.device, threads: req.store.threads });
+    const path = req.heads;
+    const { stamp } = ensureMedusaHeadsOnnx(path);
+    const opts = { device: req.store.device, threads: req.store.threads };
+    const heads = await req.store.loadExtra(path, JSON.stringify(["medusa-heads", stamp, opts]), () => loadMedusaHeads(path, opts));
     return { heads };
   },
   unavailableReason(res) {

@@ -21,6 +21,11 @@ export interface LoadedModel {
   bytes: number;
 }
 
+/** Anything the store can free. */
+export interface Disposable {
+  dispose(): Promise<void>;
+}
+
 export interface ModelStoreOptions {
   device?: Device;
   threads?: number;
@@ -34,6 +39,8 @@ export class ModelStore {
   readonly maxBytes: number;
   private readonly models = new Map<string, Promise<LoadedModel>>();
   private readonly locks = new Map<string, Promise<void>>();
+  /** Other loaded sessions (e.g. Medusa heads), keyed, owned by a directory for unload(). */
+  private readonly extras = new Map<string, { dir: string; p: Promise<Disposable> }>();
   /** Models in use by a request (pin counts): never evicted, even before their lock is taken. */
   private readonly pins = new Map<string, number>();
 
@@ -97,6 +104,22 @@ export class ModelStore {
     };
   }
 
+  /**
+   * Load (or reuse) something other than a decoder that belongs to the directory `dir` — e.g.
+   * Medusa heads. It is freed by unload(dir) and dispose(), like the models.
+   */
+  async loadExtra<T extends Disposable>(dir: string, key: string, load: () => Promise<T>): Promise<T> {
+    const k = JSON.stringify([resolve(dir), key]);
+    let e = this.extras.get(k);
+    if (!e) {
+      const p = load();
+      e = { dir: resolve(dir), p };
+      this.extras.set(k, e);
+      p.catch(() => this.extras.delete(k));
+    }
+    return (await e.p) as T;
+  }
+
   async loaded(): Promise<LoadedModel[]> {
     const settled = await Promise.allSettled([...this.models.values()]);
     return settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
@@ -118,13 +141,24 @@ export class ModelStore {
       });
       n++;
     }
+    for (const [key, e] of [...this.extras]) {
+      if (e.dir !== d) continue;
+      this.extras.delete(key);
+      await e.p.then((x) => x.dispose()).catch(() => undefined);
+      n++;
+    }
     return n;
   }
 
   async dispose(): Promise<void> {
     const all = await this.loaded();
     this.models.clear();
-    await Promise.all(all.map((m) => m.lm.dispose()));
+    const extras = [...this.extras.values()];
+    this.extras.clear();
+    await Promise.all([
+      ...all.map((m) => m.lm.dispose()),
+      ...extras.map((e) => e.p.then((x) => x.dispose()).catch(() => undefined)),
+    ]);
   }
 
   /** Keep `m` from being evicted until `unpin` (a request that loads several models pins each). */

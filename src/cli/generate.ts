@@ -9,7 +9,7 @@ import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required } from "
 export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
   [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--heads PATH]
   [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
-  [--max-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
+  [--max-ngram N] [--min-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
   [--tree JSON] [--acceptance exact|typical] [--posterior-threshold P] [--posterior-alpha A]
   [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] [--seed S]
   [--stop STRING]... [--device cpu|webgpu|cuda] [--threads N] [--json]`;
@@ -39,6 +39,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       "confidence-threshold": { type: "string" },
       "exit-layer": { type: "string" },
       "max-ngram": { type: "string" },
+      "min-ngram": { type: "string" },
       "num-predict": { type: "string" },
       window: { type: "string" },
       ngram: { type: "string" },
@@ -77,6 +78,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     confidenceThreshold: numOpt(v["confidence-threshold"], "confidence-threshold"),
     exitLayer: intOpt(v["exit-layer"], "exit-layer"),
     maxNgram: intOpt(v["max-ngram"], "max-ngram"),
+    minNgram: intOpt(v["min-ngram"], "min-ngram"),
     numPredict: intOpt(v["num-predict"], "num-predict"),
     window: intOpt(v.window, "window"),
     ngram: intOpt(v.ngram, "ngram"),

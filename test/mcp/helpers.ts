@@ -2,11 +2,9 @@
  * Helpers for the MCP tests: make sure dist/ is built, make fixtures inside a model root, and a
  * suite that exercises every tool through a connected SDK Client (used for stdio and HTTP alike).
  */
-import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { z } from "zod";
 import { expect } from "vitest";
@@ -22,33 +20,7 @@ import * as modelInfo from "../../src/mcp/tools/model-info.js";
 import * as tune from "../../src/mcp/tools/tune-draft-k.js";
 import * as unloadModel from "../../src/mcp/tools/unload-model.js";
 
-export const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const CLI = join(REPO, "dist", "cli", "main.js");
-
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestMtime(p));
-    else if (e.name.endsWith(".ts")) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Build dist/ with tsc when it is missing or older than src/ (so a plain `npx vitest` works). */
-export function ensureBuilt(): void {
-  const stale = !existsSync(CLI) || statSync(CLI).mtimeMs < newestMtime(join(REPO, "src")) || !existsSync(join(REPO, "dist", "mcp", "stdio.js"));
-  if (!stale) return;
-  try {
-    execFileSync(process.execPath, [join(REPO, "node_modules", "typescript", "bin", "tsc"), "-p", join(REPO, "tsconfig.json")], {
-      cwd: REPO,
-      stdio: "pipe",
-    });
-  } catch (err) {
-    // Type errors elsewhere still emit JavaScript; fail only when the entry point is missing.
-    if (!existsSync(CLI)) throw err;
-  }
-}
+export { REPO, CLI, ensureBuilt } from "../helpers/dist.js";
 
 export interface McpFixtures {
   /** Model root holding the target fixture (and the build dir). */

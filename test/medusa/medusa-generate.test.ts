@@ -5,22 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpecEngine } from "../../src/api.js";
 import { describeModel } from "../../src/decoding/capabilities.js";
 import { generateTokens } from "../../src/decoding/generate.js";
-import { createMedusaProposer, loadMedusaHeads as openHeads, medusaSettings, type MedusaHeadsModel } from "../../src/decoding/medusa.js";
+import { createMedusaProposer, medusaSettings } from "../../src/decoding/medusa.js";
+import { disposeOpenedHeads, loadMedusaHeads } from "./heads-helpers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError, VocabMismatchError } from "../../src/errors.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 import { writeRandomHeads } from "./helpers.js";
 
-/** Heads loaded by this file's tests, freed in afterAll. */
-const openedHeads: MedusaHeadsModel[] = [];
-async function loadMedusaHeads(path: string): Promise<MedusaHeadsModel> {
-  const h = await openHeads(path);
-  openedHeads.push(h);
-  return h;
-}
-async function disposeMedusaHeadsCache(): Promise<void> {
-  for (const h of openedHeads.splice(0)) await h.dispose();
-}
 
 const FIXTURES = [
   { layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 },
@@ -40,7 +31,7 @@ describe("Medusa generation", () => {
   });
   afterAll(async () => {
     await engine.dispose();
-    await disposeMedusaHeadsCache();
+    await disposeOpenedHeads();
     rmSync(root, { recursive: true, force: true });
   });
 

@@ -10,23 +10,14 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateTokens } from "../../src/decoding/generate.js";
-import { createMedusaProposer, loadMedusaHeads as openHeads, medusaSettings, type MedusaHeadsModel } from "../../src/decoding/medusa.js";
+import { createMedusaProposer, medusaSettings } from "../../src/decoding/medusa.js";
+import { disposeOpenedHeads, loadMedusaHeads } from "./heads-helpers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { toProbabilities } from "../../src/sampling/index.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 import { randomHeads } from "./helpers.js";
 import { writeMedusaHeads } from "../../src/builder/medusa-heads.js";
 
-/** Heads loaded by this file's tests, freed in afterAll. */
-const openedHeads: MedusaHeadsModel[] = [];
-async function loadMedusaHeads(path: string): Promise<MedusaHeadsModel> {
-  const h = await openHeads(path);
-  openedHeads.push(h);
-  return h;
-}
-async function disposeMedusaHeadsCache(): Promise<void> {
-  for (const h of openedHeads.splice(0)) await h.dispose();
-}
 
 const V = 12;
 const SAMPLING = { temperature: 1 };
@@ -100,7 +91,7 @@ function chiSquareP(counts: number[], probs: number[], n: number): number {
 describe("Medusa exact sampling preserves the target distribution", () => {
   const root = tempDir("medusa-sampling");
   afterAll(async () => {
-    await disposeMedusaHeadsCache();
+    await disposeOpenedHeads();
     rmSync(root, { recursive: true, force: true });
   });
 

@@ -7,7 +7,8 @@ import { SeededRandom } from "../../src/builder/fixture.js";
 import { readMedusaHeads } from "../../src/builder/medusa-heads.js";
 import { trainMedusaCommand } from "../../src/cli/train-medusa.js";
 import { generateTokens } from "../../src/decoding/generate.js";
-import { createMedusaProposer, loadMedusaHeads as openHeads, medusaSettings, type MedusaHeadsModel } from "../../src/decoding/medusa.js";
+import { createMedusaProposer, medusaSettings } from "../../src/decoding/medusa.js";
+import { disposeOpenedHeads, loadMedusaHeads } from "./heads-helpers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
 import { buildDataset, trainMedusa } from "../../src/medusa/train.js";
@@ -16,20 +17,10 @@ import { encodePrompt, readDataFile, seedPrompts } from "../../src/medusa/data.j
 import { TextTokenizer } from "../../src/text/index.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 
-/** Heads loaded by this file's tests, freed in afterAll. */
-const openedHeads: MedusaHeadsModel[] = [];
-async function loadMedusaHeads(path: string): Promise<MedusaHeadsModel> {
-  const h = await openHeads(path);
-  openedHeads.push(h);
-  return h;
-}
-async function disposeMedusaHeadsCache(): Promise<void> {
-  for (const h of openedHeads.splice(0)) await h.dispose();
-}
 
 const root = tempDir("medusa-train");
 afterAll(async () => {
-  await disposeMedusaHeadsCache();
+  await disposeOpenedHeads();
   rmSync(root, { recursive: true, force: true });
 });
 

@@ -26,8 +26,10 @@
  *    happens between forwards; efficiency = measured speedup / ideal shows what those cost.
  *  - Time outside onnxruntime: decode time minus the time inside session.run (target and draft),
  *    per token and as a share of decode time.
- *  - Peak memory: the process's resident set size, sampled every 20 ms during each run (it includes
- *    every model loaded so far, so it differs between arms only by what an arm loads first).
+ *  - Peak memory: the process's resident set size, sampled every 20 ms during each run. onnxruntime-node
+ *    runs a session synchronously on the main thread, so samples land between forwards (its arena
+ *    keeps what a forward allocated); it includes every model loaded so far, so it differs between
+ *    arms only by what an arm loads first.
  *  - `skipUnavailable`: an arm whose warm-up fails (method not in this build, no draft, no early
  *    exit graph...) is dropped and reported in `skipped` with the reason, instead of failing the run.
  */
@@ -123,6 +125,14 @@ export interface ArmSummary {
   idealSpeedup: number;
   /** speedup.mean / idealSpeedup. */
   efficiency: number;
+  /** This arm's target ms per forward / baseline's: what verifying K+1 (or tree/aux) tokens costs vs one. */
+  verifyCostRatio: number;
+  /**
+   * The ideal with the measured verification cost instead of one plain forward:
+   * E / (verifyCostRatio + draft ms per round / baseline target ms per forward). speedup / this =
+   * what the loop itself loses between forwards (JS glue, KV crops, sampling).
+   */
+  idealWithVerifyCost: number;
   /** Highest resident set size sampled during this arm's runs, bytes. */
   peakRssBytes: number;
 }
@@ -321,6 +331,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
         pool.meanDrafted > 0 && baselineForwardMs > 0 ? round4((pool.draftMsPerToken * pool.meanAcceptedLength) / pool.meanDrafted / baselineForwardMs) : 0,
       idealSpeedup: round4(ideal),
       efficiency: ideal > 0 && speedup.mean > 0 ? round4(speedup.mean / ideal) : 0,
+      verifyCostRatio: baselineForwardMs > 0 ? round4(pool.targetMsPerForward / baselineForwardMs) : 0,
+      idealWithVerifyCost:
+        a === baseIdx ? 1 : baselineForwardMs > 0 && pool.targetMsPerForward > 0 ? round4(idealSpeedup(pool, pool.targetMsPerForward) * (baselineForwardMs / pool.targetMsPerForward)) : 0,
       peakRssBytes: Math.max(0, ...mine.map((x) => x.peakRss)),
     };
   });
@@ -338,7 +351,7 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
   };
 }
 
-/** Sample the process RSS every 20 ms until stopped (timers fire while onnxruntime runs in its threads). */
+/** Sample the process RSS every 20 ms until stopped (between forwards: onnxruntime-node runs on the main thread). */
 function startRssSampler(): { stop: () => void; peak: () => number } {
   let peak = process.memoryUsage.rss();
   const timer = setInterval(() => {

@@ -1,12 +1,22 @@
 /** `spec-decode fixture`: a tiny random checkpoint + tokenizer, built to ONNX, for tests and demos. */
 import { makeFixture } from "../builder/index.js";
+import { twinCommand } from "./fixture-twin.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, parse, required } from "./args.js";
 
 const USAGE = `Usage: spec-decode fixture --out DIR [--arch llama|qwen2|qwen3|mistral] [--layers N] [--hidden D]
   [--heads H] [--kv-heads H] [--intermediate I] [--vocab V] [--max-positions P] [--seed S] [--tie-embeddings]
   [--early-exit M[,M...]] [--layout onnx-community|optimum|genai] [--io-dtype float32|float16]
-  [--no-tree-mask] [--no-hidden-states] [--json]`;
+  [--no-tree-mask] [--no-hidden-states] [--json]
+       spec-decode fixture --twin --out DIR [--agreement X | --divergence S] [--calibrate S1,S2,...]
+  [--layers N] [--hidden D] [--heads H] [--kv-heads H] [--intermediate I] [--vocab V] [--max-positions P]
+  [--draft-hidden h] [--draft-layers m] [--draft-intermediate i] [--seed S] [--no-safetensors] [--json]
+
+--twin builds the synthetic benchmark pair: DIR/target (~101M parameters fp32 by default, with
+onnx/early_exit_<m>.onnx) and DIR/draft (a small model equal to the target's first m layers in a
+128-wide subspace). The knob --divergence scales the target's upper layers (0 = the target agrees with
+the draft everywhere); --agreement X picks it from the calibration table of the default size.
+--calibrate builds one twin per value under DIR/calibration and prints the measured greedy agreement.`;
 
 export async function fixtureCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -30,12 +40,24 @@ export async function fixtureCommand(argv: string[]): Promise<number> {
       "no-hidden-states": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
+      twin: { type: "boolean", default: false },
+      agreement: { type: "string" },
+      divergence: { type: "string" },
+      calibrate: { type: "string" },
+      "draft-hidden": { type: "string" },
+      "draft-layers": { type: "string" },
+      "draft-intermediate": { type: "string" },
+      "no-safetensors": { type: "boolean", default: false },
     },
     USAGE,
   );
   if (v.help) {
     console.log(USAGE);
     return 0;
+  }
+  if (v.twin) return twinCommand(v, USAGE);
+  for (const k of ["agreement", "divergence", "calibrate", "draft-hidden", "draft-layers", "draft-intermediate"]) {
+    if (v[k as keyof typeof v] !== undefined) throw new InvalidOptionError(`--${k} only applies to --twin.`);
   }
   const arch = v.arch as string | undefined;
   if (arch && !["llama", "qwen2", "qwen3", "mistral"].includes(arch)) throw new InvalidOptionError(`--arch must be llama, qwen2, qwen3 or mistral (got "${arch}").`);

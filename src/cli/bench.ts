@@ -1,0 +1,177 @@
+/**
+ * `spec-decode bench`: plain decoding vs speculative methods on the same prompts, interleaved after a
+ * warm-up, through the same library functions as the MCP tools (src/bench). Markdown table on
+ * stdout, JSON with --json, a PNG chart with --chart, a progress bar on stderr.
+ */
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { runBench } from "../bench/bench.js";
+import { renderBenchChart } from "../bench/chart.js";
+import { benchChartInput, benchMarkdown } from "../bench/report.js";
+import { ensureTwin } from "../bench/twin.js";
+import { findSpecBenchQuestions, parseWorkloadSpec, readPromptsFile, selectPrompts, type BenchPrompt } from "../bench/workload.js";
+import { METHOD_NAMES, type MethodName } from "../decoding/methods.js";
+import { DEVICES, type Device } from "../engine/session.js";
+import { InvalidOptionError } from "../errors.js";
+import { intList, intOpt, numOpt, parse } from "./args.js";
+import { progressBar } from "./progress.js";
+
+const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
+  [--methods baseline,draft,early-exit,prompt-lookup,lookahead,medusa]
+  [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
+  [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device cpu|webgpu|cuda] [--threads N]
+  [--k N|auto] [--exit-layer M] [--ks 1,2,4,8 [--sweep draft|early-exit]]
+  [--json] [--out FILE.json] [--chart FILE.png] [--quiet]
+
+Measures every method against plain decoding on the same prompts in the same run (one warm-up run per
+method, then prompts x repeats with the method order rotating), and reports per method: median tokens/s,
+speedup with a 95% confidence interval, acceptance, mean accepted length (bonus included), per-position
+acceptance, the ideal speedup (Leviathan et al.) from measured acceptance and draft cost, efficiency =
+measured / ideal, time outside onnxruntime per token, peak memory, and whether greedy output equals
+plain decoding's. Methods that cannot run (not in this build, no --draft, no early-exit graph, no Medusa
+heads) are skipped with the reason.
+
+  --twin          use the synthetic twin benchmark models (built once under the cache dir, ~1 minute)
+  --prompts       Spec-Bench's question.jsonl format ({question_id, category, turns}: first turn used) or
+                  ours ({id, category, prompt|messages|promptIds}); "spec-bench" finds ../shared/workloads/
+                  spec-bench-questions.jsonl (or $SPEC_BENCH_QUESTIONS)
+  --ks            also sweep these fixed K values of the draft (or early-exit) method, in the same run
+  Defaults: all methods, --workload builtin, 128 new tokens, 3 repeats, greedy.
+  Exit code 3 when a method's greedy output differs from plain decoding's (a bug: speculation is lossless).`;
+
+export async function benchCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(
+    argv,
+    {
+      model: { type: "string" },
+      draft: { type: "string" },
+      heads: { type: "string" },
+      twin: { type: "boolean", default: false },
+      agreement: { type: "string" },
+      divergence: { type: "string" },
+      methods: { type: "string" },
+      workload: { type: "string" },
+      prompts: { type: "string" },
+      category: { type: "string" },
+      "per-category": { type: "string" },
+      chat: { type: "boolean", default: false },
+      "max-new-tokens": { type: "string" },
+      repeats: { type: "string" },
+      temperature: { type: "string" },
+      seed: { type: "string" },
+      device: { type: "string" },
+      threads: { type: "string" },
+      k: { type: "string" },
+      "exit-layer": { type: "string" },
+      ks: { type: "string" },
+      sweep: { type: "string" },
+      json: { type: "boolean", default: false },
+      out: { type: "string" },
+      chart: { type: "string" },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    USAGE,
+  );
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const bar = progressBar("bench", process.stderr, { quiet: Boolean(v.quiet) });
+  const note = (s: string) => bar.log(s);
+
+  let model = v.model as string | undefined;
+  let draft = v.draft as string | undefined;
+  if (v.twin) {
+    if (model) throw new InvalidOptionError("Give --model or --twin, not both.");
+    const twin = await ensureTwin({ divergence: numOpt(v.divergence, "divergence"), agreement: numOpt(v.agreement, "agreement"), log: note });
+    model = twin.target;
+    draft = draft ?? twin.draft;
+  } else if (v.agreement !== undefined || v.divergence !== undefined) {
+    throw new InvalidOptionError("--agreement / --divergence choose the twin models; use them with --twin.");
+  }
+  if (!model) throw new InvalidOptionError(`--model is required (or --twin for the synthetic benchmark models).\n\n${USAGE}`);
+
+  const methods = v.methods === undefined ? undefined : parseMethods(String(v.methods));
+  const device = v.device as string | undefined;
+  if (device !== undefined && !(DEVICES as readonly string[]).includes(device)) throw new InvalidOptionError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
+  const kRaw = v.k as string | undefined;
+  const k = kRaw === undefined ? undefined : kRaw === "auto" ? "auto" : intOpt(kRaw, "k", 1, 64);
+  const sweep = v.sweep as string | undefined;
+  if (sweep !== undefined && sweep !== "draft" && sweep !== "early-exit") throw new InvalidOptionError(`--sweep must be draft or early-exit (got "${sweep}").`);
+
+  const { prompts, source } = await loadPrompts(v);
+  const report = await runBench({
+    model: resolve(model),
+    draft: draft ? resolve(draft) : undefined,
+    heads: v.heads ? resolve(v.heads as string) : undefined,
+    methods,
+    prompts,
+    workloadSource: source,
+    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 1),
+    repeats: intOpt(v.repeats, "repeats", 1, 100),
+    temperature: numOpt(v.temperature, "temperature"),
+    seed: intOpt(v.seed, "seed"),
+    device: device as Device | undefined,
+    threads: intOpt(v.threads, "threads", 1),
+    k,
+    exitLayer: intOpt(v["exit-layer"], "exit-layer", 1),
+    ks: intList(v.ks, "ks"),
+    sweepMethod: sweep as "draft" | "early-exit" | undefined,
+    onProgress: (p) => bar.update(p.done, p.total, p.message),
+    onNote: note,
+  });
+  bar.done();
+  const json = JSON.stringify(report, null, 2);
+  if (v.out) writeFileSync(resolve(v.out as string), json + "\n");
+  if (v.chart) {
+    const file = resolve(v.chart as string);
+    writeFileSync(file, renderBenchChart(benchChartInput(report)));
+    process.stderr.write(`Chart written to ${file}\n`);
+  }
+  if (v.json) console.log(json);
+  else process.stdout.write(benchMarkdown(report));
+  return report.result.arms.some((a) => a.greedyIdentical === false) ? 3 : 0;
+}
+
+export function parseMethods(s: string): MethodName[] {
+  const names = s.split(",").map((x) => x.trim()).filter(Boolean);
+  if (names.length === 0) throw new InvalidOptionError(`--methods needs at least one method (${METHOD_NAMES.join(", ")}).`);
+  for (const n of names) {
+    if (!(METHOD_NAMES as readonly string[]).includes(n)) throw new InvalidOptionError(`Unknown method "${n}" in --methods. Use any of: ${METHOD_NAMES.join(", ")}.`);
+  }
+  return names as MethodName[];
+}
+
+/** --workload / --prompts / --category / --per-category / --chat -> prompts and a description. */
+export async function loadPrompts(v: Record<string, unknown>): Promise<{ prompts: BenchPrompt[]; source: string }> {
+  const chat = Boolean(v.chat);
+  if (v.workload !== undefined && v.prompts !== undefined) throw new InvalidOptionError("Give --workload or --prompts, not both.");
+  let prompts: BenchPrompt[];
+  let source: string;
+  if (v.prompts !== undefined) {
+    let file = String(v.prompts);
+    if (file === "spec-bench") {
+      const found = findSpecBenchQuestions();
+      if (!found) {
+        throw new InvalidOptionError(
+          "Spec-Bench's question.jsonl was not found (looked at $SPEC_BENCH_QUESTIONS and ../shared/workloads/spec-bench-questions.jsonl). Pass its path to --prompts.",
+        );
+      }
+      file = found;
+    }
+    prompts = await readPromptsFile(resolve(file), { chat });
+    source = file;
+  } else {
+    const spec = (v.workload as string | undefined) ?? "builtin";
+    prompts = parseWorkloadSpec(spec, { chat });
+    source = spec;
+  }
+  const perCategory = intOpt(v["per-category"], "per-category", 1);
+  const category = v.category as string | undefined;
+  if (category !== undefined || perCategory !== undefined) {
+    prompts = selectPrompts(prompts, { category, perCategory });
+    source += `${category ? ` category ${category}` : ""}${perCategory ? ` (first ${perCategory} per category)` : ""}`;
+  }
+  return { prompts, source };
+}

@@ -1,0 +1,136 @@
+/**
+ * `spec-decode tune`: sweep K (and optionally the adaptive controllers) for draft-model or early-exit
+ * speculation, through `tuneDraftK` (src/bench/measure.ts), the function behind the MCP tool
+ * `tune_draft_k`. Table on stdout (or --json), --chart FILE.png draws speedup vs K with the
+ * predicted curve.
+ */
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { SpecEngine } from "../api.js";
+import { renderBenchChart } from "../bench/chart.js";
+import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveController } from "../bench/measure.js";
+import { machineInfo, tuneTable } from "../bench/report.js";
+import { ensureTwin, readTwinInfo } from "../bench/twin.js";
+import { DEVICES, type Device } from "../engine/session.js";
+import { InvalidOptionError } from "../errors.js";
+import { intList, intOpt, numOpt, parse } from "./args.js";
+import { loadPrompts } from "./bench.js";
+import { progressBar } from "./progress.js";
+
+const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M] | --twin [--agreement X | --divergence S] [--early-exit])
+  [--ks 1,2,3,4,6,8] [--controllers heuristic,confidence,cost] [--confidence-threshold P]
+  [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
+  [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device D] [--threads N]
+  [--json] [--chart FILE.png] [--quiet]
+
+Sweeps K for the draft model (--draft) or the target's early exit (--exit-layer), interleaved with plain
+decoding on the same prompts, and reports measured vs predicted speedup per K, the best setting and the
+equivalent vLLM / llama.cpp / transformers settings.`;
+
+export async function tuneCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(
+    argv,
+    {
+      model: { type: "string" },
+      draft: { type: "string" },
+      "exit-layer": { type: "string" },
+      twin: { type: "boolean", default: false },
+      "early-exit": { type: "boolean", default: false },
+      agreement: { type: "string" },
+      divergence: { type: "string" },
+      ks: { type: "string" },
+      controllers: { type: "string" },
+      "confidence-threshold": { type: "string" },
+      workload: { type: "string" },
+      prompts: { type: "string" },
+      category: { type: "string" },
+      "per-category": { type: "string" },
+      chat: { type: "boolean", default: false },
+      "max-new-tokens": { type: "string" },
+      repeats: { type: "string" },
+      temperature: { type: "string" },
+      seed: { type: "string" },
+      device: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "boolean", default: false },
+      chart: { type: "string" },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    USAGE,
+  );
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const bar = progressBar("tune", process.stderr, { quiet: Boolean(v.quiet) });
+  let model = v.model as string | undefined;
+  let draft = v.draft as string | undefined;
+  let exitLayer = intOpt(v["exit-layer"], "exit-layer", 1);
+  if (v.twin) {
+    if (model) throw new InvalidOptionError("Give --model or --twin, not both.");
+    const twin = await ensureTwin({ divergence: numOpt(v.divergence, "divergence"), agreement: numOpt(v.agreement, "agreement"), log: (s) => bar.log(s) });
+    model = twin.target;
+    if (v["early-exit"]) exitLayer = exitLayer ?? twin.info.earlyExitLayers;
+    else draft = draft ?? twin.draft;
+  }
+  if (!model) throw new InvalidOptionError(`--model is required (or --twin).\n\n${USAGE}`);
+  if (!draft && exitLayer === undefined) throw new InvalidOptionError(`Give --draft DIR or --exit-layer M: tune sweeps K of a draft.\n\n${USAGE}`);
+  const controllers = v.controllers === undefined ? [] : String(v.controllers).split(",").map((s) => s.trim()).filter(Boolean);
+  for (const c of controllers) {
+    if (!(ADAPTIVE_CONTROLLERS as readonly string[]).includes(c)) throw new InvalidOptionError(`Unknown controller "${c}" (use ${ADAPTIVE_CONTROLLERS.join(", ")}).`);
+  }
+  const device = v.device as string | undefined;
+  if (device !== undefined && !(DEVICES as readonly string[]).includes(device)) throw new InvalidOptionError(`--device must be one of ${DEVICES.join(", ")}.`);
+  const { prompts } = await loadPrompts(v);
+  const temperature = numOpt(v.temperature, "temperature") ?? 0;
+  const engine = new SpecEngine({ device: device as Device | undefined, threads: intOpt(v.threads, "threads", 1) });
+  const machine = machineInfo();
+  try {
+    const res = await tuneDraftK({
+      engine,
+      model: resolve(model),
+      draft: draft ? resolve(draft) : undefined,
+      method: draft ? "draft" : "early-exit",
+      exitLayer,
+      ks: intList(v.ks, "ks") ?? DEFAULT_TUNE_KS,
+      controllers: controllers as AdaptiveController[],
+      confidenceThreshold: numOpt(v["confidence-threshold"], "confidence-threshold"),
+      prompts,
+      maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 1) ?? 128,
+      repeats: intOpt(v.repeats, "repeats", 1, 100) ?? 2,
+      sampling: temperature > 0 ? { temperature, seed: intOpt(v.seed, "seed") ?? 0 } : {},
+      onProgress: (p) => bar.update(p.done, p.total, p.message),
+    });
+    bar.done();
+    const twin = readTwinInfo(resolve(model));
+    const { measurement, ...rest } = res;
+    if (v.chart) {
+      const file = resolve(v.chart as string);
+      writeFileSync(
+        file,
+        renderBenchChart({
+          title: `Speedup vs K (${res.method})`,
+          subtitle: `${twin ? `twin target, divergence ${twin.divergence}` : model}; ${measurement.prompts} prompts x ${measurement.repeats} repeats, ${measurement.maxNewTokens} tokens; baseline ${res.baselineTokensPerSecond.toFixed(1)} tok/s; ${machine.cores} cores`,
+          sweep: {
+            title: `${res.method}: alpha ${res.alpha.toFixed(2)}, c ${res.costRatio.toFixed(3)}`,
+            measured: res.points.filter((p) => p.k !== null).map((p) => ({ k: p.k!, speedup: p.speedup.mean, low: p.speedup.low, high: p.speedup.high })),
+            predicted: res.predictedCurve.map((p) => ({ k: p.k, speedup: p.predictedSpeedup })),
+          },
+          footnote: twin ? "Synthetic random models (spec-decode fixture --twin): speed and acceptance only." : undefined,
+        }),
+      );
+      process.stderr.write(`Chart written to ${file}\n`);
+    }
+    if (v.json) console.log(JSON.stringify({ ...rest, machine, twin, measurement }, null, 2));
+    else {
+      if (twin) console.log(`Synthetic twin models (divergence ${twin.divergence}); text is gibberish, speed and acceptance are what is measured.\n`);
+      console.log(`Baseline ${res.baselineTokensPerSecond.toFixed(1)} tok/s; ${measurement.prompts} prompts x ${measurement.repeats} repeats, ${measurement.maxNewTokens} new tokens.\n`);
+      console.log(tuneTable(rest));
+      console.log(`\nvLLM: ${res.equivalents.vllm.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`);
+    }
+  } finally {
+    await engine.dispose();
+  }
+  return 0;
+}

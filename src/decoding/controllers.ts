@@ -25,19 +25,20 @@ export const K_MIN = 1;
 export const K_MAX = 32;
 
 /**
- * What `--k auto` (or no k at all) means: the confidence stop (threshold 0.6, at most 8 tokens).
- * Measured on the early-exit drafts (m = 1 and 2) of an 8-layer fixture (hidden 256), greedy and
- * T = 0.8 / top-p 0.95, 4 prompts x 64 tokens, speedups modelled from the runs' real counts and
- * per-forward CPU costs (the shared 2-core machine made wall-clock tokens/s too noisy to rank):
- *   fixed K=2 1.35/1.39/1.40/1.35, K=3 1.31/1.36/1.46/1.39, K=4 1.24/1.33/1.47/1.31, K=8 0.94-1.29;
- *   confidence 0.6 1.34/1.36/1.35/1.33, confidence 0.4 1.37/1.19/1.41/1.24, confidence 0.2
- *   1.14/1.12/1.40/1.24; heuristic 1.20/1.20/1.33/1.22; cost 1.12/1.17/1.37/1.14.
- * The confidence stop matched the best fixed K without being told K, in every setting, and does
- * not depend on timings; the cost controller is only as good as its live timing, which on a busy
- * machine is noise (it measured c between 0.04 and 0.27 for a true 0.30-0.44), and the heuristic
- * overshoots (long rejected chains cost verification time on CPU).
+ * What `--k auto` (or no k at all) means: the cost controller (at most 8 tokens).
+ * Two measurements (references/draft-model.md):
+ *  - Twin benchmark pair (100.7M target, 4.4M draft, c = 0.041, alpha 0.81), `spec-decode tune`,
+ *    1 thread, quiet machine, 6 prompts x 96 tokens: fixed K=4 2.63x, heuristic 2.49x,
+ *    confidence 0.6 1.74x, cost 2.75x (mean K 5.7). The confidence stop drafted ~1 token per
+ *    round: a draft that is right but not confident (random-weight drafts are flat) is cut short.
+ *  - Early-exit drafts of an 8-layer fixture (c = 0.30-0.44), modelled from run counts on a busy
+ *    machine: confidence 0.6 1.33-1.36x, cost 1.12-1.37x, best fixed K 1.35-1.47x.
+ * The cost controller is the only one that adapts to the draft's cost as well as its acceptance,
+ * and where a cheap draft makes long chains pay it wins by a wide margin; where it loses, it loses
+ * by little. Its weakness is noisy timing on a loaded machine (it then misjudges c); choose
+ * `controller: "confidence"` there, or a fixed K from `tune_draft_k`.
  */
-export const DEFAULT_CONTROLLER: ControllerName = "confidence";
+export const DEFAULT_CONTROLLER: ControllerName = "cost";
 /** K for `controller: "fixed"` without a k, and the starting K of the heuristic schedule. */
 export const DEFAULT_K = 3;
 /** The largest K the confidence and cost controllers consider when k is not given. */

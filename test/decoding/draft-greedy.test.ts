@@ -153,9 +153,9 @@ describe("greedy draft-model / early-exit speculation equals plain greedy", () =
     expect(conf.stats.extra.kController).toBe("confidence");
     expect(conf.stats.extra.confidenceStops as number).toBeGreaterThan(0);
     const auto = await run({ k: "auto" });
-    expect(auto.stats.extra).toMatchObject({ kController: "confidence", maxK: 8, confidenceThreshold: 0.6 });
+    expect(auto.stats.extra).toMatchObject({ kController: "cost", maxK: 8 });
     const none = await run({});
-    expect(none.stats.extra.kController).toBe("confidence");
+    expect(none.stats.extra.kController).toBe("cost");
     const cost = await run({ k: "auto", controller: "cost" });
     expect(cost.stats.extra.kController).toBe("cost");
     expect(cost.stats.extra.costRatio as number).toBeGreaterThan(0);

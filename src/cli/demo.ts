@@ -1,40 +1,41 @@
 /**
- * `spec-decode demo` (what `npm start` runs): build the embedded demo model on first use (no
- * download), then run plain decoding and every speculative method that works without extra
- * downloads on the same prompt, and print the outputs' agreement and speedups side by side.
+ * `spec-decode demo` (what `npm start` runs): build the synthetic twin benchmark pair on first use
+ * (no download, ~10 s, cached), then generate once with a draft model and compare every method that
+ * works without downloads against plain decoding on the same prompts, interleaved — the same
+ * measurement `spec-decode bench` and the MCP tool `measure_speedup` make, kept short.
  */
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import { SpecEngine } from "../api.js";
-import { makeFixture } from "../builder/index.js";
-import { registeredMethods, type MethodName } from "../decoding/methods.js";
-import { intOpt, parse } from "./args.js";
+import { measureSpeedup } from "../bench/measure.js";
+import { armsTable } from "../bench/report.js";
+import { DEFAULT_TWIN_AGREEMENT, ensureTwin } from "../bench/twin.js";
+import { builtinWorkload, selectPrompts } from "../bench/workload.js";
+import type { MethodName } from "../decoding/methods.js";
+import { intOpt, numOpt, parse } from "./args.js";
 
-const USAGE = `Usage: spec-decode demo [--dir DIR] [--max-new-tokens N] [--json]
-Builds a small random demo model (once, into DIR, default $SPEC_DECODE_CACHE or ~/.cache/speculative-decoding/demo)
-and compares decoding methods on it. The model is synthetic: its text is gibberish; the point is
-that every method returns the same tokens as plain greedy decoding, and how many forwards it saves.`;
+const USAGE = `Usage: spec-decode demo [--max-new-tokens N] [--agreement X] [--threads N] [--json]
+Builds the synthetic twin models once (a ~100M-parameter target and a 4.4M-parameter draft that
+agrees with it about 80% of the time; cached under $SPEC_DECODE_CACHE or ~/.cache/speculative-decoding),
+generates with the draft model, then measures every method against plain decoding on the same prompts.
+The models have random weights: their text is gibberish. What the demo shows is that every method
+returns exactly the tokens of plain greedy decoding, in fewer target forwards.`;
 
-export const DEMO_PROMPT =
-  "Repeat after me: the quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog. The quick brown fox";
-
-export function demoDir(): string {
-  return join(process.env.SPEC_DECODE_CACHE ?? join(homedir(), ".cache", "speculative-decoding"), "demo-v1");
-}
-
-export async function ensureDemoModel(dir = demoDir(), log: (s: string) => void = () => undefined): Promise<string> {
-  if (!existsSync(join(dir, "onnx", "model.onnx"))) {
-    log(`Building the demo model in ${dir} (first run only)...`);
-    await makeFixture({ out: dir, layers: 4, hidden: 256, heads: 8, kvHeads: 4, vocab: 512, maxPositions: 1024, seed: 7, earlyExit: [1] });
-  }
-  return dir;
-}
+const DEMO_METHODS: { method: MethodName; label: string; methodOptions?: Record<string, unknown> }[] = [
+  { method: "draft", label: "draft (k auto)" },
+  { method: "early-exit", label: "early-exit (layer 1)", methodOptions: { exitLayer: 1 } },
+  { method: "prompt-lookup", label: "prompt-lookup" },
+  { method: "lookahead", label: "lookahead" },
+];
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
     argv,
-    { dir: { type: "string" }, "max-new-tokens": { type: "string" }, json: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
+    {
+      "max-new-tokens": { type: "string" },
+      agreement: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
     USAGE,
   );
   if (v.help) {
@@ -42,48 +43,43 @@ export async function demoCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  const dir = await ensureDemoModel((v.dir as string | undefined) ?? demoDir(), log);
-  const maxNewTokens = intOpt(v["max-new-tokens"], "max-new-tokens", 1) ?? 64;
-  const engine = new SpecEngine();
-  const methods = registeredMethods()
-    .map((m) => m.name)
-    .filter((m): m is MethodName => m !== "draft" && m !== "medusa");
-  const rows: { method: string; tokensPerSecond: number; meanAcceptedLength: number; acceptanceRate: number; identical: boolean; speedup: number }[] = [];
+  const maxNewTokens = intOpt(v["max-new-tokens"], "max-new-tokens", 1) ?? 48;
+  const twin = await ensureTwin({ agreement: numOpt(v.agreement, "agreement") ?? DEFAULT_TWIN_AGREEMENT, log });
+  const engine = new SpecEngine({ threads: intOpt(v.threads, "threads", 0) });
   try {
-    let baseline: { tokens: number[]; tps: number; text: string } | undefined;
-    // Warm-up run so the first timed method does not pay for lazy initialisation.
-    await engine.generate({ model: dir, prompt: DEMO_PROMPT, maxNewTokens: 8 });
-    for (const method of methods) {
-      const res = await engine.generate({
-        model: dir,
-        prompt: DEMO_PROMPT,
-        maxNewTokens,
-        method,
-        methodOptions: method === "early-exit" ? { exitLayer: 1 } : {},
-      });
-      if (!baseline) baseline = { tokens: res.tokens, tps: res.stats.tokensPerSecond, text: res.text };
-      rows.push({
-        method,
-        tokensPerSecond: res.stats.tokensPerSecond,
-        meanAcceptedLength: res.stats.meanAcceptedLength,
-        acceptanceRate: res.stats.acceptanceRate,
-        identical: JSON.stringify(res.tokens) === JSON.stringify(baseline.tokens),
-        speedup: baseline.tps > 0 ? res.stats.tokensPerSecond / baseline.tps : 0,
-      });
-    }
+    const prompts = selectPrompts(builtinWorkload(), { perCategory: 1 }).slice(0, 3);
+    const first = prompts[0]!;
+    const one = await engine.generate({ model: twin.target, draft: twin.draft, method: "draft", prompt: first.prompt, maxNewTokens });
+    log(`Measuring ${DEMO_METHODS.length} methods against plain decoding on ${prompts.length} prompts...`);
+    const result = await measureSpeedup({
+      engine,
+      model: twin.target,
+      draft: twin.draft,
+      prompts,
+      maxNewTokens,
+      repeats: 1,
+      methods: DEMO_METHODS.map((m) => ({ method: m.method, label: m.label, methodOptions: m.methodOptions })),
+      skipUnavailable: true,
+    });
     if (v.json) {
-      console.log(JSON.stringify({ model: dir, prompt: DEMO_PROMPT, text: baseline?.text, results: rows }, null, 2));
-    } else {
-      console.log(`Prompt: ${DEMO_PROMPT}`);
-      console.log(`Output (synthetic random model, greedy): ${JSON.stringify(baseline?.text)}`);
-      console.log("");
-      console.log("| method | tokens/s | speedup | mean accepted length (bonus incl.) | acceptance | same tokens as baseline |");
-      console.log("|---|---|---|---|---|---|");
-      for (const r of rows) {
-        console.log(`| ${r.method} | ${r.tokensPerSecond.toFixed(1)} | ${r.speedup.toFixed(2)}x | ${r.meanAcceptedLength.toFixed(2)} | ${(r.acceptanceRate * 100).toFixed(1)}% | ${r.identical ? "yes" : "NO"} |`);
-      }
-      console.log("\nOne run on a shared machine: treat speedups as indicative; use `spec-decode bench` for medians.");
+      console.log(JSON.stringify({ target: twin.target, draft: twin.draft, synthetic: true, sample: { prompt: first.prompt, text: one.text, tokens: one.tokens, stats: one.stats }, result }, null, 2));
+      return 0;
     }
+    const s = one.stats;
+    console.log("speculative-decoding demo — synthetic twin models (random weights: the text is gibberish)");
+    console.log(`target ${twin.target}\ndraft  ${twin.draft}\n`);
+    console.log(`Prompt: ${JSON.stringify(first.prompt)}`);
+    console.log(`Draft-model output: ${JSON.stringify(one.text.slice(0, 160))}${one.text.length > 160 ? "..." : ""}`);
+    console.log(
+      `  ${s.newTokens} tokens in ${s.targetForwards} target forwards (mean accepted length ${s.meanAcceptedLength.toFixed(2)}, bonus included), ` +
+        `acceptance ${(s.acceptanceRate * 100).toFixed(1)}%, ${s.tokensPerSecond.toFixed(1)} tok/s\n`,
+    );
+    console.log(armsTable(result));
+    for (const sk of result.skipped) console.log(`skipped ${sk.label}: ${sk.reason}`);
+    console.log(
+      `\nOne short run (${prompts.length} prompts x ${maxNewTokens} tokens) on this machine; for medians over more prompts run ` +
+        "`spec-decode bench --twin`. Every row's \"greedy = baseline\" column checks the lossless claim.",
+    );
   } finally {
     await engine.dispose();
   }

@@ -13,7 +13,7 @@ import { findSpecBenchQuestions, parseWorkloadSpec, readPromptsFile, selectPromp
 import { METHOD_NAMES, type MethodName } from "../decoding/methods.js";
 import { DEVICES, type Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
-import { intList, intOpt, numOpt, parse } from "./args.js";
+import { intList, intOpt, numOpt, parse, type Options } from "./args.js";
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
@@ -39,37 +39,67 @@ heads) are skipped with the reason.
   Defaults: all methods, --workload builtin, 128 new tokens, 3 repeats, greedy.
   Exit code 3 when a method's greedy output differs from plain decoding's (a bug: speculation is lossless).`;
 
+/** Options bench and tune share: the models (or the twin), the workload, sampling, device, output. */
+export const BENCH_COMMON_OPTIONS: Options = {
+  model: { type: "string" },
+  draft: { type: "string" },
+  twin: { type: "boolean", default: false },
+  agreement: { type: "string" },
+  divergence: { type: "string" },
+  workload: { type: "string" },
+  prompts: { type: "string" },
+  category: { type: "string" },
+  "per-category": { type: "string" },
+  chat: { type: "boolean", default: false },
+  "max-new-tokens": { type: "string" },
+  repeats: { type: "string" },
+  temperature: { type: "string" },
+  seed: { type: "string" },
+  device: { type: "string" },
+  threads: { type: "string" },
+  json: { type: "boolean", default: false },
+  chart: { type: "string" },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+};
+
+/** --device, checked. */
+export function deviceOpt(v: Record<string, unknown>): Device | undefined {
+  const device = v.device as string | undefined;
+  if (device !== undefined && !(DEVICES as readonly string[]).includes(device)) throw new InvalidOptionError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
+  return device as Device | undefined;
+}
+
+/** --model/--draft, or --twin (built once) with its --agreement/--divergence knob. */
+export async function resolveModels(
+  v: Record<string, unknown>,
+  log: (s: string) => void,
+): Promise<{ model?: string; draft?: string; twin?: Awaited<ReturnType<typeof ensureTwin>> }> {
+  const model = v.model as string | undefined;
+  const draft = v.draft as string | undefined;
+  if (v.twin) {
+    if (model) throw new InvalidOptionError("Give --model or --twin, not both.");
+    const twin = await ensureTwin({ divergence: numOpt(v.divergence, "divergence"), agreement: numOpt(v.agreement, "agreement"), log });
+    return { model: twin.target, draft, twin };
+  }
+  if (v.agreement !== undefined || v.divergence !== undefined) {
+    throw new InvalidOptionError("--agreement / --divergence choose the twin models; use them with --twin.");
+  }
+  return { model, draft };
+}
+
 export async function benchCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
     argv,
     {
-      model: { type: "string" },
-      draft: { type: "string" },
+      ...BENCH_COMMON_OPTIONS,
       heads: { type: "string" },
-      twin: { type: "boolean", default: false },
-      agreement: { type: "string" },
-      divergence: { type: "string" },
       methods: { type: "string" },
-      workload: { type: "string" },
-      prompts: { type: "string" },
-      category: { type: "string" },
-      "per-category": { type: "string" },
-      chat: { type: "boolean", default: false },
-      "max-new-tokens": { type: "string" },
-      repeats: { type: "string" },
-      temperature: { type: "string" },
-      seed: { type: "string" },
-      device: { type: "string" },
-      threads: { type: "string" },
       k: { type: "string" },
       "exit-layer": { type: "string" },
       ks: { type: "string" },
       sweep: { type: "string" },
-      json: { type: "boolean", default: false },
       out: { type: "string" },
-      chart: { type: "string" },
-      quiet: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     USAGE,
   );
@@ -80,21 +110,13 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const bar = progressBar("bench", process.stderr, { quiet: Boolean(v.quiet) });
   const note = (s: string) => bar.log(s);
 
-  let model = v.model as string | undefined;
-  let draft = v.draft as string | undefined;
-  if (v.twin) {
-    if (model) throw new InvalidOptionError("Give --model or --twin, not both.");
-    const twin = await ensureTwin({ divergence: numOpt(v.divergence, "divergence"), agreement: numOpt(v.agreement, "agreement"), log: note });
-    model = twin.target;
-    draft = draft ?? twin.draft;
-  } else if (v.agreement !== undefined || v.divergence !== undefined) {
-    throw new InvalidOptionError("--agreement / --divergence choose the twin models; use them with --twin.");
-  }
+  const resolved = await resolveModels(v, note);
+  const model = resolved.model;
+  const draft = resolved.draft ?? resolved.twin?.draft;
   if (!model) throw new InvalidOptionError(`--model is required (or --twin for the synthetic benchmark models).\n\n${USAGE}`);
 
   const methods = v.methods === undefined ? undefined : parseMethods(String(v.methods));
-  const device = v.device as string | undefined;
-  if (device !== undefined && !(DEVICES as readonly string[]).includes(device)) throw new InvalidOptionError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
+  const device = deviceOpt(v);
   const kRaw = v.k as string | undefined;
   const k = kRaw === undefined ? undefined : kRaw === "auto" ? "auto" : intOpt(kRaw, "k", 1, 64);
   const sweep = v.sweep as string | undefined;
@@ -112,7 +134,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     repeats: intOpt(v.repeats, "repeats", 1, 100),
     temperature: numOpt(v.temperature, "temperature"),
     seed: intOpt(v.seed, "seed"),
-    device: device as Device | undefined,
+    device,
     threads: intOpt(v.threads, "threads", 1),
     k,
     exitLayer: intOpt(v["exit-layer"], "exit-layer", 1),

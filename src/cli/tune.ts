@@ -10,11 +10,10 @@ import { SpecEngine } from "../api.js";
 import { renderBenchChart } from "../bench/chart.js";
 import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveController } from "../bench/measure.js";
 import { machineInfo, tuneTable } from "../bench/report.js";
-import { ensureTwin, readTwinInfo } from "../bench/twin.js";
-import { DEVICES, type Device } from "../engine/session.js";
+import { readTwinInfo } from "../bench/twin.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse } from "./args.js";
-import { loadPrompts } from "./bench.js";
+import { BENCH_COMMON_OPTIONS, deviceOpt, loadPrompts, resolveModels } from "./bench.js";
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M] | --twin [--agreement X | --divergence S] [--early-exit])
@@ -31,31 +30,12 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
     argv,
     {
-      model: { type: "string" },
-      draft: { type: "string" },
+      ...BENCH_COMMON_OPTIONS,
       "exit-layer": { type: "string" },
-      twin: { type: "boolean", default: false },
       "early-exit": { type: "boolean", default: false },
-      agreement: { type: "string" },
-      divergence: { type: "string" },
       ks: { type: "string" },
       controllers: { type: "string" },
       "confidence-threshold": { type: "string" },
-      workload: { type: "string" },
-      prompts: { type: "string" },
-      category: { type: "string" },
-      "per-category": { type: "string" },
-      chat: { type: "boolean", default: false },
-      "max-new-tokens": { type: "string" },
-      repeats: { type: "string" },
-      temperature: { type: "string" },
-      seed: { type: "string" },
-      device: { type: "string" },
-      threads: { type: "string" },
-      json: { type: "boolean", default: false },
-      chart: { type: "string" },
-      quiet: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     USAGE,
   );
@@ -64,15 +44,13 @@ export async function tuneCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const bar = progressBar("tune", process.stderr, { quiet: Boolean(v.quiet) });
-  let model = v.model as string | undefined;
-  let draft = v.draft as string | undefined;
+  const resolved = await resolveModels(v, (s) => bar.log(s));
+  const model = resolved.model;
+  let draft = resolved.draft;
   let exitLayer = intOpt(v["exit-layer"], "exit-layer", 1);
-  if (v.twin) {
-    if (model) throw new InvalidOptionError("Give --model or --twin, not both.");
-    const twin = await ensureTwin({ divergence: numOpt(v.divergence, "divergence"), agreement: numOpt(v.agreement, "agreement"), log: (s) => bar.log(s) });
-    model = twin.target;
-    if (v["early-exit"]) exitLayer = exitLayer ?? twin.info.earlyExitLayers;
-    else draft = draft ?? twin.draft;
+  if (resolved.twin) {
+    if (v["early-exit"]) exitLayer = exitLayer ?? resolved.twin.info.earlyExitLayers;
+    else draft = draft ?? resolved.twin.draft;
   }
   if (!model) throw new InvalidOptionError(`--model is required (or --twin).\n\n${USAGE}`);
   if (!draft && exitLayer === undefined) throw new InvalidOptionError(`Give --draft DIR or --exit-layer M: tune sweeps K of a draft.\n\n${USAGE}`);
@@ -80,11 +58,10 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   for (const c of controllers) {
     if (!(ADAPTIVE_CONTROLLERS as readonly string[]).includes(c)) throw new InvalidOptionError(`Unknown controller "${c}" (use ${ADAPTIVE_CONTROLLERS.join(", ")}).`);
   }
-  const device = v.device as string | undefined;
-  if (device !== undefined && !(DEVICES as readonly string[]).includes(device)) throw new InvalidOptionError(`--device must be one of ${DEVICES.join(", ")}.`);
+  const device = deviceOpt(v);
   const { prompts } = await loadPrompts(v);
   const temperature = numOpt(v.temperature, "temperature") ?? 0;
-  const engine = new SpecEngine({ device: device as Device | undefined, threads: intOpt(v.threads, "threads", 1) });
+  const engine = new SpecEngine({ device, threads: intOpt(v.threads, "threads", 1) });
   const machine = machineInfo();
   try {
     const res = await tuneDraftK({

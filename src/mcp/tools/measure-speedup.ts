@@ -4,7 +4,8 @@
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { measureSpeedup, type ArmSpec } from "../../bench/measure.js";
+import { measureSpeedup, type ArmSpec, type BenchProgress } from "../../bench/measure.js";
+import type { SamplingOptions } from "../../sampling/index.js";
 import { parseWorkloadSpec, type BenchPrompt } from "../../bench/workload.js";
 import { METHOD_NAMES, type MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
@@ -125,6 +126,37 @@ export const config = {
 };
 
 /** Prompts from `prompts`, else the built-in workload. */
+/**
+ * The request fields measure_speedup and tune_draft_k share: engine, prompts, lengths, sampling,
+ * warm-up, cancellation and progress notifications.
+ */
+export function benchCommon(
+  ctx: ToolContext,
+  args: {
+    prompts?: z.infer<typeof benchPromptSchema>[];
+    workload?: string;
+    chat?: boolean;
+    maxNewTokens: number;
+    repeats: number;
+    sampling?: SamplingOptions;
+    seed?: number;
+    warmup?: boolean;
+  },
+  extra: Extra,
+) {
+  const progress = progressSender(extra);
+  return {
+    engine: ctx.engine,
+    prompts: benchPrompts(args),
+    maxNewTokens: args.maxNewTokens,
+    repeats: args.repeats,
+    sampling: compact({ ...(args.sampling ?? {}), seed: args.seed }),
+    warmup: args.warmup,
+    signal: extra.signal,
+    onProgress: (p: BenchProgress) => progress(p.done, p.total, p.message),
+  };
+}
+
 export function benchPrompts(args: { prompts?: z.infer<typeof benchPromptSchema>[]; workload?: string; chat?: boolean }): (string | Partial<BenchPrompt>)[] {
   if (args.prompts && args.workload) throw new InvalidOptionError("Give prompts or workload, not both.");
   return args.prompts ?? parseWorkloadSpec(args.workload ?? "builtin", { chat: args.chat });
@@ -152,21 +184,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
       : { method: m.method, label: m.label, methodOptions: compact({ ...defaults, ...(m.methodOptions ?? {}), k: m.k ?? defaults.k }) },
   );
   const { draft, heads } = checkResources(ctx, arms, args);
-  const progress = progressSender(extra);
-  const res = await measureSpeedup({
-    engine: ctx.engine,
-    model,
-    draft,
-    heads,
-    methods: arms,
-    prompts: benchPrompts(args),
-    maxNewTokens: args.maxNewTokens,
-    repeats: args.repeats,
-    sampling: compact({ ...(args.sampling ?? {}), seed: args.seed }),
-    warmup: args.warmup,
-    signal: extra.signal,
-    onProgress: (p) => progress(p.done, p.total, p.message),
-  });
+  const res = await measureSpeedup({ ...benchCommon(ctx, args, extra), model, draft, heads, methods: arms });
   const line = (a: typeof res.baseline) =>
     `- ${a.label}: ${fmt(a.medianTokensPerSecond, 1)} tok/s, speedup ${fmt(a.speedup.mean)}x` +
     (a.speedup.low !== null ? ` [${fmt(a.speedup.low)}, ${fmt(a.speedup.high ?? NaN)}]` : "") +

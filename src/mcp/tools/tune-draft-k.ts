@@ -7,8 +7,8 @@ import { z } from "zod";
 import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK } from "../../bench/measure.js";
 import { K_MAX, K_MIN } from "../../decoding/controllers.js";
 import type { ToolContext } from "../context.js";
-import { benchPromptSchema, compact, fmt, modelArg, progressSender, ratioSchema, runTool, samplingSchema, textResult, type Extra } from "../tool-kit.js";
-import { benchPrompts, workloadArg } from "./measure-speedup.js";
+import { benchPromptSchema, fmt, modelArg, ratioSchema, runTool, samplingSchema, textResult, type Extra } from "../tool-kit.js";
+import { benchCommon, workloadArg } from "./measure-speedup.js";
 
 export const name = "tune_draft_k";
 
@@ -100,9 +100,8 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const model = ctx.roots.resolve(args.model, "model", { directory: true });
   const draft = args.draft ? ctx.roots.resolve(args.draft, "draft", { directory: true }) : undefined;
   const method = args.method ?? (draft ? "draft" : "early-exit");
-  const progress = progressSender(extra);
   const res = await tuneDraftK({
-    engine: ctx.engine,
+    ...benchCommon(ctx, args, extra),
     model,
     draft,
     method,
@@ -110,13 +109,6 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     ks: args.ks,
     controllers: args.controllers,
     confidenceThreshold: args.confidenceThreshold,
-    prompts: benchPrompts(args),
-    maxNewTokens: args.maxNewTokens,
-    repeats: args.repeats,
-    sampling: compact({ ...(args.sampling ?? {}), seed: args.seed }),
-    warmup: args.warmup,
-    signal: extra.signal,
-    onProgress: (p) => progress(p.done, p.total, p.message),
   });
   const { measurement, ...rest } = res;
   const text =

@@ -6,7 +6,7 @@ import type { LoadedModel } from "./engine/model-store.js";
 import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
 import { InvalidOptionError, TokenizerError } from "./errors.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
-import { getMethod, registeredMethods, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
+import { getMethod, registeredMethods, type LoadedResources, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
@@ -16,6 +16,8 @@ export type { ChatMessage };
 export interface GenerateRequest {
   /** Target model directory. */
   model: string;
+  /** onnx-community variant of the target (e.g. "model_fp16.onnx", "fp16", "q4"). */
+  variant?: string;
   /** Draft model directory (method "draft"). */
   draft?: string;
   /** Medusa heads (method "medusa"). */
@@ -93,8 +95,8 @@ export class SpecEngine {
   }
 
   async generate(req: GenerateRequest): Promise<GenerateResponse> {
-    const target = await this.store.load(req.model);
-    this.store.pin(target);
+    // Pinned (before any await) so that loads by concurrent requests cannot evict it mid-request.
+    const target = await this.store.load(req.model, { variant: req.variant, pin: true });
     try {
       return await this.generateWith(target, req);
     } finally {
@@ -117,6 +119,23 @@ export class SpecEngine {
     const extra = def.loadResources
       ? await def.loadResources({ store: this.store, target, draft: req.draft, heads: req.heads, options })
       : {};
+    try {
+      return await this.run(target, req, method, methodReason, extra);
+    } finally {
+      // loadResources pins what it loads (see ResourceRequest); release it with the request.
+      for (const m of extra.loaded ?? []) this.store.unpin(m);
+    }
+  }
+
+  private async run(
+    target: LoadedModel,
+    req: GenerateRequest,
+    method: MethodName,
+    methodReason: string,
+    extra: LoadedResources,
+  ): Promise<GenerateResponse> {
+    const def = getMethod(method);
+    const options = req.methodOptions ?? {};
     const resources: MethodResources = { target: target.lm, draft: extra.draft, heads: extra.heads };
     const why = def.unavailableReason(resources);
     if (why) throw new InvalidOptionError(`Method "${method}" cannot run: ${why}`);

@@ -6,7 +6,7 @@ import { InvalidOptionError } from "../errors.js";
 import type { SamplingOptions } from "../sampling/index.js";
 import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required } from "./args.js";
 
-export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
+export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
   [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--heads PATH]
   [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
   [--max-ngram N] [--min-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
@@ -20,6 +20,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     {
       ...COMMON_MODEL_OPTIONS,
       model: { type: "string" },
+      variant: { type: "string" },
       draft: { type: "string" },
       heads: { type: "string" },
       method: { type: "string" },
@@ -100,6 +101,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   const json = Boolean(v.json);
   const req: GenerateRequest = {
     model,
+    variant: v.variant as string | undefined,
     draft: v.draft as string | undefined,
     heads: v.heads as string | undefined,
     method: method as MethodName | "auto",

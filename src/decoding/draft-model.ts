@@ -320,8 +320,13 @@ export const draftMethod: MethodDefinition = {
           `that shares the target's tokenizer. Without a second model, try --method early-exit or prompt-lookup.`,
       );
     }
-    const draft = await req.store.load(req.draft);
-    checkDraftVocab(req.target, draft);
+    const draft = await req.store.load(req.draft, { pin: true });
+    try {
+      checkDraftVocab(req.target, draft);
+    } catch (err) {
+      req.store.unpin(draft);
+      throw err;
+    }
     return { draft: draft.lm, loaded: [draft] };
   },
   unavailableReason(res: MethodResources): string | undefined {

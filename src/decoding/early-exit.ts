@@ -38,8 +38,9 @@ export const earlyExitMethod: MethodDefinition = {
       throw new InvalidOptionError(`exitLayer must be an integer from 1 to ${L - 1} (the target has ${L} layers; got ${String(m)}).`);
     }
     const file = earlyExitFile(target, m); // ModelLoadError naming `spec-decode build --early-exit m` when absent
-    const draft = await req.store.load(target.info.dir, { file });
+    const draft = await req.store.load(target.info.dir, { file, pin: true });
     if (draft.lm.info.numLayers !== m) {
+      req.store.unpin(draft);
       throw new ModelLoadError(`${file} has ${draft.lm.info.numLayers} layers, expected ${m}. Rebuild it with \`spec-decode build --early-exit ${m}\`.`);
     }
     return { draft: draft.lm, loaded: [draft] };

@@ -57,6 +57,7 @@ export interface LoadedResources extends Omit<MethodResources, "target"> {
 }
 
 export interface ResourceRequest {
+  /** Load extra models with `pin: true` (and list them in `loaded`): the caller unpins them after the request. */
   store: ModelStore;
   target: LoadedModel;
   /** Draft model directory given by the user. */

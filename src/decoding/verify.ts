@@ -16,7 +16,7 @@
  * p is always the processed target distribution (temperature, top-k/p, min-p, penalties) with the
  * history up to that node, exactly as plain sampling would compute it.
  */
-import { InvalidOptionError } from "../errors.js";
+import { InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { greedyToken, residualDistribution, sampleFrom, toProbabilities, type Rng } from "../sampling/index.js";
 import type { DecodeContext, Proposal, RoundResult } from "./proposer.js";
 
@@ -100,6 +100,9 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
     hidden: proposal.wantHidden,
   });
   ctx.stats.targetMs += performance.now() - t0;
+  if (output.rows !== inputs.length) {
+    throw new ModelInterfaceError(`${target.label} returned ${output.rows} logits rows for ${inputs.length} tokens; verification needs one per token.`);
+  }
   if (n > 0) {
     ctx.stats.verification = plain
       ? target.info.multiTokenWithPast === false

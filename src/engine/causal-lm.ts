@@ -160,22 +160,25 @@ export class CausalLM {
           `Rebuild it with \`spec-decode build\` (tree mask on by default) or use chain verification.`,
       );
     }
-    if (T > 1 && past > 0 && this.info.multiTokenWithPast !== true) {
+    const want = opts.logits ?? "all";
+    if (T > 1 && this.info.multiTokenWithPast !== true && (past > 0 || want === "all")) {
       if (this.info.multiTokenWithPast === false) return this.forwardOneByOne(cache, tokens, opts);
       // Probe once: some exports cannot append several tokens to a non-empty cache, or return
-      // only the last position's logits.
-      const snapshot = cache.clone();
+      // only the last position's logits. Only a forward that asked for every row can prove the
+      // export fine; any failure switches this model to token-by-token verification (exact, slower).
+      const snapshot = past > 0 ? cache.clone() : undefined;
       try {
         const out = await this.run(cache, tokens, opts);
-        if (opts.logits !== "none" && opts.logits !== "last" && out.rows !== T) throw new Error("last-position logits only");
-        this.info.multiTokenWithPast = true;
+        if (want === "all") this.info.multiTokenWithPast = true;
         return out;
       } catch {
         this.info.multiTokenWithPast = false;
-        cache.update(
-          Array.from({ length: this.info.numLayers }, (_, i) => snapshot.key(i)),
-          Array.from({ length: this.info.numLayers }, (_, i) => snapshot.value(i)),
-        );
+        if (snapshot) {
+          cache.update(
+            Array.from({ length: this.info.numLayers }, (_, i) => snapshot.key(i)),
+            Array.from({ length: this.info.numLayers }, (_, i) => snapshot.value(i)),
+          );
+        } else cache.reset();
         return this.forwardOneByOne(cache, tokens, opts);
       }
     }
@@ -276,6 +279,9 @@ export class CausalLM {
       vocab = dims[dims.length - 1]!;
       const n = dims.length === 3 ? dims[1]! : 1;
       const data = lt.type === "float16" ? f16ArrayToF32(lt.data as Uint16Array) : (lt.data as Float32Array);
+      if (want === "all" && n !== T) {
+        throw new ModelInterfaceError(`${this.label} returned logits for ${n} of ${T} positions; it cannot verify several tokens in one forward.`);
+      }
       if (want === "last" || n !== T) {
         logits = data.slice((n - 1) * vocab, n * vocab);
         rows = 1;

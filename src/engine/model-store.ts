@@ -9,6 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { ModelLoadError } from "../errors.js";
 import { TextTokenizer } from "../text/index.js";
 import { CausalLM } from "./causal-lm.js";
+import { inspectModelDir } from "./model-dir.js";
 import type { Device } from "./session.js";
 
 export interface LoadedModel {
@@ -26,6 +27,15 @@ export interface Disposable {
   dispose(): Promise<void>;
 }
 
+/** A cache entry; `explicit` = loaded by file (e.g. an early-exit draft), not as the directory's model. */
+interface StoreEntry {
+  dir: string;
+  explicit: boolean;
+  p: Promise<LoadedModel>;
+  /** Set once the load has finished (eviction only considers settled entries). */
+  settled?: LoadedModel;
+}
+
 export interface ModelStoreOptions {
   device?: Device;
   threads?: number;
@@ -37,7 +47,7 @@ export class ModelStore {
   readonly device: Device;
   readonly threads?: number;
   readonly maxBytes: number;
-  private readonly models = new Map<string, Promise<LoadedModel>>();
+  private readonly models = new Map<string, StoreEntry>();
   private readonly locks = new Map<string, Promise<void>>();
   /** Other loaded sessions (e.g. Medusa heads), keyed, owned by a directory for unload(). */
   private readonly extras = new Map<string, { dir: string; p: Promise<Disposable> }>();
@@ -50,45 +60,64 @@ export class ModelStore {
     this.maxBytes = opts.maxBytes ?? 8 * 1024 ** 3;
   }
 
-  private keyOf(dir: string, file?: string, device?: Device, threads?: number): string {
-    return JSON.stringify([resolve(dir), file ? resolve(file) : "", device ?? this.device, threads ?? this.threads ?? 0]);
-  }
-
-  /** Load (or reuse) a model. `file` picks a specific ONNX file in the directory (e.g. an early-exit draft). */
-  async load(dir: string, opts: { file?: string; variant?: string; device?: Device; threads?: number } = {}): Promise<LoadedModel> {
-    const key = this.keyOf(dir, opts.file ?? opts.variant, opts.device, opts.threads);
-    let p = this.models.get(key);
-    if (!p && opts.device === undefined && opts.threads === undefined) {
-      // No device/threads asked for: reuse the same file already loaded with explicit settings
-      // (e.g. by the MCP tool load_model), instead of loading a second copy with the defaults.
-      const [d, f] = JSON.parse(key) as [string, string];
-      for (const [k, q] of this.models) {
-        const [kd, kf] = JSON.parse(k) as [string, string];
-        if (kd === d && kf === f) {
-          p = q;
+  /**
+   * Load (or reuse) a model. `file` picks a specific ONNX file in the directory (e.g. an early-exit
+   * draft); `variant` an onnx-community variant. A bare load(dir) reuses the directory's model
+   * however it was loaded (e.g. by the MCP tool load_model with a device, threads or variant).
+   * `pin: true` pins the model before anything is awaited, so that no concurrent load can evict it;
+   * the caller unpins it when done.
+   */
+  async load(
+    dir: string,
+    opts: { file?: string; variant?: string; device?: Device; threads?: number; pin?: boolean } = {},
+  ): Promise<LoadedModel> {
+    const d = resolve(dir);
+    const explicit = opts.file !== undefined;
+    let key: string | undefined;
+    if (!explicit && opts.variant === undefined && opts.device === undefined && opts.threads === undefined) {
+      for (const [k, e] of this.models) {
+        if (e.dir === d && !e.explicit) {
+          key = k;
           break;
         }
       }
     }
-    if (!p) {
-      p = (async () => {
-        const lm = await CausalLM.load(dir, {
-          file: opts.file,
-          variant: opts.variant,
-          device: opts.device ?? this.device,
-          threads: opts.threads ?? this.threads,
-        });
-        const tokenizer = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(lm.info.dir) : undefined;
-        const now = Date.now();
-        return { key, lm, tokenizer, loadedAt: now, lastUsed: now, bytes: fileBytes(lm.info.file) };
-      })();
-      this.models.set(key, p);
-      p.catch(() => this.models.delete(key));
+    if (key === undefined) {
+      const file = opts.file ? resolve(opts.file) : inspectModelDir(d, { variant: opts.variant }).modelFile;
+      key = JSON.stringify([d, file, opts.device ?? this.device, opts.threads ?? this.threads ?? 0]);
     }
-    const m = await p;
-    m.lastUsed = Date.now();
-    await this.evict(m.key);
-    return m;
+    const k = key;
+    if (opts.pin) this.pins.set(k, (this.pins.get(k) ?? 0) + 1);
+    try {
+      let entry = this.models.get(k);
+      if (!entry) {
+        const load = async (): Promise<LoadedModel> => {
+          const lm = await CausalLM.load(d, {
+            file: opts.file,
+            variant: opts.variant,
+            device: opts.device ?? this.device,
+            threads: opts.threads ?? this.threads,
+          });
+          const tokenizer = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(lm.info.dir) : undefined;
+          const now = Date.now();
+          return { key: k, lm, tokenizer, loadedAt: now, lastUsed: now, bytes: fileBytes(lm.info.file) };
+        };
+        const e: StoreEntry = { dir: d, explicit, p: load() };
+        e.p.then(
+          (m) => void (e.settled = m),
+          () => void (this.models.get(k) === e && this.models.delete(k)),
+        );
+        this.models.set(k, e);
+        entry = e;
+      }
+      const m = await entry.p;
+      m.lastUsed = Date.now();
+      await this.evict(k);
+      return m;
+    } catch (err) {
+      if (opts.pin) this.unpinKey(k);
+      throw err;
+    }
   }
 
   /** Memory bound and what is loaded (for status reports). */
@@ -121,7 +150,7 @@ export class ModelStore {
   }
 
   async loaded(): Promise<LoadedModel[]> {
-    const settled = await Promise.allSettled([...this.models.values()]);
+    const settled = await Promise.allSettled([...this.models.values()].map((e) => e.p));
     return settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
   }
 
@@ -129,12 +158,12 @@ export class ModelStore {
   async unload(dir: string): Promise<number> {
     const d = resolve(dir);
     let n = 0;
-    for (const [key, p] of [...this.models]) {
-      if ((JSON.parse(key) as string[])[0] !== d) continue;
+    for (const [key, e] of [...this.models]) {
+      if (e.dir !== d) continue;
       this.models.delete(key);
       await this.withLock(key, async () => {
         try {
-          await (await p).lm.dispose();
+          await (await e.p).lm.dispose();
         } catch {
           /* a failed load has nothing to free */
         }
@@ -156,7 +185,7 @@ export class ModelStore {
     const extras = [...this.extras.values()];
     this.extras.clear();
     await Promise.all([
-      ...all.map((m) => m.lm.dispose()),
+      ...all.map((m) => this.withLock(m.key, () => m.lm.dispose())),
       ...extras.map((e) => e.p.then((x) => x.dispose()).catch(() => undefined)),
     ]);
   }
@@ -167,9 +196,13 @@ export class ModelStore {
   }
 
   unpin(m: LoadedModel): void {
-    const n = (this.pins.get(m.key) ?? 0) - 1;
-    if (n > 0) this.pins.set(m.key, n);
-    else this.pins.delete(m.key);
+    this.unpinKey(m.key);
+  }
+
+  private unpinKey(key: string): void {
+    const n = (this.pins.get(key) ?? 0) - 1;
+    if (n > 0) this.pins.set(key, n);
+    else this.pins.delete(key);
   }
 
   /** Run `fn` while holding the locks of the given models (in a fixed order, so no deadlock). */
@@ -194,8 +227,9 @@ export class ModelStore {
     }
   }
 
+  /** Unload least-recently-used models beyond maxBytes; never `keep`, a pinned model or one still loading. */
   private async evict(keep: string): Promise<void> {
-    const all = await this.loaded();
+    const all = [...this.models.values()].flatMap((e) => (e.settled ? [e.settled] : []));
     let total = all.reduce((s, m) => s + m.bytes, 0);
     if (total <= this.maxBytes) return;
     for (const m of all.sort((a, b) => a.lastUsed - b.lastUsed)) {

@@ -193,3 +193,10 @@ export function compact<T extends object>(o: T): T {
 export function fmt(x: number, digits = 2): string {
   return Number.isFinite(x) ? x.toFixed(digits) : "n/a";
 }
+
+/** An onnx-community variant: a file name inside the model directory, never a path (no escape from the roots). */
+export const variantSchema = z
+  .string()
+  .regex(/^(?!\.)[A-Za-z0-9._-]+$/, "a file name such as model_fp16.onnx, or a short name such as fp16 or q4 (no paths)")
+  .optional()
+  .describe('onnx-community variant, e.g. "model_fp16.onnx", "fp16", "q4" (default: onnx/model.onnx, or whatever load_model loaded).');

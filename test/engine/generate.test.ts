@@ -182,3 +182,35 @@ describe("bad model directories", () => {
     await engine.dispose();
   });
 });
+
+describe("exports of unknown ability", () => {
+  it("probes multi-token verification once and stays exact", async () => {
+    const dir = await fixture({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 });
+    const { getMethod } = await import("../../src/decoding/methods.js");
+    const lm = await CausalLM.load(dir);
+    const prompt = [1, 17, 93, 200, 5, 64, 1, 17, 93, 200, 5, 64];
+    const plain = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 16, eosIds: [] });
+    lm.info.multiTokenWithPast = undefined; // as for a third-party export
+    const pl = await generateTokens({
+      target: lm,
+      promptIds: prompt,
+      maxNewTokens: 16,
+      eosIds: [],
+      proposer: getMethod("prompt-lookup").create({ target: lm }, {}),
+    });
+    expect(pl.tokens).toEqual(plain.tokens);
+    expect(lm.info.multiTokenWithPast).toBe(true);
+    // A model that failed the probe verifies token by token, still exactly.
+    lm.info.multiTokenWithPast = false;
+    const slow = await generateTokens({
+      target: lm,
+      promptIds: prompt,
+      maxNewTokens: 16,
+      eosIds: [],
+      proposer: getMethod("prompt-lookup").create({ target: lm }, {}),
+    });
+    expect(slow.tokens).toEqual(plain.tokens);
+    expect(slow.stats.verification).toBe("token-by-token");
+    await lm.dispose();
+  });
+});

@@ -38,3 +38,31 @@ describe("ModelStore", () => {
     await store.dispose();
   });
 });
+
+describe("ModelStore under concurrency and variants", () => {
+  it("concurrent requests over the memory bound do not unload each other's models", async () => {
+    const { SpecEngine } = await import("../../src/api.js");
+    const t = await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 21, earlyExit: [] });
+    const d = await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 22 });
+    const o = await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 23 });
+    const engine = new SpecEngine({ maxBytes: 1 });
+    const runs = await Promise.all([
+      engine.generate({ model: t, draft: d, method: "draft", promptIds: [1, 2, 3], maxNewTokens: 8 }),
+      engine.generate({ model: o, promptIds: [1, 2, 3], maxNewTokens: 8 }),
+      engine.generate({ model: d, promptIds: [4, 5], maxNewTokens: 8 }),
+    ]);
+    for (const r of runs) expect(r.tokens).toHaveLength(8);
+    await engine.dispose();
+  });
+
+  it("a bare load reuses the directory's model loaded with a variant, device or threads", async () => {
+    const dir = await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 24 });
+    const store = new ModelStore();
+    const a = await store.load(dir, { variant: "model.onnx", threads: 1 });
+    const b = await store.load(dir);
+    expect(b).toBe(a);
+    // An explicit file (early-exit draft) is never taken for the directory's model, and vice versa.
+    expect((await store.loaded()).length).toBe(1);
+    await store.dispose();
+  });
+});

@@ -20,6 +20,7 @@ import {
   statsSchema,
   textResult,
   type Extra,
+  variantSchema,
 } from "../tool-kit.js";
 
 export const name = "generate_speculative";
@@ -29,6 +30,7 @@ export const inputSchema = {
   prompt: z.string().optional().describe("Plain text prompt (BOS added). Give exactly one of prompt, messages, promptIds."),
   messages: z.array(chatMessageSchema).min(1).optional().describe("Chat messages, formatted with the model's chat template."),
   promptIds: z.array(z.number().int().min(0)).min(1).optional().describe("Token ids fed exactly as given."),
+  variant: variantSchema,
   method: methodSchema.default("auto"),
   draft: z.string().min(1).optional().describe("Draft model directory (method draft); must share the target's tokenizer."),
   heads: z.string().min(1).optional().describe("Medusa heads directory or file (method medusa)."),
@@ -77,6 +79,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const progress = progressSender(extra);
   const req: GenerateRequest = {
     model,
+    variant: args.variant,
     draft,
     heads,
     method: args.method,

@@ -3,7 +3,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { DEVICES, type Device } from "../../engine/session.js";
 import type { ToolContext } from "../context.js";
-import { loadedModelSchema, memorySchema, modelArg, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
+import { loadedModelSchema, memorySchema, modelArg, runTool, textResult, throwIfCancelled, variantSchema } from "../tool-kit.js";
 import { loadedState } from "./list-models.js";
 
 export const name = "load_model";
@@ -12,7 +12,7 @@ export const inputSchema = {
   model: modelArg,
   device: z.enum(DEVICES as [Device, ...Device[]]).optional().describe("Execution provider (default: the server's --device, cpu)."),
   threads: z.number().int().min(1).max(1024).optional().describe("Intra-op threads (default: onnxruntime's choice)."),
-  variant: z.string().optional().describe('onnx-community variant, e.g. "model_fp16.onnx", "fp16", "q4".'),
+  variant: variantSchema,
 };
 
 export const outputSchema = {

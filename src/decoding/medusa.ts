@@ -266,7 +266,7 @@ export const medusaMethod: MethodDefinition = {
     const path = req.heads;
     const { stamp } = ensureMedusaHeadsOnnx(path);
     const opts = { device: req.store.device, threads: req.store.threads };
-    const heads = await req.store.loadExtra(path, JSON.stringify(["medusa-heads", stamp, opts]), () => loadMedusaHeads(path, opts));
+    const heads = await req.store.loadExtra(path, JSON.stringify(["medusa-heads", opts]), stamp, () => loadMedusaHeads(path, opts));
     return { heads };
   },
   unavailableReason(res) {

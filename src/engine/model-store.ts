@@ -50,7 +50,7 @@ export class ModelStore {
   private readonly models = new Map<string, StoreEntry>();
   private readonly locks = new Map<string, Promise<void>>();
   /** Other loaded sessions (e.g. Medusa heads), keyed, owned by a directory for unload(). */
-  private readonly extras = new Map<string, { dir: string; p: Promise<Disposable> }>();
+  private readonly extras = new Map<string, { dir: string; version: string; p: Promise<Disposable> }>();
   /** Models in use by a request (pin counts): never evicted, even before their lock is taken. */
   private readonly pins = new Map<string, number>();
 
@@ -135,16 +135,23 @@ export class ModelStore {
 
   /**
    * Load (or reuse) something other than a decoder that belongs to the directory `dir` — e.g.
-   * Medusa heads. It is freed by unload(dir) and dispose(), like the models.
+   * Medusa heads. It is freed by unload(dir) and dispose(), like the models. When `version`
+   * changes (the files were rebuilt), the old one is freed and the new one loaded.
    */
-  async loadExtra<T extends Disposable>(dir: string, key: string, load: () => Promise<T>): Promise<T> {
+  async loadExtra<T extends Disposable>(dir: string, key: string, version: string, load: () => Promise<T>): Promise<T> {
     const k = JSON.stringify([resolve(dir), key]);
     let e = this.extras.get(k);
+    if (e && e.version !== version) {
+      this.extras.delete(k);
+      await e.p.then((x) => x.dispose()).catch(() => undefined);
+      e = undefined;
+    }
     if (!e) {
       const p = load();
-      e = { dir: resolve(dir), p };
-      this.extras.set(k, e);
-      p.catch(() => this.extras.delete(k));
+      const entry = { dir: resolve(dir), version, p };
+      this.extras.set(k, entry);
+      p.catch(() => this.extras.get(k) === entry && this.extras.delete(k));
+      e = entry;
     }
     return (await e.p) as T;
   }

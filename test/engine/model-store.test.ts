@@ -11,15 +11,20 @@ describe("ModelStore", () => {
     expect(b).toBe(a);
     let loads = 0;
     let disposed = 0;
-    const extra = () => store.loadExtra(dir, "thing", async () => {
+    const extra = (version = "v1") => store.loadExtra(dir, "thing", version, async () => {
       loads++;
       return { dispose: async () => void disposed++ };
     });
     const x = await extra();
     expect(await extra()).toBe(x);
     expect(loads).toBe(1);
-    expect(await store.unload(dir)).toBe(2);
+    // Rebuilt files: the old one is freed, the new one loaded.
+    const y = await extra("v2");
+    expect(y).not.toBe(x);
+    expect(loads).toBe(2);
     expect(disposed).toBe(1);
+    expect(await store.unload(dir)).toBe(2);
+    expect(disposed).toBe(2);
     expect(await store.loaded()).toHaveLength(0);
     await store.dispose();
   });

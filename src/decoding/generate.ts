@@ -120,7 +120,6 @@ export async function generateTokens(req: GenerateTokensRequest): Promise<Genera
       }
       const result: RoundResult = await verifyRound(ctx, proposal);
       let emitted = [...result.acceptedTokens, result.bonus];
-      stats.recordRound(offeredAlongPath(proposal, result.path), result.path.length, 0);
       let stop = false;
       const eosAt = emitted.findIndex((t) => eos.has(t));
       if (eosAt >= 0) {
@@ -129,7 +128,7 @@ export async function generateTokens(req: GenerateTokensRequest): Promise<Genera
         stop = true;
       }
       if (emitted.length > remaining) emitted = emitted.slice(0, remaining);
-      stats.newTokens += emitted.length;
+      stats.recordRound(offeredAlongPath(proposal, result.path), result.path.length, emitted.length);
       out.push(...emitted);
       ctx.tokens.push(...emitted);
       if (req.onTokens?.(emitted) === false) {

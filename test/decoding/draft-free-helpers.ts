@@ -3,6 +3,7 @@ import { generateTokens, type GenerateTokensResult } from "../../src/decoding/ge
 import { getMethod, type MethodName, type MethodOptions } from "../../src/decoding/methods.js";
 import type { CausalLM } from "../../src/engine/causal-lm.js";
 import type { SamplingOptions } from "../../src/sampling/index.js";
+import { expect } from "vitest";
 import type { FixtureOptions } from "../helpers/fixtures.js";
 
 /** Llama fixture with a tree mask (the one the engine tests use). */
@@ -46,4 +47,27 @@ export function randomPrompts(count: number, seed: number): number[][] {
   let x = seed >>> 0;
   const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
   return Array.from({ length: count }, () => Array.from({ length: 3 + (next() % 10) }, () => 3 + (next() % 248)));
+}
+
+/**
+ * Seeded sampling is reproducible, equals plain sampling with the same seed (sample-and-match makes
+ * one target draw per emitted token, in the same order), and changes with the seed.
+ */
+export async function expectSamplingLikePlain(lm: CausalLM, method: MethodName, prompt: number[]): Promise<void> {
+  const sampling = { temperature: 0.8, topK: 40, seed: 11 };
+  const a = await run(lm, method, prompt, 40, { sampling });
+  const b = await run(lm, method, prompt, 40, { sampling });
+  const base = await run(lm, "baseline", prompt, 40, { sampling });
+  expect(a.tokens).toEqual(b.tokens);
+  expect(a.tokens).toEqual(base.tokens);
+  const c = await run(lm, method, prompt, 40, { sampling: { ...sampling, seed: 12 } });
+  expect(c.tokens).not.toEqual(a.tokens);
+}
+
+/** Greedy tokens equal plain greedy tokens on 6 seeded random prompts (default options). */
+export async function expectGreedyLikePlainOnRandomPrompts(lm: CausalLM, method: MethodName): Promise<void> {
+  for (const prompt of randomPrompts(6, 2024)) {
+    const base = await run(lm, "baseline", prompt, 40);
+    expect((await run(lm, method, prompt, 40)).tokens, prompt.join(",")).toEqual(base.tokens);
+  }
 }

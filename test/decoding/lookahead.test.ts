@@ -7,7 +7,7 @@ import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
 import { Rng } from "../../src/sampling/index.js";
 import { fixture } from "../helpers/fixtures.js";
-import { LLAMA, NO_TREE, PLAIN_PROMPT, QWEN2, randomPrompts, repetitivePrompt, run, sum } from "./draft-free-helpers.js";
+import { LLAMA, NO_TREE, PLAIN_PROMPT, QWEN2, expectGreedyLikePlainOnRandomPrompts, expectSamplingLikePlain, repetitivePrompt, run, sum } from "./draft-free-helpers.js";
 
 /** A context with a fake target, to drive the proposer by hand. */
 function fakeContext(tokens: number[]): DecodeContext {
@@ -162,21 +162,11 @@ describe.each([
   });
 
   it("sampling is reproducible for a seed and equals plain sampling (sample-and-match)", async () => {
-    const sampling = { temperature: 0.8, topK: 40, seed: 11 };
-    const a = await run(lm, "lookahead", repetitive, 40, { sampling });
-    const b = await run(lm, "lookahead", repetitive, 40, { sampling });
-    const base = await run(lm, "baseline", repetitive, 40, { sampling });
-    expect(a.tokens).toEqual(b.tokens);
-    expect(a.tokens).toEqual(base.tokens);
-    const c = await run(lm, "lookahead", repetitive, 40, { sampling: { ...sampling, seed: 12 } });
-    expect(c.tokens).not.toEqual(a.tokens);
+    await expectSamplingLikePlain(lm, "lookahead", repetitive);
   });
 
   it("greedy tokens equal plain greedy tokens on random prompts (default options)", async () => {
-    for (const prompt of randomPrompts(6, 2024)) {
-      const base = await run(lm, "baseline", prompt, 40);
-      expect((await run(lm, "lookahead", prompt, 40)).tokens, prompt.join(",")).toEqual(base.tokens);
-    }
+    await expectGreedyLikePlainOnRandomPrompts(lm, "lookahead");
   });
 });
 

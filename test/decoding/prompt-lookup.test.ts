@@ -4,7 +4,7 @@ import { NgramIndex, continuation, createPromptLookupProposer } from "../../src/
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
 import { fixture } from "../helpers/fixtures.js";
-import { LLAMA, NO_TREE, PLAIN_PROMPT, QWEN2, randomPrompts, repetitivePrompt, run, sum } from "./draft-free-helpers.js";
+import { LLAMA, NO_TREE, PLAIN_PROMPT, QWEN2, expectGreedyLikePlainOnRandomPrompts, expectSamplingLikePlain, repetitivePrompt, run, sum } from "./draft-free-helpers.js";
 
 describe("n-gram matching", () => {
   it("tries the longest n-gram first and takes its latest occurrence", () => {
@@ -96,21 +96,10 @@ describe.each([
   });
 
   it("sampling is reproducible for a seed and equals plain sampling (sample-and-match)", async () => {
-    const sampling = { temperature: 0.8, topK: 40, seed: 11 };
-    const a = await run(lm, "prompt-lookup", repetitive, 40, { sampling });
-    const b = await run(lm, "prompt-lookup", repetitive, 40, { sampling });
-    const base = await run(lm, "baseline", repetitive, 40, { sampling });
-    expect(a.tokens).toEqual(b.tokens);
-    // One target draw per emitted token, in the same order as plain sampling.
-    expect(a.tokens).toEqual(base.tokens);
-    const c = await run(lm, "prompt-lookup", repetitive, 40, { sampling: { ...sampling, seed: 12 } });
-    expect(c.tokens).not.toEqual(a.tokens);
+    await expectSamplingLikePlain(lm, "prompt-lookup", repetitive);
   });
 
   it("greedy tokens equal plain greedy tokens on random prompts (default options)", async () => {
-    for (const prompt of randomPrompts(6, 2024)) {
-      const base = await run(lm, "baseline", prompt, 40);
-      expect((await run(lm, "prompt-lookup", prompt, 40)).tokens, prompt.join(",")).toEqual(base.tokens);
-    }
+    await expectGreedyLikePlainOnRandomPrompts(lm, "prompt-lookup");
   });
 });

@@ -6,7 +6,7 @@ import type { LoadedModel } from "./engine/model-store.js";
 import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
 import { InvalidOptionError, TokenizerError } from "./errors.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
-import { getMethod, registeredMethods, type LoadedResources, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
+import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
@@ -105,22 +105,15 @@ export class SpecEngine {
   }
 
   private async generateWith(target: LoadedModel, req: GenerateRequest): Promise<GenerateResponse> {
-    let method: MethodName;
-    let methodReason = "requested";
-    if (!req.method || req.method === "auto") {
-      if (req.method === "auto") {
-        const auto = chooseAutoMethod(req);
-        method = auto.method;
-        methodReason = auto.reason;
-      } else method = "baseline";
-    } else method = req.method;
+    const { method, reason: methodReason } =
+      req.method === "auto" ? chooseAutoMethod(req) : { method: req.method ?? "baseline", reason: "requested" };
     const def = getMethod(method);
     const options = req.methodOptions ?? {};
     const extra = def.loadResources
       ? await def.loadResources({ store: this.store, target, draft: req.draft, heads: req.heads, options })
       : {};
     try {
-      return await this.run(target, req, method, methodReason, extra);
+      return await this.run(target, req, def, methodReason, extra);
     } finally {
       // loadResources pins what it loads (see ResourceRequest); release it with the request.
       for (const m of extra.loaded ?? []) this.store.unpin(m);
@@ -130,11 +123,11 @@ export class SpecEngine {
   private async run(
     target: LoadedModel,
     req: GenerateRequest,
-    method: MethodName,
+    def: MethodDefinition,
     methodReason: string,
     extra: LoadedResources,
   ): Promise<GenerateResponse> {
-    const def = getMethod(method);
+    const method = def.name;
     const options = req.methodOptions ?? {};
     const resources: MethodResources = { target: target.lm, draft: extra.draft, heads: extra.heads };
     const why = def.unavailableReason(resources);

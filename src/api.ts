@@ -6,6 +6,7 @@ import type { LoadedModel } from "./engine/model-store.js";
 import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
 import { InvalidOptionError, TokenizerError } from "./errors.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
+import { MESSAGES_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./decoding/limits.js";
 import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
@@ -78,7 +79,20 @@ export class SpecEngine {
   encodePrompt(target: LoadedModel, req: Pick<GenerateRequest, "prompt" | "promptIds" | "messages">): number[] {
     const given = [req.prompt !== undefined, req.promptIds !== undefined, req.messages !== undefined].filter(Boolean).length;
     if (given !== 1) throw new InvalidOptionError("Give exactly one of prompt, promptIds or messages.");
-    if (req.promptIds) return [...req.promptIds];
+    if (req.promptIds) {
+      if (req.promptIds.length > PROMPT_IDS_MAX) {
+        throw new InvalidOptionError(`promptIds has ${req.promptIds.length} ids; at most ${PROMPT_IDS_MAX} (and the model's context).`);
+      }
+      return [...req.promptIds];
+    }
+    // Bounded in bytes before tokenizing (synchronous work that would block other sessions).
+    if (req.messages) {
+      if (req.messages.length > MESSAGES_MAX) throw new InvalidOptionError(`messages has ${req.messages.length} entries; at most ${MESSAGES_MAX}.`);
+      const bytes = req.messages.reduce((s, m) => s + Buffer.byteLength(String(m?.content ?? "")) + Buffer.byteLength(String(m?.role ?? "")), 0);
+      checkPromptBytes(bytes, target.lm.info, "messages (all contents together)");
+    } else if (req.prompt !== undefined) {
+      checkPromptBytes(Buffer.byteLength(req.prompt), target.lm.info, "prompt");
+    }
     const tok = target.tokenizer;
     if (!tok) {
       throw new TokenizerError(

@@ -1,5 +1,6 @@
 /** Small helpers shared by the CLI commands: typed option parsing with errors that name the fix. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { maxThreads } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -30,8 +31,8 @@ export function numOpt(v: unknown, name: string): number | undefined {
 
 export function intList(v: unknown, name: string): number[] | undefined {
   if (v === undefined) return undefined;
-  const parts = String(v).split(",").map((s) => s.trim()).filter((s) => s.length > 0);
-  const out = parts.map((p) => Number(p));
+  const parts = String(v).split(",").map((s) => s.trim());
+  const out = parts.map((p) => (p === "" ? NaN : Number(p)));
   if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 0)) {
     throw new InvalidOptionError(`--${name} must be a comma-separated list of non-negative integers like 1,2,3 (got "${String(v)}").`);
   }
@@ -49,3 +50,8 @@ export const COMMON_MODEL_OPTIONS: Options = {
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 };
+
+/** --threads: 1 .. the core count (omit it to let onnxruntime choose). */
+export function threadsOpt(v: unknown): number | undefined {
+  return intOpt(v, "threads", 1, maxThreads());
+}

@@ -13,7 +13,7 @@ import { findSpecBenchQuestions, parseWorkloadSpec, readPromptsFile, selectPromp
 import { METHOD_NAMES, type MethodName } from "../decoding/methods.js";
 import { DEVICES, type Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
-import { intList, intOpt, numOpt, parse, type Options } from "./args.js";
+import { intList, intOpt, numOpt, parse, type Options, threadsOpt } from "./args.js";
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
@@ -135,7 +135,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     temperature: numOpt(v.temperature, "temperature"),
     seed: intOpt(v.seed, "seed"),
     device,
-    threads: intOpt(v.threads, "threads", 1),
+    threads: threadsOpt(v.threads),
     k,
     exitLayer: intOpt(v["exit-layer"], "exit-layer", 1),
     ks: intList(v.ks, "ks"),

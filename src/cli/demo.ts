@@ -10,7 +10,7 @@ import { armsTable } from "../bench/report.js";
 import { DEFAULT_TWIN_AGREEMENT, ensureTwin } from "../bench/twin.js";
 import { builtinWorkload, selectPrompts } from "../bench/workload.js";
 import type { MethodName } from "../decoding/methods.js";
-import { intOpt, numOpt, parse } from "./args.js";
+import { intOpt, numOpt, parse, threadsOpt } from "./args.js";
 
 const USAGE = `Usage: spec-decode demo [--max-new-tokens N] [--agreement X] [--threads N] [--json]
 Builds the synthetic twin models once (a ~100M-parameter target and a 4.4M-parameter draft that
@@ -45,7 +45,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const maxNewTokens = intOpt(v["max-new-tokens"], "max-new-tokens", 1) ?? 48;
   const twin = await ensureTwin({ agreement: numOpt(v.agreement, "agreement") ?? DEFAULT_TWIN_AGREEMENT, log });
-  const engine = new SpecEngine({ threads: intOpt(v.threads, "threads", 0) });
+  const engine = new SpecEngine({ threads: threadsOpt(v.threads) });
   try {
     const prompts = selectPrompts(builtinWorkload(), { perCategory: 1 }).slice(0, 3);
     const first = prompts[0]!;

@@ -1,10 +1,12 @@
 /** `spec-decode generate`: stream text (or print one JSON object) from any method. */
 import { SpecEngine, type ChatMessage, type GenerateRequest } from "../api.js";
+import { K_MAX, K_MIN } from "../decoding/controllers.js";
+import { OPTION_MAX } from "../decoding/limits.js";
 import { METHOD_NAMES, type MethodName, type MethodOptions } from "../decoding/methods.js";
 import type { Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
 import type { SamplingOptions } from "../sampling/index.js";
-import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required } from "./args.js";
+import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
 
 export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
   [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--heads PATH]
@@ -74,16 +76,16 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
   const kRaw = v.k as string | undefined;
   const methodOptions: MethodOptions = {
-    k: kRaw === undefined ? undefined : kRaw === "auto" ? "auto" : intOpt(kRaw, "k"),
+    k: kRaw === undefined ? undefined : kRaw === "auto" ? "auto" : intOpt(kRaw, "k", K_MIN, K_MAX),
     controller: v.controller as MethodOptions["controller"],
     confidenceThreshold: numOpt(v["confidence-threshold"], "confidence-threshold"),
-    exitLayer: intOpt(v["exit-layer"], "exit-layer"),
-    maxNgram: intOpt(v["max-ngram"], "max-ngram"),
-    minNgram: intOpt(v["min-ngram"], "min-ngram"),
-    numPredict: intOpt(v["num-predict"], "num-predict"),
-    window: intOpt(v.window, "window"),
-    ngram: intOpt(v.ngram, "ngram"),
-    guesses: intOpt(v.guesses, "guesses"),
+    exitLayer: intOpt(v["exit-layer"], "exit-layer", 1),
+    maxNgram: intOpt(v["max-ngram"], "max-ngram", 1, OPTION_MAX.maxNgram),
+    minNgram: intOpt(v["min-ngram"], "min-ngram", 1, OPTION_MAX.minNgram),
+    numPredict: intOpt(v["num-predict"], "num-predict", 1, OPTION_MAX.numPredict),
+    window: intOpt(v.window, "window", 1, OPTION_MAX.window),
+    ngram: intOpt(v.ngram, "ngram", 2, OPTION_MAX.ngram),
+    guesses: intOpt(v.guesses, "guesses", 1, OPTION_MAX.guesses),
     tree: v.tree === undefined ? undefined : parseTree(v.tree as string),
     acceptance: v.acceptance as MethodOptions["acceptance"],
     posteriorThreshold: numOpt(v["posterior-threshold"], "posterior-threshold"),
@@ -97,7 +99,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     repetitionPenalty: numOpt(v["repetition-penalty"], "repetition-penalty"),
     seed: intOpt(v.seed, "seed"),
   };
-  const engine = new SpecEngine({ device: v.device as Device | undefined, threads: intOpt(v.threads, "threads", 0) });
+  const engine = new SpecEngine({ device: v.device as Device | undefined, threads: threadsOpt(v.threads) });
   const json = Boolean(v.json);
   const req: GenerateRequest = {
     model,
@@ -108,7 +110,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     prompt: v.prompt as string | undefined,
     promptIds: intList(v["prompt-ids"], "prompt-ids"),
     messages,
-    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 1),
+    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 1, OPTION_MAX.maxNewTokens),
     sampling: stripUndefined(sampling),
     stop: v.stop as string[] | undefined,
     methodOptions: stripUndefined(methodOptions),

@@ -4,7 +4,7 @@ import { InvalidOptionError } from "../errors.js";
 import { stderrLogger, type LogLevel } from "../mcp/context.js";
 import { DEFAULT_HTTP_PORT, TOKEN_ENV } from "../mcp/http.js";
 import { MODEL_ROOTS_ENV, ModelRoots, configuredModelRoots } from "../mcp/roots.js";
-import { intOpt, numOpt, parse } from "./args.js";
+import { intOpt, numOpt, parse, threadsOpt } from "./args.js";
 
 export const SERVE_USAGE = `Usage: spec-decode serve [--model-root DIR]... [--device cpu|webgpu|cuda] [--threads N] [--max-memory GIB]
   [--http [--host 127.0.0.1] [--port ${DEFAULT_HTTP_PORT}] [--token SECRET] [--allow-origin URL]... [--allowed-host NAME]...]
@@ -49,7 +49,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     roots: new ModelRoots(configuredModelRoots((v["model-root"] as string[] | undefined) ?? [])),
     storeOptions: {
       device: device as Device | undefined,
-      threads: intOpt(v.threads, "threads", 1),
+      threads: threadsOpt(v.threads),
       maxBytes: maxMemGiB !== undefined ? Math.round(maxMemGiB * 1024 ** 3) : undefined,
     },
     logger: stderrLogger(level as LogLevel),

@@ -1,7 +1,7 @@
 /** `spec-decode train-medusa`: train Medusa heads on a base model's own hidden states (Medusa-1, base frozen). */
 import type { Device } from "../engine/session.js";
 import { trainMedusa } from "../medusa/train.js";
-import { intOpt, numOpt, parse, required } from "./args.js";
+import { intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-medusa --model DIR (--self-distill N [--data PROMPTS] | --data FILE)
   [--heads H] [--out DIR] [--epochs E] [--batch N] [--lr LR] [--train-lm-head]
@@ -68,7 +68,7 @@ export async function trainMedusaCommand(argv: string[]): Promise<number> {
     chat: !v["no-chat"],
     treeNodes: intOpt(v["tree-nodes"], "tree-nodes", 1, 512),
     maxSteps: intOpt(v["max-steps"], "max-steps", 1),
-    threads: intOpt(v.threads, "threads", 0),
+    threads: threadsOpt(v.threads),
     device: v.device as Device | undefined,
     onLog: (line) => process.stderr.write(`[train-medusa] ${line}\n`),
   });

@@ -12,7 +12,7 @@ import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveControl
 import { machineInfo, tuneTable } from "../bench/report.js";
 import { readTwinInfo } from "../bench/twin.js";
 import { InvalidOptionError } from "../errors.js";
-import { intList, intOpt, numOpt, parse } from "./args.js";
+import { intList, intOpt, numOpt, parse, threadsOpt } from "./args.js";
 import { BENCH_COMMON_OPTIONS, deviceOpt, loadPrompts, resolveModels } from "./bench.js";
 import { progressBar } from "./progress.js";
 
@@ -61,7 +61,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   const device = deviceOpt(v);
   const { prompts } = await loadPrompts(v);
   const temperature = numOpt(v.temperature, "temperature") ?? 0;
-  const engine = new SpecEngine({ device, threads: intOpt(v.threads, "threads", 1) });
+  const engine = new SpecEngine({ device, threads: threadsOpt(v.threads) });
   const machine = machineInfo();
   try {
     const res = await tuneDraftK({

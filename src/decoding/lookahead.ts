@@ -34,7 +34,8 @@
  * the proposer then verifies the most recent pool n-gram for `cur` as a plain chain (n-grams from
  * the prompt and the generated text only) and says so in the stats notes.
  */
-import { InvalidOptionError } from "../errors.js";
+import type { ModelInfo } from "../engine/causal-lm.js";
+import { checkIntRange, checkRoundSize, OPTION_MAX } from "./limits.js";
 import { Rng, argmax } from "../sampling/index.js";
 import type { MethodDefinition, MethodOptions } from "./methods.js";
 import { EMPTY_PROPOSAL, type AuxTokens, type DecodeContext, type Proposal, type Proposer, type RoundResult } from "./proposer.js";
@@ -56,17 +57,18 @@ export interface LookaheadOptions {
   guesses: number;
 }
 
-export function lookaheadOptions(o: MethodOptions): LookaheadOptions {
-  const window = o.window ?? LOOKAHEAD_DEFAULTS.window;
-  const ngram = o.ngram ?? LOOKAHEAD_DEFAULTS.ngram;
-  const guesses = o.guesses ?? LOOKAHEAD_DEFAULTS.guesses;
-  const int = (v: number, name: string, min: number) => {
-    if (!Number.isInteger(v) || v < min) throw new InvalidOptionError(`${name} must be an integer >= ${min} (got ${v}).`);
-  };
-  int(window, "window (--window, W)", 1);
-  int(ngram, "ngram (--ngram, N)", 2);
-  int(guesses, "guesses (--guesses, G)", 1);
+export function lookaheadOptions(o: MethodOptions, target?: Pick<ModelInfo, "maxContext" | "vocabSize">): LookaheadOptions {
+  const window = checkIntRange(o.window ?? LOOKAHEAD_DEFAULTS.window, "window (--window, W)", 1, OPTION_MAX.window);
+  const ngram = checkIntRange(o.ngram ?? LOOKAHEAD_DEFAULTS.ngram, "ngram (--ngram, N)", 2, OPTION_MAX.ngram);
+  const guesses = checkIntRange(o.guesses ?? LOOKAHEAD_DEFAULTS.guesses, "guesses (--guesses, G)", 1, OPTION_MAX.guesses);
+  // Sized before the window is built: cur + up to G n-grams of N-1 tokens + the (N-1) x (W+N-2) window.
+  if (target) checkRoundSize(target, lookaheadRoundTokens({ window, ngram, guesses }), "window (W), ngram (N) and guesses (G)");
   return { window, ngram, guesses };
+}
+
+/** Upper bound on the tokens of one lookahead forward (cur + candidates + Jacobi window). */
+export function lookaheadRoundTokens(o: LookaheadOptions): number {
+  return 1 + o.guesses * (o.ngram - 1) + (o.ngram - 1) * (o.window + o.ngram - 2);
 }
 
 const FROM_TEXT = 1;
@@ -143,8 +145,8 @@ function buildTrie(entries: PoolEntry[], budget: number): { tokens: number[]; pa
   return { tokens, parents, sources };
 }
 
-export function createLookaheadProposer(options: MethodOptions = {}): Proposer {
-  const { window: W, ngram: N, guesses: G } = lookaheadOptions(options);
+export function createLookaheadProposer(options: MethodOptions = {}, target?: Pick<ModelInfo, "maxContext" | "vocabSize">): Proposer {
+  const { window: W, ngram: N, guesses: G } = lookaheadOptions(options, target);
   const pool = new NgramPool(G);
   // levels[0] = g[0][1..M-1] (g[0][0] is cur); levels[l >= 1] = g[l][0..M-1].
   let levels: number[][] = [];
@@ -278,5 +280,5 @@ export const lookaheadMethod: MethodDefinition = {
     "Lookahead decoding (Fu et al. 2024): Jacobi iteration over a W×(N-1) window fills an n-gram pool; up to G " +
     "pool n-grams are verified in the same forward (no draft model; chain-only on graphs without a tree mask).",
   unavailableReason: () => undefined,
-  create: (_res, options) => createLookaheadProposer(options),
+  create: (res, options) => createLookaheadProposer(options, res.target.info),
 };

@@ -13,6 +13,7 @@
  * them, and otherwise from a prior shaped like published Medusa heads.
  */
 import { InvalidOptionError } from "../errors.js";
+import { OPTION_MAX } from "./limits.js";
 
 /**
  * Nodes in the default tree. Chosen for CPU, where verifying n rows costs roughly 1 + n/25 single-
@@ -95,6 +96,9 @@ export function flattenTree(pathsIn: number[][], numHeads: number): FlatTree {
   if (!Array.isArray(pathsIn) || pathsIn.length === 0) {
     throw new InvalidOptionError("A Medusa tree must be a non-empty list of paths like [[0],[1],[0,0]].");
   }
+  if (pathsIn.length > OPTION_MAX.medusaTreeNodes) {
+    throw new InvalidOptionError(`A Medusa tree may have at most ${OPTION_MAX.medusaTreeNodes} paths (nodes); got ${pathsIn.length}.`);
+  }
   const seen = new Set<string>();
   for (const p of pathsIn) {
     if (!Array.isArray(p) || p.length === 0 || p.some((r) => !Number.isInteger(r) || r < 0 || r > 1023)) {
@@ -158,7 +162,7 @@ export function resolveTree(
   const m = /^(?:sparse-)?(\d+)$/.exec(s);
   if (m) {
     const n = Number(m[1]);
-    if (n < 1 || n > 512) throw new InvalidOptionError(`Medusa tree size must be 1..512 nodes (got ${n}).`);
+    if (n < 1 || n > OPTION_MAX.medusaTreeNodes) throw new InvalidOptionError(`Medusa tree size must be 1..${OPTION_MAX.medusaTreeNodes} nodes (got ${n}).`);
     return flattenTree(sparseTree(n, accuracy, H), H);
   }
   if (s.startsWith("[")) {

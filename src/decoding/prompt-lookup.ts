@@ -15,6 +15,7 @@
  * sample-from-the-target-and-match when sampling.
  */
 import { InvalidOptionError } from "../errors.js";
+import { checkIntRange, OPTION_MAX } from "./limits.js";
 import type { MethodDefinition, MethodOptions } from "./methods.js";
 import { EMPTY_PROPOSAL, type DecodeContext, type Proposal, type Proposer } from "./proposer.js";
 
@@ -30,12 +31,9 @@ export function promptLookupOptions(o: MethodOptions): PromptLookupOptions {
   const maxNgram = o.maxNgram ?? PROMPT_LOOKUP_DEFAULTS.maxNgram;
   const minNgram = o.minNgram ?? Math.min(PROMPT_LOOKUP_DEFAULTS.minNgram, maxNgram);
   const numPredict = o.numPredict ?? PROMPT_LOOKUP_DEFAULTS.numPredict;
-  const int = (v: number, name: string, min: number) => {
-    if (!Number.isInteger(v) || v < min) throw new InvalidOptionError(`${name} must be an integer >= ${min} (got ${v}).`);
-  };
-  int(maxNgram, "maxNgram (--max-ngram)", 1);
-  int(minNgram, "minNgram", 1);
-  int(numPredict, "numPredict (--num-predict)", 1);
+  checkIntRange(maxNgram, "maxNgram (--max-ngram)", 1, OPTION_MAX.maxNgram);
+  checkIntRange(minNgram, "minNgram (--min-ngram)", 1, OPTION_MAX.minNgram);
+  checkIntRange(numPredict, "numPredict (--num-predict)", 1, OPTION_MAX.numPredict);
   if (minNgram > maxNgram) {
     throw new InvalidOptionError(`minNgram (${minNgram}) must not exceed maxNgram (${maxNgram}).`);
   }

@@ -8,7 +8,28 @@ import { readOnnxMetadata } from "../builder/onnx-graph.js";
 import type { KvDtype } from "./kv-cache.js";
 import { layerName, type KvNameTemplates } from "./model-dir.js";
 
+import { availableParallelism } from "node:os";
+import { InvalidOptionError } from "../errors.js";
+
 export type Device = "cpu" | "webgpu" | "cuda";
+
+/**
+ * The most intra-op threads a session may use: the machine's core count (more only oversubscribes
+ * the cores and costs an OS thread each).
+ */
+export function maxThreads(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/** Check a thread count (undefined = onnxruntime's choice); `name` is the argument as the user wrote it. */
+export function checkThreads(threads: number | undefined, name = "threads"): number | undefined {
+  if (threads === undefined) return undefined;
+  const max = maxThreads();
+  if (!Number.isInteger(threads) || threads < 1 || threads > max) {
+    throw new InvalidOptionError(`${name} must be an integer in 1..${max} (this machine's core count; got ${threads}).`);
+  }
+  return threads;
+}
 export const DEVICES: readonly Device[] = ["cpu", "webgpu", "cuda"];
 
 export interface SessionOptions {
@@ -22,6 +43,7 @@ export async function createSession(file: string, opts: SessionOptions = {}): Pr
   if (!DEVICES.includes(device)) {
     throw new DeviceError(`Unknown device "${device}". Use one of: ${DEVICES.join(", ")}.`);
   }
+  checkThreads(opts.threads === 0 ? undefined : opts.threads);
   const providers: string[] = device === "cpu" ? ["cpu"] : [device];
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: providers,

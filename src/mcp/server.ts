@@ -10,6 +10,7 @@ import { SpecEngine } from "../api.js";
 import { ModelStore, type ModelStoreOptions } from "../engine/model-store.js";
 import { makeExclusive, stderrLogger, type Logger, type ToolContext } from "./context.js";
 import { ModelRoots, configuredModelRoots } from "./roots.js";
+import { withStrictArguments } from "./tool-kit.js";
 import { TOOLS } from "./tools/index.js";
 
 export const SERVER_NAME = "speculative-decoding";
@@ -54,6 +55,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
     { name: SERVER_NAME, title: "Speculative decoding", version: packageVersion() },
     { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
   );
-  for (const tool of TOOLS) tool.register(server, ctx);
+  const strict = withStrictArguments(server); // unknown arguments are errors that name the nearest valid one
+  for (const tool of TOOLS) tool.register(strict, ctx);
   return server;
 }

@@ -2,6 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { DEFAULT_MAX_NEW_TOKENS, chooseAutoMethod, type GenerateRequest } from "../../api.js";
+import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../../decoding/limits.js";
 import type { MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
 import { assertMethodsAvailable } from "../../bench/measure.js";
@@ -27,18 +28,18 @@ export const name = "generate_speculative";
 
 export const inputSchema = {
   model: modelArg,
-  prompt: z.string().optional().describe("Plain text prompt (BOS added). Give exactly one of prompt, messages, promptIds."),
-  messages: z.array(chatMessageSchema).min(1).optional().describe("Chat messages, formatted with the model's chat template."),
-  promptIds: z.array(z.number().int().min(0)).min(1).optional().describe("Token ids fed exactly as given."),
+  prompt: z.string().max(PROMPT_MAX_BYTES).optional().describe("Plain text prompt (BOS added). Give exactly one of prompt, messages, promptIds."),
+  messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional().describe("Chat messages, formatted with the model's chat template."),
+  promptIds: z.array(z.number().int().min(0)).min(1).max(PROMPT_IDS_MAX).optional().describe("Token ids fed exactly as given."),
   variant: variantSchema,
   method: methodSchema.default("auto"),
-  draft: z.string().min(1).optional().describe("Draft model directory (method draft); must share the target's tokenizer."),
-  heads: z.string().min(1).optional().describe("Medusa heads directory or file (method medusa)."),
+  draft: z.string().min(1).max(4096).optional().describe("Draft model directory (method draft); must share the target's tokenizer."),
+  heads: z.string().min(1).max(4096).optional().describe("Medusa heads directory or file (method medusa)."),
   k: kSchema.optional(),
   methodOptions: methodOptionsSchema.optional(),
   sampling: samplingSchema.optional(),
   seed: z.number().int().optional().describe("Sampler seed (same seed + same model = same text)."),
-  stop: z.array(z.string().min(1)).max(16).optional().describe("Stop strings (not included in the text)."),
+  stop: z.array(z.string().min(1).max(OPTION_MAX.stopChars)).max(OPTION_MAX.stopStrings).optional().describe("Stop strings (not included in the text)."),
   maxNewTokens: z.number().int().min(1).max(8192).default(DEFAULT_MAX_NEW_TOKENS),
 };
 

@@ -1,5 +1,6 @@
 /** Build a Hugging Face model directory (config.json + safetensors) into ONNX files beside it. */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { atomicWriteFileSync } from "../util/atomic-file.js";
 import { join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
 import { readDecoderConfig, type DecoderConfig } from "./config.js";
@@ -129,7 +130,7 @@ export async function buildModelDir(dirIn: string, opts: BuildModelDirOptions = 
 
   if (layout === "genai") {
     const path = join(dir, "genai_config.json");
-    writeFileSync(path, JSON.stringify(genaiConfigFor(cfg, { padTokenId: opts.padTokenId }), null, 2) + "\n");
+    atomicWriteFileSync(path, JSON.stringify(genaiConfigFor(cfg, { padTokenId: opts.padTokenId }), null, 2) + "\n");
     files.push(path);
   }
   return { files };

@@ -26,7 +26,8 @@
  * Every tensor has its own PRNG stream seeded from (seed, tensor name), so fixtures that differ only
  * in depth share the weights of their common layers.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
+import { atomicWriteFileSync } from "../util/atomic-file.js";
 import { join, resolve } from "node:path";
 import { InvalidOptionError } from "../errors.js";
 import { makeFixtureTokenizer } from "../text/fixture-tokenizer.js";
@@ -265,10 +266,10 @@ export async function makeFixture(opts: FixtureOptions): Promise<{ dir: string; 
     transformers_version: "4.51.0",
   };
   const config = parseDecoderConfig(configJson, generationConfig);
-  const json = (name: string, value: unknown) => writeFileSync(join(dir, name), JSON.stringify(value, null, 2) + "\n");
+  const json = (name: string, value: unknown) => atomicWriteFileSync(join(dir, name), JSON.stringify(value, null, 2) + "\n");
   json("config.json", configJson);
   json("generation_config.json", generationConfig);
-  writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tok.tokenizerJson));
+  atomicWriteFileSync(join(dir, "tokenizer.json"), JSON.stringify(tok.tokenizerJson));
   json("tokenizer_config.json", tok.tokenizerConfig);
 
   {

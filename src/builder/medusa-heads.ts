@@ -25,11 +25,12 @@
  * their rows go through a single Gemm, so the [vocab, hidden] matrix is read once per call.
  */
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
 import { GraphBuilder, attr, readOnnxMetadata } from "./onnx-graph.js";
+import { atomicWriteFileSync } from "../util/atomic-file.js";
 import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 export const MEDUSA_HEADS_FILE = "medusa_lm_head.safetensors";
@@ -270,7 +271,7 @@ export function writeMedusaHeads(dirIn: string, heads: MedusaHead[], opts: Write
     spec_decode: { ...(opts.rankAccuracy ? { rank_accuracy: opts.rankAccuracy } : {}), ...(opts.extra ?? {}) },
   };
   const configFile = join(dir, "config.json");
-  writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n");
+  atomicWriteFileSync(configFile, JSON.stringify(config, null, 2) + "\n");
   return [file, configFile];
 }
 

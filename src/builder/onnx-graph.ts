@@ -11,7 +11,8 @@
  * (ONNX external data: data_location EXTERNAL + location/offset/length), which onnxruntime reads.
  * Spilled tensors are written to disk as soon as they are added and their memory is released.
  */
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { openAtomic, safeWriteTarget } from "../util/atomic-file.js";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import onnxProto from "onnx-proto";
@@ -257,11 +258,12 @@ export class GraphBuilder {
 
   private startSpill(): void {
     if (this.spill) return;
+    // Beside the model (same filesystem, renamed into place by save()), never over the live data file.
     const path = this.opts.modelPath
-      ? `${resolve(this.opts.modelPath)}_data`
+      ? join(dirname(resolve(this.opts.modelPath)), `.${basename(this.opts.modelPath)}_data.tmp-${process.pid}-${Date.now()}`)
       : join(tmpdir(), `spec-decode-${process.pid}-${Date.now()}.onnx_data`);
     mkdirSync(dirname(path), { recursive: true });
-    this.spill = { path, fd: openSync(path, "w"), size: 0 };
+    this.spill = { path, fd: openSync(path, "wx"), size: 0 };
     // Move what is already inline (and large enough) out too.
     for (const init of this.inits) {
       if (init.bytes && init.bytes.byteLength >= EXTERNAL_MIN_BYTES) {
@@ -370,18 +372,22 @@ export class GraphBuilder {
     const dataPath = `${modelPath}_data`;
     const location = basename(dataPath);
 
+    // Crash safety: the model is written to a temporary file and renamed over the old one last, so
+    // a kill at any point leaves the previous good model (or the new complete one). The external
+    // data is renamed into place just before (the only window where a kill leaves the old graph
+    // beside new data; list_models' extent check flags it when sizes differ).
+    safeWriteTarget(dataPath, { base: dirname(modelPath) });
+    let spillPath: string | undefined;
     if (this.spill) {
+      fsyncSync(this.spill.fd);
       closeSync(this.spill.fd);
-      if (this.spill.path !== dataPath) {
-        try {
-          renameSync(this.spill.path, dataPath);
-        } catch {
-          copyFileSync(this.spill.path, dataPath);
-          rmSync(this.spill.path, { force: true });
-        }
+      spillPath = this.spill.path;
+      if (dirname(spillPath) !== dirname(modelPath)) {
+        const local = join(dirname(modelPath), `.${basename(dataPath)}.tmp-${process.pid}-${Date.now()}`);
+        copyFileSync(spillPath, local);
+        rmSync(spillPath, { force: true });
+        spillPath = local;
       }
-    } else if (existsSync(dataPath)) {
-      rmSync(dataPath, { force: true }); // stale data from an earlier build of the same file
     }
 
     const modelHead = onnx.ModelProto.encode({
@@ -429,8 +435,9 @@ export class GraphBuilder {
       );
     }
 
-    const fd = openSync(modelPath, "w");
+    const out = openAtomic(modelPath);
     try {
+      const fd = out.fd;
       let pos = 0;
       const put = (b: Uint8Array) => {
         writeAll(fd, b, pos);
@@ -443,9 +450,15 @@ export class GraphBuilder {
         put(e.head);
         if (e.raw) put(e.raw);
       }
-    } finally {
-      closeSync(fd);
+    } catch (err) {
+      out.abort();
+      if (spillPath) rmSync(spillPath, { force: true });
+      throw err;
     }
+    if (spillPath) renameSync(spillPath, dataPath);
+    out.commit();
+    // Stale data from an earlier build of the same file (only once the new graph is in place).
+    if (!spillPath && existsSync(dataPath)) rmSync(dataPath, { force: true });
   }
 }
 

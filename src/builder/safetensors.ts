@@ -7,8 +7,10 @@
  * Reading is lazy: only the headers are parsed up front; each `get()` reads that one tensor from
  * its file offset, so a multi-GB checkpoint is never held in memory at once.
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { confineModelPath } from "../engine/confine.js";
+import { atomicWriteFileSync, openAtomic, writeAllAt } from "../util/atomic-file.js";
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from "../util/half.js";
 
@@ -194,7 +196,10 @@ export function openSafetensorsDir(dirIn: string): SafetensorsSource {
     if (!parsed.weight_map || typeof parsed.weight_map !== "object") {
       throw new BuildError(`${index} has no "weight_map". Re-download it.`);
     }
-    const files = [...new Set(Object.values(parsed.weight_map))].map((f) => join(dir, f));
+    // Each shard named by the index must stay inside the directory (no ../, no links out of it).
+    const files = [...new Set(Object.values(parsed.weight_map))].map((f) =>
+      confineModelPath(dir, String(f), { source: "model.safetensors.index.json's weight_map" }),
+    );
     const missing = files.filter((f) => !existsSync(f));
     if (missing.length > 0) {
       throw new BuildError(
@@ -251,17 +256,18 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   const headerBytes = Buffer.from(json, "utf8");
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.byteLength));
-  mkdirSync(dirname(resolve(path)), { recursive: true });
-  const fd = openSync(path, "w");
+  // Temp file + rename: an interrupted write leaves the previous file, never a truncated one.
+  const f = openAtomic(path);
   try {
     let pos = 0;
     for (const b of [len, headerBytes, ...blobs]) {
-      let done = 0;
-      while (done < b.byteLength) done += writeSync(fd, b, done, Math.min(b.byteLength - done, 1 << 30), pos + done);
+      writeAllAt(f.fd, b, pos);
       pos += b.byteLength;
     }
-  } finally {
-    closeSync(fd);
+    f.commit();
+  } catch (err) {
+    f.abort();
+    throw err;
   }
 }
 
@@ -303,12 +309,7 @@ export function writeShardedSafetensors(dir: string, tensors: TensorToWrite[], m
 }
 
 function writeFileJson(path: string, value: unknown): void {
-  const fd = openSync(path, "w");
-  try {
-    writeSync(fd, JSON.stringify(value, null, 2) + "\n");
-  } finally {
-    closeSync(fd);
-  }
+  atomicWriteFileSync(path, JSON.stringify(value, null, 2) + "\n");
 }
 
 /** A WeightSource over tensors already in memory (fixtures, tests). */

@@ -3,11 +3,13 @@
  *   forward(cache, tokens, {positions?, treeMask?}) -> logits for every new token (+ hidden states)
  * This is the one place that runs a decoder model.
  */
-import { basename } from "node:path";
+import { basename, relative, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ContextLengthError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { f16ArrayToF32 } from "../util/half.js";
+import { confineModelPath } from "./confine.js";
 import { KVCache } from "./kv-cache.js";
+import { checkOnnxFile } from "./onnx-file.js";
 import { inspectModelDir, layerName, type ModelDirInfo } from "./model-dir.js";
 import { createSession, describeSession, type Device, type SessionInterface } from "./session.js";
 
@@ -16,8 +18,10 @@ export interface LoadOptions {
   threads?: number;
   /** onnx-community variant (e.g. "model_fp16.onnx", "fp16", "q4"). */
   variant?: string;
-  /** Load this ONNX file instead of the directory's main model (e.g. an early-exit draft). */
+  /** Load this ONNX file instead of the directory's main model (e.g. an early-exit draft); inside the directory. */
   file?: string;
+  /** Extra directories the model's files may link into (the MCP server's model roots); see confine.ts. */
+  roots?: readonly string[];
 }
 
 export interface ModelInfo extends SessionInterface {
@@ -93,8 +97,10 @@ export class CausalLM {
   }
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<CausalLM> {
-    const dirInfo = inspectModelDir(dir, { variant: opts.variant });
-    const file = opts.file ?? dirInfo.modelFile;
+    const dirInfo = inspectModelDir(dir, { variant: opts.variant, roots: opts.roots });
+    const file = opts.file ? confineModelPath(dirInfo.dir, relative(dirInfo.dir, resolve(opts.file)), { roots: opts.roots, source: "the model file" }) : dirInfo.modelFile;
+    // Before onnxruntime opens it: not truncated, and its external data stays inside the directory.
+    checkOnnxFile(file, dirInfo.dir, { roots: opts.roots });
     const session = await createSession(file, { device: opts.device, threads: opts.threads });
     const cfg = (dirInfo.config.text_config ?? dirInfo.config) as Record<string, unknown>;
     const heads = typeof cfg.num_attention_heads === "number" ? cfg.num_attention_heads : undefined;

@@ -5,7 +5,8 @@
  *  - onnxruntime-genai: genai_config.json beside the model file
  */
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
+import { assertDirEntriesConfined, confineModelPath } from "./confine.js";
 import { ModelLoadError } from "../errors.js";
 
 export type ModelLayout = "onnx-community" | "optimum" | "genai";
@@ -97,7 +98,7 @@ function obj(v: unknown): Record<string, unknown> | undefined {
  * Inspect a model directory. `variant` picks an ONNX file by name (e.g. "model_fp16.onnx" or a
  * path relative to the directory); `file` overrides everything.
  */
-export function inspectModelDir(dirIn: string, opts: { variant?: string } = {}): ModelDirInfo {
+export function inspectModelDir(dirIn: string, opts: { variant?: string; roots?: readonly string[] } = {}): ModelDirInfo {
   const dir = resolve(dirIn);
   if (!existsSync(dir)) {
     throw new ModelLoadError(
@@ -108,6 +109,8 @@ export function inspectModelDir(dirIn: string, opts: { variant?: string } = {}):
   if (!statSync(dir).isDirectory()) {
     throw new ModelLoadError(`${dir} is a file, not a model directory. Pass the directory that contains it.`);
   }
+  // Links among the directory's files (config, tokenizer, onnx/...) must stay inside it (or the roots).
+  assertDirEntriesConfined(dir, { roots: opts.roots });
   const config = readJsonIfExists(join(dir, "config.json"));
   const genaiConfig = readJsonIfExists(join(dir, "genai_config.json"));
   const generationConfig = readJsonIfExists(join(dir, "generation_config.json"));
@@ -130,7 +133,9 @@ export function inspectModelDir(dirIn: string, opts: { variant?: string } = {}):
   const genaiDecoder = obj(genaiModel?.decoder);
 
   if (opts.variant) {
-    const candidates = [join(dir, opts.variant), join(onnxDir, opts.variant), join(onnxDir, `${opts.variant}.onnx`), join(onnxDir, `model_${opts.variant}.onnx`)];
+    const candidates = [opts.variant, join("onnx", opts.variant), join("onnx", `${opts.variant}.onnx`), join("onnx", `model_${opts.variant}.onnx`)].map((p) =>
+      confineModelPath(dir, p, { roots: opts.roots, source: `the variant "${opts.variant}"` }),
+    );
     modelFile = candidates.find((p) => existsSync(p) && statSync(p).isFile());
     if (!modelFile) {
       throw new ModelLoadError(
@@ -142,7 +147,7 @@ export function inspectModelDir(dirIn: string, opts: { variant?: string } = {}):
   if (genaiDecoder) {
     layout = "genai";
     const filename = typeof genaiDecoder.filename === "string" ? genaiDecoder.filename : "model.onnx";
-    modelFile ??= join(dir, filename);
+    modelFile ??= confineModelPath(dir, filename, { roots: opts.roots, source: 'genai_config.json\'s "model.decoder.filename"' });
     const inputs = obj(genaiDecoder.inputs) ?? {};
     const outputs = obj(genaiDecoder.outputs) ?? {};
     const s = (v: unknown, d: string) => (typeof v === "string" ? v : d);
@@ -174,6 +179,8 @@ export function inspectModelDir(dirIn: string, opts: { variant?: string } = {}):
         `If the directory holds safetensors, convert it with \`spec-decode build --model ${dirIn}\`.`,
     );
   }
+
+  confineModelPath(dir, relative(dir, modelFile), { roots: opts.roots, source: "the model file" });
 
   const cfg = config ?? {};
   const textCfg = obj(cfg.text_config) ?? cfg;

@@ -10,7 +10,7 @@ import { ModelLoadError } from "../errors.js";
 import { TextTokenizer } from "../text/index.js";
 import { CausalLM } from "./causal-lm.js";
 import { inspectModelDir } from "./model-dir.js";
-import type { Device } from "./session.js";
+import { checkThreads, type Device } from "./session.js";
 
 export interface LoadedModel {
   key: string;
@@ -29,11 +29,18 @@ export interface Disposable {
 
 /** A cache entry; `explicit` = loaded by file (e.g. an early-exit draft), not as the directory's model. */
 interface StoreEntry {
+  key: string;
   dir: string;
   explicit: boolean;
   p: Promise<LoadedModel>;
   /** Set once the load has finished (eviction only considers settled entries). */
   settled?: LoadedModel;
+  /** Bytes counted against maxBytes from the moment the load starts (file sizes). */
+  bytes: number;
+  /** Requests using this entry: it is never evicted, and unload() waits for them to finish. */
+  pins: number;
+  /** Resolved when pins drops to 0 (set by whoever waits). */
+  drained?: () => void;
 }
 
 export interface ModelStoreOptions {
@@ -41,6 +48,8 @@ export interface ModelStoreOptions {
   threads?: number;
   /** Unload least-recently-used models beyond this many bytes (default 8 GiB). */
   maxBytes?: number;
+  /** Extra directories model files may link into (the MCP server's model roots); see confine.ts. */
+  roots?: readonly string[];
 }
 
 export class ModelStore {
@@ -51,13 +60,20 @@ export class ModelStore {
   private readonly locks = new Map<string, Promise<void>>();
   /** Other loaded sessions (e.g. Medusa heads), keyed, owned by a directory for unload(). */
   private readonly extras = new Map<string, { dir: string; version: string; p: Promise<Disposable> }>();
-  /** Models in use by a request (pin counts): never evicted, even before their lock is taken. */
-  private readonly pins = new Map<string, number>();
+  /** The entry each loaded model came from (pins are counted per entry, not per key). */
+  private readonly entryOf = new WeakMap<LoadedModel, StoreEntry>();
+  private roots: readonly string[];
 
   constructor(opts: ModelStoreOptions = {}) {
     this.device = opts.device ?? "cpu";
-    this.threads = opts.threads;
+    this.threads = checkThreads(opts.threads === 0 ? undefined : opts.threads);
     this.maxBytes = opts.maxBytes ?? 8 * 1024 ** 3;
+    this.roots = opts.roots ?? [];
+  }
+
+  /** Allow model files to link into these directories too (the MCP server sets its model roots). */
+  setRoots(roots: readonly string[]): void {
+    this.roots = [...roots];
   }
 
   /**
@@ -73,49 +89,58 @@ export class ModelStore {
   ): Promise<LoadedModel> {
     const d = resolve(dir);
     const explicit = opts.file !== undefined;
-    let key: string | undefined;
+    checkThreads(opts.threads);
+    let entry: StoreEntry | undefined;
     if (!explicit && opts.variant === undefined && opts.device === undefined && opts.threads === undefined) {
-      for (const [k, e] of this.models) {
+      for (const e of this.models.values()) {
         if (e.dir === d && !e.explicit) {
-          key = k;
+          entry = e;
           break;
         }
       }
     }
-    if (key === undefined) {
-      const file = opts.file ? resolve(opts.file) : inspectModelDir(d, { variant: opts.variant }).modelFile;
-      key = JSON.stringify([d, file, opts.device ?? this.device, opts.threads ?? this.threads ?? 0]);
-    }
-    const k = key;
-    if (opts.pin) this.pins.set(k, (this.pins.get(k) ?? 0) + 1);
-    try {
-      let entry = this.models.get(k);
+    if (!entry) {
+      const file = opts.file ? resolve(opts.file) : inspectModelDir(d, { variant: opts.variant, roots: this.roots }).modelFile;
+      const k = JSON.stringify([d, file, opts.device ?? this.device, opts.threads ?? this.threads ?? 0]);
+      entry = this.models.get(k);
       if (!entry) {
+        // Sized before it loads: every session counts against maxBytes, loading ones included.
+        const bytes = fileBytes(file);
+        this.makeRoom(bytes, d);
         const load = async (): Promise<LoadedModel> => {
           const lm = await CausalLM.load(d, {
             file: opts.file,
             variant: opts.variant,
             device: opts.device ?? this.device,
             threads: opts.threads ?? this.threads,
+            roots: this.roots,
           });
           const tokenizer = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(lm.info.dir) : undefined;
           const now = Date.now();
           return { key: k, lm, tokenizer, loadedAt: now, lastUsed: now, bytes: fileBytes(lm.info.file) };
         };
-        const e: StoreEntry = { dir: d, explicit, p: load() };
+        const e: StoreEntry = { key: k, dir: d, explicit, p: load(), bytes, pins: 0 };
         e.p.then(
-          (m) => void (e.settled = m),
+          (m) => {
+            e.settled = m;
+            e.bytes = m.bytes;
+            this.entryOf.set(m, e);
+          },
           () => void (this.models.get(k) === e && this.models.delete(k)),
         );
         this.models.set(k, e);
         entry = e;
       }
-      const m = await entry.p;
+    }
+    const e = entry;
+    // Pinned before anything is awaited: no concurrent load can evict it, no unload can free it.
+    if (opts.pin) e.pins++;
+    try {
+      const m = await e.p;
       m.lastUsed = Date.now();
-      await this.evict(k);
       return m;
     } catch (err) {
-      if (opts.pin) this.unpinKey(k);
+      if (opts.pin) this.unpinEntry(e);
       throw err;
     }
   }
@@ -161,22 +186,22 @@ export class ModelStore {
     return settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
   }
 
-  /** Unload every model loaded from `dir` (any file/device). Returns how many were unloaded. */
+  /**
+   * Unload every model loaded from `dir` (any file/device). Returns how many were unloaded.
+   * New requests no longer get the old sessions; requests already using them finish first
+   * (their sessions are freed once the last one unpins), so nothing accepted is lost.
+   */
   async unload(dir: string): Promise<number> {
     const d = resolve(dir);
     let n = 0;
+    const waits: Promise<void>[] = [];
     for (const [key, e] of [...this.models]) {
       if (e.dir !== d) continue;
       this.models.delete(key);
-      await this.withLock(key, async () => {
-        try {
-          await (await e.p).lm.dispose();
-        } catch {
-          /* a failed load has nothing to free */
-        }
-      });
+      waits.push(this.retire(e));
       n++;
     }
+    await Promise.all(waits);
     for (const [key, e] of [...this.extras]) {
       if (e.dir !== d) continue;
       this.extras.delete(key);
@@ -184,6 +209,18 @@ export class ModelStore {
       n++;
     }
     return n;
+  }
+
+  /** Free an entry that is no longer in the map, once its requests are done. */
+  private async retire(e: StoreEntry): Promise<void> {
+    if (e.pins > 0) await new Promise<void>((r) => (e.drained = r));
+    await this.withLock(e.key, async () => {
+      try {
+        await (await e.p).lm.dispose();
+      } catch {
+        /* a failed load has nothing to free */
+      }
+    });
   }
 
   async dispose(): Promise<void> {
@@ -197,19 +234,24 @@ export class ModelStore {
     ]);
   }
 
-  /** Keep `m` from being evicted until `unpin` (a request that loads several models pins each). */
+  /** Keep `m` from being evicted or freed until `unpin` (a request that loads several models pins each). */
   pin(m: LoadedModel): void {
-    this.pins.set(m.key, (this.pins.get(m.key) ?? 0) + 1);
+    const e = this.entryOf.get(m);
+    if (e) e.pins++;
   }
 
   unpin(m: LoadedModel): void {
-    this.unpinKey(m.key);
+    const e = this.entryOf.get(m);
+    if (e) this.unpinEntry(e);
   }
 
-  private unpinKey(key: string): void {
-    const n = (this.pins.get(key) ?? 0) - 1;
-    if (n > 0) this.pins.set(key, n);
-    else this.pins.delete(key);
+  private unpinEntry(e: StoreEntry): void {
+    e.pins = Math.max(0, e.pins - 1);
+    if (e.pins === 0 && e.drained) {
+      const r = e.drained;
+      e.drained = undefined;
+      r();
+    }
   }
 
   /** Run `fn` while holding the locks of the given models (in a fixed order, so no deadlock). */
@@ -234,17 +276,29 @@ export class ModelStore {
     }
   }
 
-  /** Unload least-recently-used models beyond maxBytes; never `keep`, a pinned model or one still loading. */
-  private async evict(keep: string): Promise<void> {
-    const all = [...this.models.values()].flatMap((e) => (e.settled ? [e.settled] : []));
-    let total = all.reduce((s, m) => s + m.bytes, 0);
-    if (total <= this.maxBytes) return;
-    for (const m of all.sort((a, b) => a.lastUsed - b.lastUsed)) {
-      if (total <= this.maxBytes) break;
-      if (m.key === keep || this.pins.has(m.key)) continue;
-      this.models.delete(m.key);
-      await this.withLock(m.key, () => m.lm.dispose());
-      total -= m.bytes;
+  /**
+   * Make room for `bytes` more under maxBytes before a load starts: unload least-recently-used
+   * settled models nobody is using (they are freed once their lock is free). When the models in use
+   * (or still loading) leave no room, the load is refused rather than exceeding the bound.
+   */
+  private makeRoom(bytes: number, dir: string): void {
+    const entries = [...this.models.values()];
+    let total = entries.reduce((s, e) => s + e.bytes, 0);
+    if (total + bytes <= this.maxBytes) return;
+    const idle = entries.filter((e) => e.settled && e.pins === 0).sort((a, b) => a.settled!.lastUsed - b.settled!.lastUsed);
+    for (const e of idle) {
+      if (total + bytes <= this.maxBytes) break;
+      this.models.delete(e.key);
+      void this.retire(e);
+      total -= e.bytes;
+    }
+    if (total + bytes > this.maxBytes && total > 0) {
+      const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+      throw new ModelLoadError(
+        `Loading ${dir} (${mib(bytes)}) would exceed the memory bound (${mib(this.maxBytes)}, --max-memory): ${mib(total)} ` +
+          `are held by models that running requests are using. Retry when they finish, unload a model (unload_model), ` +
+          `or restart the server with a larger --max-memory.`,
+      );
     }
   }
 }

@@ -2,6 +2,7 @@
 import { existsSync, readdirSync, statSync, type Dirent } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
 import { inspectModelDir } from "../engine/model-dir.js";
+import { checkOnnxFile } from "../engine/onnx-file.js";
 import type { ModelStore } from "../engine/model-store.js";
 import { errorMessage } from "../errors.js";
 import type { ModelRoots } from "./roots.js";
@@ -76,7 +77,7 @@ export function earlyExitLayersIn(dir: string): number[] {
   return out.sort((a, b) => a - b);
 }
 
-export function describeDir(dir: string, root: string, name: string, loadedDirs: Set<string>): FoundModel {
+export function describeDir(dir: string, root: string, name: string, loadedDirs: Set<string>, roots: readonly string[] = [root]): FoundModel {
   const entries = filesOf(dir);
   const hasSafetensors = entries.some((e) => e.name.endsWith(".safetensors") || e.name === "model.safetensors.index.json");
   const base: FoundModel = {
@@ -97,7 +98,9 @@ export function describeDir(dir: string, root: string, name: string, loadedDirs:
     error: null,
   };
   try {
-    const info = inspectModelDir(dir);
+    const info = inspectModelDir(dir, { roots });
+    // Cheap integrity check: a truncated graph or external data file is not "ready".
+    checkOnnxFile(info.modelFile, info.dir, { roots });
     return {
       ...base,
       status: "ready",
@@ -131,7 +134,7 @@ export async function findModels(roots: ModelRoots, store: ModelStore, opts: { r
       const entries = filesOf(dir);
       if (isModelDir(entries)) {
         const name = hubName(realRoot, dir) ?? (relative(realRoot, dir) || basename(dir));
-        models.push(describeDir(dir, realRoot, name, loadedDirs));
+        models.push(describeDir(dir, realRoot, name, loadedDirs, roots.roots));
       }
       if (depth >= MAX_DEPTH) return;
       for (const e of entries) {

@@ -9,7 +9,8 @@
  * `~/.cache/speculative-decoding`, where the demo model lives) and the Hugging Face hub cache
  * (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`).
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { assertDirEntriesConfined } from "../engine/confine.js";
 import { homedir } from "node:os";
 import { delimiter, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { InvalidOptionError, ModelLoadError } from "../errors.js";
@@ -47,6 +48,14 @@ function realOrResolved(p: string): string {
     return realpathSync(p);
   } catch {
     return resolve(p);
+  }
+}
+
+function isLink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
 
@@ -122,7 +131,10 @@ export class ModelRoots {
       // For outputs that do not exist yet: the lexical path must still be inside a root.
       const target = isAbsolute(arg) ? resolve(arg) : resolve(this.roots[0]!, arg);
       let parent = target;
-      while (!existsSync(parent)) parent = resolve(parent, "..");
+      while (!existsSync(parent)) {
+        if (isLink(parent)) throw new InvalidOptionError(`${kind} "${arg}" goes through ${parent}, a symbolic link whose target does not exist. Remove the link.`);
+        parent = resolve(parent, "..");
+      }
       const realParent = realpathSync(parent);
       const full = resolve(realParent, relative(parent, target));
       if (!this.roots.some((r) => isInside(full, r))) {
@@ -138,24 +150,15 @@ export class ModelRoots {
 
   /**
    * The files a loader will open (the directory's entries and its onnx/ subfolder) must not be
-   * symlinks that leave the roots (Hugging Face cache snapshots link into the same cache's blobs).
+   * symlinks that leave the roots (Hugging Face cache snapshots link into the same cache's blobs)
+   * or dangle (a write through a dangling link would create its target anywhere).
    */
   private assertContentsInside(real: string, kind: string): void {
     if (!statSync(real).isDirectory()) return;
-    for (const sub of [real, join(real, "onnx")]) {
-      let names: string[];
-      try {
-        names = readdirSync(sub);
-      } catch {
-        continue;
-      }
-      for (const n of names) {
-        const p = join(sub, n);
-        const target = realOrResolved(p);
-        if (!this.roots.some((r) => isInside(target, r))) {
-          throw new InvalidOptionError(`${kind} ${real} contains ${p}, a link to ${target} outside the model roots. ${this.howToAdd()}`);
-        }
-      }
+    try {
+      assertDirEntriesConfined(real, { roots: this.roots });
+    } catch (err) {
+      throw new InvalidOptionError(`${kind} ${real}: ${(err as Error).message} ${this.howToAdd()}`);
     }
   }
 

@@ -44,6 +44,7 @@ const INSTRUCTIONS =
 export function createServer(opts: CreateServerOptions = {}): McpServer {
   const store = opts.store ?? new ModelStore(opts.storeOptions);
   const roots = opts.roots instanceof ModelRoots ? opts.roots : new ModelRoots(opts.roots ?? configuredModelRoots());
+  store.setRoots(roots.roots); // model files may link anywhere inside the roots, nowhere else
   const ctx: ToolContext = {
     engine: new SpecEngine({ store }),
     store,

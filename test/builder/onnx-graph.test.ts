@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { readdirSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -72,9 +72,12 @@ describe("GraphBuilder external data threshold", () => {
     const path = join(dir, "abandoned.onnx");
     const g = new GraphBuilder({ modelPath: path, externalData: "always" });
     g.initializer("w", "float32", [1000], new Float32Array(1000));
-    expect(existsSync(`${path}_data`)).toBe(true);
-    g.dispose();
+    // Spilled to a temporary file beside the model, never over a live abandoned.onnx_data.
+    const spills = () => readdirSync(dir).filter((f) => f.startsWith(".abandoned.onnx_data.tmp-"));
+    expect(spills()).toHaveLength(1);
     expect(existsSync(`${path}_data`)).toBe(false);
+    g.dispose();
+    expect(spills()).toHaveLength(0);
   });
 });
 

@@ -38,11 +38,13 @@ export interface HttpServerOptions extends CreateServerOptions {
   allowedHosts?: string[];
   /** Endpoint path (default "/mcp"). */
   path?: string;
-  /** Open sessions at most (default 32); new sessions are refused beyond. */
+  /** Open sessions at most (default 32); beyond, the least recently used idle session is closed (503 only when all are busy). */
   maxSessions?: number;
+  /** Open sessions per client address at most (default 8); beyond, that client's oldest idle session is closed. */
+  maxSessionsPerClient?: number;
   /** Largest request body, bytes (default 4 MiB). */
   maxBodyBytes?: number;
-  /** Sessions without a request for this long are closed (default 30 minutes). */
+  /** Sessions without a request for this long are closed, open GET streams or not (default 5 minutes). */
   sessionIdleMs?: number;
 }
 
@@ -81,13 +83,26 @@ function reject(res: ServerResponse, status: number, message: string, headers: R
   res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
 }
 
+/** Bodies over the limit are drained (not stored) up to this many bytes so the client reads our 413. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+
 async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
+  const declared = Number(req.headers["content-length"] ?? NaN);
+  let over = Number.isFinite(declared) && declared > limit;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > limit) throw Object.assign(new Error(`Request body over ${limit} bytes.`), { status: 413 });
+    if (size > limit) over = true;
+    if (over) {
+      chunks.length = 0;
+      if (size > DRAIN_MAX_BYTES) break; // stop reading; the 413 still goes out
+      continue;
+    }
     chunks.push(chunk as Buffer);
+  }
+  if (over) {
+    throw Object.assign(new Error(`Request body over ${limit} bytes (the server's limit, --max-body-bytes). Send a smaller request.`), { status: 413 });
   }
   const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "") return undefined;
@@ -96,6 +111,19 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   } catch {
     throw Object.assign(new Error("Request body is not valid JSON."), { status: 400 });
   }
+}
+
+/** JSON-RPC request ids in a body (one message or a batch). */
+function requestIds(body: unknown): (string | number)[] {
+  const msgs = Array.isArray(body) ? body : [body];
+  const out: (string | number)[] = [];
+  for (const m of msgs) {
+    if (m && typeof m === "object" && "method" in m && "id" in m) {
+      const id = (m as { id: unknown }).id;
+      if (typeof id === "string" || typeof id === "number") out.push(id);
+    }
+  }
+  return out;
 }
 
 export async function startHttpServer(opts: HttpServerOptions = {}): Promise<RunningHttpServer> {
@@ -116,28 +144,56 @@ export async function startHttpServer(opts: HttpServerOptions = {}): Promise<Run
   const store = opts.store ?? new ModelStore(opts.storeOptions);
   const roots = opts.roots instanceof ModelRoots ? opts.roots : new ModelRoots(opts.roots ?? configuredModelRoots());
   const exclusive = opts.exclusive ?? makeExclusive();
-  type Session = { transport: StreamableHTTPServerTransport; server: McpServer; lastSeen: number; inflight: number };
+  type Session = { transport: StreamableHTTPServerTransport; server: McpServer; lastSeen: number; inflight: number; client: string };
   const sessions = new Map<string, Session>();
-  /** Count a request against its session until its response ends (long calls and open streams keep it alive). */
-  const track = (s: Session, res: ServerResponse) => {
-    s.inflight++;
+  const maxPerClient = opts.maxSessionsPerClient ?? 8;
+  /**
+   * Count a POST against its session until its response ends (long calls keep it alive). GET
+   * streams do not count: a session whose only activity is an open stream expires like an idle one.
+   * A client that disconnects before its response is complete cancels the calls it sent
+   * (as a notifications/cancelled would), so their work stops within one decoding step.
+   */
+  const track = (s: Session, req: IncomingMessage, res: ServerResponse, body?: unknown) => {
     s.lastSeen = Date.now();
+    if (req.method !== "POST") return;
+    s.inflight++;
+    const ids = requestIds(body);
     res.once("close", () => {
       s.inflight--;
       s.lastSeen = Date.now();
+      if (!res.writableFinished && ids.length > 0) {
+        logger.log("info", `client disconnected before the response: cancelling request(s) ${ids.join(", ")}`);
+        for (const requestId of ids) {
+          s.transport.onmessage?.({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId, reason: "client disconnected" } });
+        }
+      }
     });
   };
-  const idleMs = opts.sessionIdleMs ?? 30 * 60 * 1000;
+  const closeSession = (id: string, why: string) => {
+    const s = sessions.get(id);
+    if (!s) return;
+    logger.log("info", `session ${id} ${why}: closing it`);
+    sessions.delete(id);
+    void s.transport.close().catch(() => undefined);
+    void s.server.close().catch(() => undefined);
+  };
+  /** The least recently used session without a running call (optionally of one client). */
+  const oldestIdle = (client?: string): string | undefined => {
+    let best: [string, number] | undefined;
+    for (const [id, s] of sessions) {
+      if (s.inflight > 0 || (client !== undefined && s.client !== client)) continue;
+      if (!best || s.lastSeen < best[1]) best = [id, s.lastSeen];
+    }
+    return best?.[0];
+  };
+  const idleMs = opts.sessionIdleMs ?? 5 * 60 * 1000;
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const [id, s] of sessions) {
       if (s.inflight > 0 || now - s.lastSeen < idleMs) continue;
-      logger.log("info", `session ${id} idle for ${Math.round((now - s.lastSeen) / 1000)} s: closing it`);
-      sessions.delete(id);
-      void s.transport.close().catch(() => undefined);
-      void s.server.close().catch(() => undefined);
+      closeSession(id, `idle for ${Math.round((now - s.lastSeen) / 1000)} s`);
     }
-  }, Math.min(60_000, idleMs));
+  }, Math.max(250, Math.min(60_000, idleMs / 2)));
   sweep.unref();
   const wildcard = host === "0.0.0.0" || host === "::";
   let port = 0;
@@ -187,16 +243,26 @@ export async function startHttpServer(opts: HttpServerOptions = {}): Promise<Run
       if (sessionId) {
         const s = sessions.get(sessionId);
         if (!s) return reject(res, 404, "Unknown or expired session; initialize a new one.");
-        track(s, res);
+        track(s, req, res, body);
         return s.transport.handleRequest(req, res, body);
       }
       if (!isInitializeRequest(body)) return reject(res, 400, "No session: the first request must be initialize (without an mcp-session-id header).");
-      if (sessions.size >= maxSessions) return reject(res, 503, `Too many open sessions (${maxSessions}); close one (DELETE) and retry.`);
+      const client = req.socket.remoteAddress ?? "unknown";
+      if ([...sessions.values()].filter((x) => x.client === client).length >= maxPerClient) {
+        const victim = oldestIdle(client);
+        if (!victim) return reject(res, 429, `This client has ${maxPerClient} sessions with calls running; wait for one to finish or close one (DELETE).`);
+        closeSession(victim, `evicted (client over ${maxPerClient} sessions)`);
+      }
+      if (sessions.size >= maxSessions) {
+        const victim = oldestIdle();
+        if (!victim) return reject(res, 503, `All ${maxSessions} sessions have calls running; retry shortly.`, { "retry-after": "1" });
+        closeSession(victim, `evicted (server at ${maxSessions} sessions)`);
+      }
       const server = createServer({ ...opts, store, roots, logger, exclusive });
       const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
-          sessions.set(id, { transport, server, lastSeen: Date.now(), inflight: 0 });
+          sessions.set(id, { transport, server, lastSeen: Date.now(), inflight: 0, client });
           logger.log("info", `session ${id} opened (${sessions.size} open)`);
         },
       });
@@ -209,14 +275,14 @@ export async function startHttpServer(opts: HttpServerOptions = {}): Promise<Run
     }
     const s = sessionId ? sessions.get(sessionId) : undefined;
     if (!s) return reject(res, sessionId ? 404 : 400, "Missing or unknown mcp-session-id header.");
-    track(s, res);
+    track(s, req, res);
     return s.transport.handleRequest(req, res);
   };
 
   const http = createHttpServer((req, res) => {
     handle(req, res).catch((err: Error & { status?: number }) => {
       logger.log(err.status ? "info" : "error", `HTTP ${req.method} ${req.url}: ${err.message}`);
-      if (!res.headersSent) reject(res, err.status ?? 500, err.message);
+      if (!res.headersSent) reject(res, err.status ?? 500, err.message, err.status === 413 ? { connection: "close" } : {});
       else res.end();
     });
   });

@@ -2,6 +2,8 @@
 import { describeModel } from "../decoding/capabilities.js";
 import { CausalLM } from "../engine/causal-lm.js";
 import type { Device } from "../engine/session.js";
+import { errorMessage } from "../errors.js";
+import { TextTokenizer } from "../text/index.js";
 import { COMMON_MODEL_OPTIONS, parse, required } from "./args.js";
 
 const USAGE = "Usage: spec-decode info --model DIR [--device cpu|webgpu|cuda] [--json]";
@@ -22,6 +24,15 @@ export async function infoCommand(argv: string[]): Promise<number> {
       console.log(`  vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}, eos ${JSON.stringify(d.eosIds)}`);
       console.log(`  tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${JSON.stringify(d.earlyExitLayers)}`);
       for (const m of d.methods) console.log(`  ${m.available ? "✓" : "✗"} ${m.method}: ${m.reason}`);
+    }
+    // A tokenizer that cannot be loaded is an error (text prompts would fail): exit non-zero.
+    if (lm.dirInfo.hasTokenizer) {
+      try {
+        await TextTokenizer.load(lm.info.dir);
+      } catch (err) {
+        process.stderr.write(`spec-decode info: error: the tokenizer of ${lm.info.dir} cannot be loaded: ${errorMessage(err)}\n`);
+        return 1;
+      }
     }
   } finally {
     await lm.dispose();

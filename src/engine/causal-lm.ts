@@ -122,7 +122,7 @@ export class CausalLM {
       file,
       layout: dirInfo.layout,
       architecture: dirInfo.architecture,
-      maxContext: dirInfo.maxContext ?? Number.POSITIVE_INFINITY,
+      maxContext: contextLimit(dirInfo, iface.metadata, file),
       eosIds: dirInfo.eosIds,
       bosId: dirInfo.bosId,
       padId: dirInfo.padId,
@@ -266,7 +266,12 @@ export class CausalLM {
       fetches.push("hidden_states");
     }
     const t0 = performance.now();
-    const out = await this.session.run(feeds, fetches);
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run(feeds, fetches);
+    } catch (err) {
+      throw explainRunError(err, this.info, past + T);
+    }
     this.timing.runMs += performance.now() - t0;
     this.timing.runs++;
     cache.update(
@@ -311,4 +316,41 @@ export class CausalLM {
     this.disposed = true;
     await this.session.release();
   }
+}
+
+/**
+ * The usable context: config.json's (max_position_embeddings...) capped by the graph's own limit
+ * when the graph records one (builder graphs: spec_decode.max_positions, the rows of their
+ * rotary tables). A config that overstates it would otherwise fail mid-generation.
+ */
+function contextLimit(dirInfo: ModelDirInfo, metadata: Record<string, string>, file: string): number {
+  const fromConfig = dirInfo.maxContext ?? Number.POSITIVE_INFINITY;
+  const graph = Number(metadata["spec_decode.max_positions"]);
+  if (Number.isInteger(graph) && graph > 0 && graph < fromConfig) {
+    process.emitWarning(
+      `${dirInfo.dir}/config.json says the context is ${fromConfig} positions but ${file} supports ${graph}; using ${graph}. ` +
+        `Fix config.json (max_position_embeddings) or rebuild the model.`,
+      { code: "SPEC_DECODE_CONTEXT" },
+    );
+    return graph;
+  }
+  return fromConfig;
+}
+
+/**
+ * onnxruntime's own error for a position past what the graph supports ("Gather ... idx=512 out of
+ * range") means the configuration overstates the context: say which file is wrong.
+ */
+function explainRunError(err: unknown, info: ModelInfo, positions: number): unknown {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/idx|out of (range|bounds)|indices element out of data bounds/i.test(msg) && /gather/i.test(msg)) {
+    return new ModelInterfaceError(
+      `${info.file} failed at ${positions} positions (${msg.split("\n")[0]}): the graph supports fewer positions than ` +
+        `the ${Number.isFinite(info.maxContext) ? info.maxContext : "unbounded"} its configuration claims. config.json ` +
+        `(max_position_embeddings) or genai_config.json (context_length) in ${info.dir} overstates the context: lower it ` +
+        `to what the graph supports, or use shorter prompts and fewer new tokens.`,
+      { cause: err },
+    );
+  }
+  return err;
 }

@@ -38,6 +38,21 @@ export interface SessionOptions {
   threads?: number;
 }
 
+/**
+ * onnxruntime's log severity for our sessions: 4 (fatal only) unless SPEC_DECODE_ORT_LOG_LEVEL
+ * (0 verbose .. 4 fatal) says otherwise. Errors still reach the caller as exceptions.
+ */
+export function ortLogLevel(): 0 | 1 | 2 | 3 | 4 {
+  const v = Number(process.env.SPEC_DECODE_ORT_LOG_LEVEL ?? 4);
+  return (Number.isInteger(v) && v >= 0 && v <= 4 ? v : 4) as 0 | 1 | 2 | 3 | 4;
+}
+const ORT_ENV_LEVELS = ["verbose", "info", "warning", "error", "fatal"] as const;
+try {
+  ort.env.logLevel = ORT_ENV_LEVELS[ortLogLevel()];
+} catch {
+  /* older bindings: session options still apply */
+}
+
 export async function createSession(file: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
   if (!DEVICES.includes(device)) {
@@ -47,6 +62,9 @@ export async function createSession(file: string, opts: SessionOptions = {}): Pr
   const providers: string[] = device === "cpu" ? ["cpu"] : [device];
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: providers,
+    // onnxruntime's own log lines (red "[E:onnxruntime:...]" on the cuda/webgpu failure paths and on
+    // the multi-token probe) would duplicate our errors, which say what to do; see ortLogLevel().
+    logSeverityLevel: ortLogLevel(),
     graphOptimizationLevel: "all",
     executionMode: "sequential",
     interOpNumThreads: 1,

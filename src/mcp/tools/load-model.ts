@@ -1,6 +1,7 @@
 /** `load_model`: load (or reuse) a model on a device with a thread count, so later calls start fast. */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
+import { maxThreads } from "../../engine/session.js";
 import { DEVICES, type Device } from "../../engine/session.js";
 import type { ToolContext } from "../context.js";
 import { loadedModelSchema, memorySchema, modelArg, runTool, textResult, throwIfCancelled, variantSchema } from "../tool-kit.js";
@@ -11,7 +12,7 @@ export const name = "load_model";
 export const inputSchema = {
   model: modelArg,
   device: z.enum(DEVICES as [Device, ...Device[]]).optional().describe("Execution provider (default: the server's --device, cpu)."),
-  threads: z.number().int().min(1).max(1024).optional().describe("Intra-op threads (default: onnxruntime's choice)."),
+  threads: z.number().int().min(1).max(maxThreads()).optional().describe("Intra-op threads, at most this machine's core count (default: onnxruntime's choice)."),
   variant: variantSchema,
 };
 

@@ -6,7 +6,7 @@ import type { LoadedModel } from "./engine/model-store.js";
 import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
 import { InvalidOptionError, TokenizerError } from "./errors.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
-import { MESSAGES_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./decoding/limits.js";
+import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./decoding/limits.js";
 import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
@@ -147,6 +147,9 @@ export class SpecEngine {
     const why = def.unavailableReason(resources);
     if (why) throw new InvalidOptionError(`Method "${method}" cannot run: ${why}`);
 
+    if (req.stop && (req.stop.length > OPTION_MAX.stopStrings || req.stop.some((x) => typeof x !== "string" || x.length === 0 || x.length > OPTION_MAX.stopChars))) {
+      throw new InvalidOptionError(`stop takes at most ${OPTION_MAX.stopStrings} non-empty strings of at most ${OPTION_MAX.stopChars} characters each.`);
+    }
     const promptIds = this.encodePrompt(target, req);
     const maxNewTokens = req.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
     const tok = target.tokenizer;

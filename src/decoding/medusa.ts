@@ -26,6 +26,7 @@ import type { CausalLM } from "../engine/causal-lm.js";
 import { createSession, type Device } from "../engine/session.js";
 import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
 import type { MethodDefinition, MethodOptions, MethodResources } from "./methods.js";
+import { checkRoundSize } from "./limits.js";
 import { resolveTree, type FlatTree } from "./medusa-tree.js";
 import type { DecodeContext, Proposal, Proposer, RoundResult, TypicalAcceptance } from "./proposer.js";
 
@@ -280,6 +281,9 @@ export const medusaMethod: MethodDefinition = {
     const heads = headsOf(res);
     if (!heads) throw new InvalidOptionError("Method \"medusa\" needs Medusa heads (--heads DIR).");
     checkHeadsAgainstBase({ ...heads.config, file: heads.file }, res.target);
-    return createMedusaProposer(res.target, heads, medusaSettings(heads.config, options));
+    const settings = medusaSettings(heads.config, options);
+    // Sized before anything is built: cur + every tree node in one verification forward.
+    checkRoundSize(res.target.info, 1 + settings.tree.parents.length, "the Medusa tree (tree)");
+    return createMedusaProposer(res.target, heads, settings);
   },
 };

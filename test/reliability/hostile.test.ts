@@ -179,6 +179,11 @@ describe("in-flight work survives", () => {
     const deadline = Date.now() + 10_000;
     while (!h.logs.slice(before).some((l) => /cancelling request\(s\) 7/.test(l)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
     expect(h.logs.slice(before).some((l) => /cancelling request\(s\) 7/.test(l))).toBe(true);
+    // ... and the generation itself stopped early (not after its 2000 tokens).
+    while (!h.logs.slice(before).some((l) => /of 2000 tokens, finish cancelled/.test(l)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    const done = h.logs.slice(before).find((l) => /of 2000 tokens, finish/.test(l));
+    expect(done).toMatch(/generate_speculative: baseline, \d+ of 2000 tokens, finish cancelled/);
+    expect(Number(/, (\d+) of 2000/.exec(done!)![1])).toBeLessThan(2000);
     // The model is free again: a call on it is served.
     const ok = await callOk(h.client, "generate_speculative", { ...good(), model: dir });
     expect(ok.tokens).toHaveLength(4);

@@ -102,7 +102,7 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
     chunks.push(chunk as Buffer);
   }
   if (over) {
-    throw Object.assign(new Error(`Request body over ${limit} bytes (the server's limit, --max-body-bytes). Send a smaller request.`), { status: 413 });
+    throw Object.assign(new Error(`Request body over ${limit} bytes (the server's limit). Send a smaller request.`), { status: 413 });
   }
   const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "") return undefined;

@@ -23,7 +23,7 @@ import { BuildError } from "../errors.js";
 import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
-import { quantizeMatrix, resolveQuantize, type QuantizeOptions } from "./quantize.js";
+import { quantizeBnb4, quantizeMatrix, quantizeUint8, resolveQuantize, type QuantizeOptions } from "./quantize.js";
 import type { WeightSource } from "./safetensors.js";
 
 /** Written to `spec_decode.builder`; bump when the graph interface or math changes. */
@@ -147,6 +147,27 @@ export async function buildDecoderOnnx(
      * `scaledRows` rows are multiplied by `rowScale` (1/sqrt(head_dim) folded into W_q: same codes).
      */
     const qLinear = (x: string, name: string, w: Float32Array, N: number, K: number, scaledRows = 0, rowScale = 1): string => {
+      if (quant!.kind === "uint8") {
+        const q = quantizeUint8(w, N, K);
+        if (rowScale !== 1) for (let i = 0; i < scaledRows; i++) q.scales[i] = Math.fround(q.scales[i]! * rowScale);
+        g.initializer(`${name}.qweight`, "uint8", [K, N], q.q);
+        g.initializer(`${name}.zero_point`, "uint8", [N], q.zeroPoints);
+        g.initializer(`${name}.scales`, "float32", [N], q.scales);
+        const [xq, xScale, xZp] = g.node("DynamicQuantizeLinear", [x], {}, 3) as [string, string, string];
+        const acc = g.op("MatMulInteger", [xq, `${name}.qweight`, xZp, `${name}.zero_point`]);
+        return g.op("Mul", [g.op("Cast", [acc], { to: FLOAT }), g.op("Mul", [xScale, `${name}.scales`])]);
+      }
+      if (quant!.kind === "bnb4") {
+        const q = quantizeBnb4(w, N, K, quant!.blockSize);
+        if (rowScale !== 1) {
+          // absmax blocks run over W flattened; the scaled rows are whole blocks when K is a multiple of the block.
+          if ((scaledRows * K) % quant!.blockSize !== 0) throw new BuildError(`bnb4 needs hidden_size to be a multiple of the block size (${quant!.blockSize}).`);
+          for (let i = 0; i < (scaledRows * K) / quant!.blockSize; i++) q.absmax[i] = Math.fround(q.absmax[i]! * rowScale);
+        }
+        g.initializer(`${name}.qweight`, "uint8", [q.packed.length], q.packed);
+        g.initializer(`${name}.absmax`, "float32", [q.absmax.length], q.absmax);
+        return g.msOp("MatMulBnb4", [x, `${name}.qweight`, `${name}.absmax`], { K, N, block_size: quant!.blockSize, quant_type: 1 });
+      }
       const q = quantizeMatrix(w, N, K, quant!.bits, quant!.blockSize);
       if (rowScale !== 1) for (let i = 0; i < scaledRows * q.nBlocks; i++) q.scales[i] = Math.fround(q.scales[i]! * rowScale);
       g.initializer(`${name}.qweight`, "uint8", [N, q.nBlocks, q.blobSize], q.packed);

@@ -22,8 +22,16 @@
 import { InvalidOptionError } from "../errors.js";
 import { f16BitsToF32, f32ToF16Bits } from "../util/half.js";
 
-export type QuantizeKind = "int4" | "int8";
-export const QUANTIZE_KINDS: readonly QuantizeKind[] = ["int4", "int8"];
+/**
+ * int4 / int8: MatMulNBits (symmetric blocks, above). The two others exist to reproduce the other
+ * onnx-community variants honestly:
+ *  - uint8: what onnxruntime's quantize_dynamic writes for model_uint8.onnx: DynamicQuantizeLinear
+ *    on the activation (per tensor, uint8), MatMulInteger with uint8 weights (asymmetric, one
+ *    scale and zero point per output channel), Cast, and a Mul by the two scales.
+ *  - bnb4: MatMulBnb4 (bitsandbytes NF4: 16 fixed levels times a per-block absmax), model_bnb4.onnx.
+ */
+export type QuantizeKind = "int4" | "int8" | "uint8" | "bnb4";
+export const QUANTIZE_KINDS: readonly QuantizeKind[] = ["int4", "int8", "uint8", "bnb4"];
 export const BLOCK_SIZES = [32, 64, 128] as const;
 export const ACCURACY_LEVELS = [0, 1, 2, 4] as const;
 export type BlockSize = (typeof BLOCK_SIZES)[number];
@@ -48,6 +56,7 @@ export interface QuantizeOptions {
 
 export interface ResolvedQuantize {
   kind: QuantizeKind;
+  /** Weight bits (uint8: 8, bnb4: 4). */
   bits: 4 | 8;
   blockSize: BlockSize;
   accuracyLevel: AccuracyLevel;
@@ -57,12 +66,15 @@ export interface ResolvedQuantize {
 
 /** Validate quantize options (errors name the option in `flag` vocabulary: "--block-size" or "blockSize"). */
 export function resolveQuantize(q: QuantizeOptions, names: { kind: string; blockSize: string; accuracyLevel: string } = { kind: "quantize", blockSize: "blockSize", accuracyLevel: "accuracyLevel" }): ResolvedQuantize {
-  if (!QUANTIZE_KINDS.includes(q.kind)) throw new InvalidOptionError(`${names.kind} must be int4 or int8 (got ${JSON.stringify(q.kind)}).`);
+  if (!QUANTIZE_KINDS.includes(q.kind)) throw new InvalidOptionError(`${names.kind} must be int4, int8, uint8 or bnb4 (got ${JSON.stringify(q.kind)}).`);
   const blockSize = q.blockSize ?? 32;
   if (!BLOCK_SIZES.includes(blockSize)) throw new InvalidOptionError(`${names.blockSize} must be 32, 64 or 128 (got ${JSON.stringify(q.blockSize)}).`);
   const accuracyLevel = q.accuracyLevel ?? 4;
   if (!ACCURACY_LEVELS.includes(accuracyLevel)) throw new InvalidOptionError(`${names.accuracyLevel} must be 0, 1, 2 or 4 (got ${JSON.stringify(q.accuracyLevel)}).`);
-  return { kind: q.kind, bits: q.kind === "int4" ? 4 : 8, blockSize, accuracyLevel, lmHead: q.lmHead ?? false, embeddings: q.embeddings ?? false };
+  if (q.embeddings && (q.kind === "uint8" || q.kind === "bnb4")) {
+    throw new InvalidOptionError(`Quantized embeddings need ${names.kind} int4 or int8 (GatherBlockQuantized); ${q.kind} keeps the embedding in float.`);
+  }
+  return { kind: q.kind, bits: q.kind === "int4" || q.kind === "bnb4" ? 4 : 8, blockSize, accuracyLevel, lmHead: q.lmHead ?? false, embeddings: q.embeddings ?? false };
 }
 
 /**
@@ -70,7 +82,7 @@ export function resolveQuantize(q: QuantizeOptions, names: { kind: string; block
  * io), int8 (8-bit, float32 io), int8f16. Unquantized builds keep model.onnx.
  */
 export function variantSuffix(kind: QuantizeKind, ioDtype: "float32" | "float16" = "float32"): string {
-  const base = kind === "int4" ? "q4" : "int8";
+  const base = kind === "int4" ? "q4" : kind;
   return ioDtype === "float16" ? `${base}f16` : base;
 }
 
@@ -173,6 +185,93 @@ export function dequantizeMatrix(q: QuantizedMatrix): Float32Array {
 }
 
 /** Quantize then dequantize (what the reference forward computes with in its quantized mode). */
-export function fakeQuantize(w: Float32Array, N: number, K: number, bits: 4 | 8, blockSize: number): Float32Array {
-  return dequantizeMatrix(quantizeMatrix(w, N, K, bits, blockSize));
+export function fakeQuantize(w: Float32Array, N: number, K: number, kind: QuantizeKind, blockSize: number): Float32Array {
+  if (kind === "uint8") return dequantizeUint8(quantizeUint8(w, N, K));
+  if (kind === "bnb4") return dequantizeBnb4(quantizeBnb4(w, N, K, blockSize));
+  return dequantizeMatrix(quantizeMatrix(w, N, K, kind === "int4" ? 4 : 8, blockSize));
+}
+
+export interface Uint8Matrix {
+  /** [K, N] (MatMulInteger's B layout: y = a @ B). */
+  q: Uint8Array;
+  /** [N] per output channel. */
+  scales: Float32Array;
+  zeroPoints: Uint8Array;
+  N: number;
+  K: number;
+}
+
+/** Asymmetric uint8 per output channel (quantize_dynamic's per-channel weights): range [min(0, w), max(0, w)] / 255. */
+export function quantizeUint8(w: Float32Array, N: number, K: number): Uint8Matrix {
+  const q = new Uint8Array(K * N);
+  const scales = new Float32Array(N);
+  const zeroPoints = new Uint8Array(N);
+  for (let n = 0; n < N; n++) {
+    let lo = 0;
+    let hi = 0;
+    for (let k = 0; k < K; k++) {
+      const x = w[n * K + k]!;
+      if (x < lo) lo = x;
+      if (x > hi) hi = x;
+    }
+    const scale = Math.fround(hi > lo ? (hi - lo) / 255 : 1);
+    const zp = Math.min(255, Math.max(0, Math.round(-lo / scale)));
+    scales[n] = scale;
+    zeroPoints[n] = zp;
+    for (let k = 0; k < K; k++) q[k * N + n] = Math.min(255, Math.max(0, Math.round(w[n * K + k]! / scale) + zp));
+  }
+  return { q, scales, zeroPoints, N, K };
+}
+
+export function dequantizeUint8(m: Uint8Matrix): Float32Array {
+  const out = new Float32Array(m.N * m.K);
+  for (let n = 0; n < m.N; n++) for (let k = 0; k < m.K; k++) out[n * m.K + k] = Math.fround((m.q[k * m.N + n]! - m.zeroPoints[n]!) * m.scales[n]!);
+  return out;
+}
+
+/** bitsandbytes' NF4 levels (normal-float 4-bit). */
+export const NF4_LEVELS = Float32Array.from([
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
+  -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+  0.44070982933044434, 0.5626170039176941, 0.7229568362236328, 1.0,
+]);
+
+export interface Bnb4Matrix {
+  /** [ceil(N * K / 2)]: W [N, K] flattened, two codes a byte, the first in the high nibble. */
+  packed: Uint8Array;
+  /** [ceil(N * K / blockSize)] per-block absmax. */
+  absmax: Float32Array;
+  N: number;
+  K: number;
+  blockSize: number;
+}
+
+/** NF4 blockwise over W [N, K] flattened: code = nearest level of x / absmax(block). */
+export function quantizeBnb4(w: Float32Array, N: number, K: number, blockSize: number): Bnb4Matrix {
+  const total = N * K;
+  const nBlocks = Math.ceil(total / blockSize);
+  const absmax = new Float32Array(nBlocks);
+  const packed = new Uint8Array(Math.ceil(total / 2));
+  for (let b = 0; b < nBlocks; b++) {
+    let m = 0;
+    for (let i = b * blockSize; i < Math.min(total, (b + 1) * blockSize); i++) m = Math.max(m, Math.abs(w[i]!));
+    absmax[b] = m;
+    for (let i = b * blockSize; i < Math.min(total, (b + 1) * blockSize); i++) {
+      const x = m > 0 ? w[i]! / m : 0;
+      let best = 0;
+      for (let c = 1; c < 16; c++) if (Math.abs(NF4_LEVELS[c]! - x) < Math.abs(NF4_LEVELS[best]! - x)) best = c;
+      packed[i >> 1]! |= (i & 1) === 0 ? best << 4 : best;
+    }
+  }
+  return { packed, absmax, N, K, blockSize };
+}
+
+export function dequantizeBnb4(m: Bnb4Matrix): Float32Array {
+  const total = m.N * m.K;
+  const out = new Float32Array(total);
+  for (let i = 0; i < total; i++) {
+    const code = (i & 1) === 0 ? m.packed[i >> 1]! >> 4 : m.packed[i >> 1]! & 15;
+    out[i] = Math.fround(NF4_LEVELS[code]! * m.absmax[Math.floor(i / m.blockSize)]!);
+  }
+  return out;
 }

@@ -61,7 +61,7 @@ export function referenceLogits(
   /** A linear weight [N, K] as the graph sees it (fake-quantized when `quantize` covers it). */
   const lin = (name: string, dims: [number, number], quantized = true): Float32Array => {
     const w = getWeight(weights, name, dims);
-    return quant && quantized ? fakeQuantize(w, dims[0], dims[1], quant.bits, quant.blockSize) : w;
+    return quant && quantized ? fakeQuantize(w, dims[0], dims[1], quant.kind, quant.blockSize) : w;
   };
 
   const embed = lin(names.embed, [V, H], quant?.embeddings ?? false);

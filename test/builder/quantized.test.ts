@@ -76,6 +76,10 @@ describe("quantized decoder graphs vs the dequantize-then-compute float64 refere
     { name: "qwen3 int8 acc0 embeddings", opts: { arch: "qwen3", tieEmbeddings: true, kvHeads: 1 }, q: { kind: "int8", accuracyLevel: 0, embeddings: true }, file: "model_int8.onnx" },
     { name: "llama int4 acc4 (int8 activations)", opts: { arch: "llama" }, q: { kind: "int4", lmHead: true }, file: "model_q4.onnx" },
     { name: "llama int8 acc4 (int8 activations)", opts: { arch: "llama" }, q: { kind: "int8", lmHead: true }, file: "model_int8.onnx" },
+    // MatMulBnb4 computes the dequantized NF4 weights in float: exact like level 0.
+    { name: "qwen2 bnb4 (MatMulBnb4 nf4)", opts: { arch: "qwen2" }, q: { kind: "bnb4", blockSize: 64, accuracyLevel: 0, lmHead: true }, file: "model_bnb4.onnx" },
+    // MatMulInteger quantizes the activations per tensor (DynamicQuantizeLinear): loose like level 4.
+    { name: "llama uint8 (MatMulInteger, dynamic activations)", opts: { arch: "llama" }, q: { kind: "uint8", lmHead: true }, file: "model_uint8.onnx" },
   ];
   for (const c of cases) {
     it(c.name, async () => {
@@ -89,6 +93,7 @@ describe("quantized decoder graphs vs the dequantize-then-compute float64 refere
       const float = referenceLogits(config, weights, TOKENS);
       const acc = c.q.accuracyLevel ?? 4;
       const err = relErr(logits as Float32Array, ref);
+      const op = { int4: "MatMulNBits", int8: "MatMulNBits", bnb4: "MatMulBnb4", uint8: "MatMulInteger" }[c.q.kind];
       // Level 0: the graph computes the dequantized weights in float32, like the fp32 graphs (1e-4).
       // Level 4 also quantizes the activations to int8 per block, which the reference does not model.
       expect(err).toBeLessThan(acc === 0 ? 1e-4 : 3e-2);
@@ -110,9 +115,11 @@ describe("quantized decoder graphs vs the dequantize-then-compute float64 refere
       expect(checked).toBeGreaterThanOrEqual(acc === 0 ? TOKENS.length : Math.ceil(TOKENS.length / 2));
       // The contrib ops are imported properly: an opset_import entry for com.microsoft and node domains.
       const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
-      expect(model.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([["", 17], ["com.microsoft", 1]]);
+      const domains = model.opsetImport.map((o) => [o.domain, Number(o.version)]);
+      expect(domains).toEqual(op === "MatMulInteger" ? [["", 17]] : [["", 17], ["com.microsoft", 1]]);
       const ms = model.graph!.node.filter((n) => n.domain === "com.microsoft");
-      expect(ms.filter((n) => n.opType === "MatMulNBits").length).toBe(4 * config.numLayers + (c.q.lmHead ? 1 : 0));
+      const linear = op === "MatMulInteger" ? model.graph!.node.filter((n) => n.opType === op) : ms.filter((n) => n.opType === op);
+      expect(linear.length).toBe(4 * config.numLayers + (c.q.lmHead ? 1 : 0));
       expect(ms.filter((n) => n.opType === "GatherBlockQuantized").length).toBe(c.q.embeddings ? 1 : 0);
       expect(model.graph!.node.filter((n) => n.opType === "MatMulNBits" && n.domain !== "com.microsoft")).toEqual([]);
       expect(readOnnxMetadata(file)).toMatchObject({ "spec_decode.quantize": c.q.kind, "spec_decode.quantize_accuracy_level": String(acc) });

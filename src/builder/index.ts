@@ -26,6 +26,7 @@ export {
   earlyExitFileName,
   fakeQuantize,
   modelFileName,
+  quantizeFromArgs,
   quantizeMatrix,
   resolveQuantize,
   variantSuffix,

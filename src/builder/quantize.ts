@@ -275,3 +275,39 @@ export function dequantizeBnb4(m: Bnb4Matrix): Float32Array {
   }
   return out;
 }
+
+/**
+ * Quantize options from a surface's arguments (CLI flags or MCP/library fields), with errors in
+ * that surface's vocabulary: block size / accuracy level / lm_head / embeddings without a
+ * quantize kind are errors, not silently ignored.
+ */
+export function quantizeFromArgs(
+  a: { quantize?: unknown; blockSize?: unknown; accuracyLevel?: unknown; lmHead?: unknown; embeddings?: unknown },
+  surface: "cli" | "api",
+): QuantizeOptions | undefined {
+  const n =
+    surface === "cli"
+      ? { kind: "--quantize", blockSize: "--block-size", accuracyLevel: "--accuracy-level", lmHead: "--quantize-lm-head", embeddings: "--quantize-embeddings" }
+      : { kind: "quantize", blockSize: "blockSize", accuracyLevel: "accuracyLevel", lmHead: "quantizeLmHead", embeddings: "quantizeEmbeddings" };
+  if (a.quantize === undefined) {
+    for (const k of ["blockSize", "accuracyLevel", "lmHead", "embeddings"] as const) {
+      if (a[k] !== undefined && a[k] !== false) throw new InvalidOptionError(`${n[k]} only applies with ${n.kind} int4|int8|uint8|bnb4.`);
+    }
+    return undefined;
+  }
+  const num = (v: unknown, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isInteger(x)) throw new InvalidOptionError(`${name} must be an integer (got ${JSON.stringify(v)}).`);
+    return x;
+  };
+  const q: QuantizeOptions = {
+    kind: a.quantize as QuantizeKind,
+    blockSize: num(a.blockSize, n.blockSize) as BlockSize | undefined,
+    accuracyLevel: num(a.accuracyLevel, n.accuracyLevel) as AccuracyLevel | undefined,
+    lmHead: a.lmHead === true,
+    embeddings: a.embeddings === true,
+  };
+  resolveQuantize(q, n); // validate now, in this surface's words
+  return q;
+}

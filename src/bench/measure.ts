@@ -50,6 +50,16 @@ export interface ArmSpec {
   label?: string;
   method: MethodName;
   methodOptions?: MethodOptions;
+  /** Target variant for this arm (e.g. "q4": the int4 build beside model.onnx). Default: the model's default file. */
+  variant?: string;
+  /** Draft variant (method draft). */
+  draftVariant?: string;
+  /**
+   * Label of the arm this one is checked against (greedy identity) and also divided by
+   * (`speedupVsReference`); default the baseline. A speculative arm on the int4 model refers to
+   * "int4 plain": it must reproduce the int4 model's tokens, not the float model's.
+   */
+  reference?: string;
 }
 
 export interface BenchProgress {
@@ -103,7 +113,13 @@ export interface ArmSummary {
   targetMsPerForward: number;
   newTokens: number;
   targetForwards: number;
-  /** Greedy runs only: every run's tokens equal the baseline's; null when sampling. */
+  /** Target variant, draft variant and reference arm (see ArmSpec). */
+  variant?: string;
+  draftVariant?: string;
+  reference?: string;
+  /** Over the reference arm (same prompts and repeats); equals `speedup` when the reference is the baseline. */
+  speedupVsReference: RatioSummary;
+  /** Greedy runs only: every run's tokens equal the reference arm's (default the baseline's); null when sampling. */
   greedyIdentical: boolean | null;
   /** Prompt ids whose outputs differed from the baseline (greedy). */
   mismatches: string[];
@@ -235,7 +251,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
     const rss = startRssSampler();
     const res = await req.engine.generate({
       model: req.model,
+      variant: arm.variant,
       draft: req.draft,
+      draftVariant: arm.draftVariant,
       heads: req.heads,
       method: arm.method,
       prompt: pr.prompt,
@@ -292,6 +310,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
   const summaries = arms.map((arm, a): ArmSummary => {
     const mine = runs.filter((x) => x.arm === a);
     const ratios: number[] = [];
+    const refRatios: number[] = [];
+    const refIdx = arm.reference === undefined ? baseIdx : labels.indexOf(arm.reference);
+    if (refIdx < 0) throw new InvalidOptionError(`Arm "${labels[a]}" refers to "${arm.reference}", which is not measured; name another arm's label.`);
     const mismatches = new Set<string>();
     const perPrompt = prompts.map((pr, p) => {
       const rs: number[] = [];
@@ -301,7 +322,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
         const ratio = b.stats.tokensPerSecond > 0 ? x.stats.tokensPerSecond / b.stats.tokensPerSecond : Number.NaN;
         rs.push(ratio);
         ratios.push(ratio);
-        if (greedy && !sameTokens(x.tokens, b.tokens)) mismatches.add(pr.id);
+        const ref = find(refIdx, p, r);
+        refRatios.push(ref.stats.tokensPerSecond > 0 ? x.stats.tokensPerSecond / ref.stats.tokensPerSecond : Number.NaN);
+        if (greedy && !sameTokens(x.tokens, ref.tokens)) mismatches.add(pr.id);
       }
       return {
         id: pr.id,
@@ -320,8 +343,13 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
       runs: mine.length,
       medianTokensPerSecond: round4(median(mine.map((x) => x.stats.tokensPerSecond))),
       speedup,
+      ...(arm.variant !== undefined ? { variant: arm.variant } : {}),
+      ...(arm.draftVariant !== undefined ? { draftVariant: arm.draftVariant } : {}),
+      ...(arm.reference !== undefined ? { reference: arm.reference } : {}),
+      speedupVsReference: a === refIdx ? { mean: 1, low: 1, high: 1, n: refRatios.length } : summarizeRatios(refRatios),
       ...pool,
-      greedyIdentical: greedy ? mismatches.size === 0 : null,
+      // An arm that is its own reference (a quantized plain arm: a different model) has nothing to equal.
+      greedyIdentical: greedy && (refIdx !== a || a === baseIdx) ? mismatches.size === 0 : null,
       mismatches: [...mismatches],
       perPrompt,
       verification: [...new Set(mine.map((x) => x.stats.verification))],

@@ -463,16 +463,27 @@ export function twinCacheDir(divergence: number): string {
   return join(root, `twin-v1-d${divergence}`);
 }
 
-/** Build the default-size twin for this knob once, under the cache dir. */
+/**
+ * The quantized builds the bench's twin carries beside the float32 files: int4 and int8
+ * MatMulNBits, block 32, accuracy level 4, lm_head quantized too (like onnx-community's q4 files;
+ * the lm_head is 1/8 of the target's weights).
+ */
+export const TWIN_QUANTIZE: QuantizeOptions[] = [
+  { kind: "int4", lmHead: true },
+  { kind: "int8", lmHead: true },
+];
+
+/** Build the default-size twin for this knob once, under the cache dir (with the TWIN_QUANTIZE builds). */
 export async function ensureTwin(opts: { divergence?: number; agreement?: number; log?: (s: string) => void } = {}): Promise<TwinResult> {
   const divergence = opts.divergence ?? divergenceForAgreement(opts.agreement ?? DEFAULT_TWIN_AGREEMENT);
   const dir = twinCacheDir(divergence);
   const info = readTwinInfo(join(dir, "target"));
-  if (info && existsSync(join(dir, "draft", "onnx", "model.onnx")) && existsSync(join(dir, "target", "onnx", `early_exit_${info.earlyExitLayers}.onnx`))) {
+  const quantOk = (info?.quantized ?? []).length === TWIN_QUANTIZE.length && info!.quantized!.every((q) => existsSync(join(dir, "target", "onnx", q.targetFile)));
+  if (info && quantOk && existsSync(join(dir, "draft", "onnx", "model.onnx")) && existsSync(join(dir, "target", "onnx", `early_exit_${info.earlyExitLayers}.onnx`))) {
     return { dir, target: join(dir, "target"), draft: join(dir, "draft"), info };
   }
   opts.log?.(`Building the twin benchmark models in ${dir} (first run only, about a minute)...`);
-  return buildTwin({ out: dir, divergence, agreement: opts.agreement, safetensors: false, onProgress: (s) => opts.log?.(`  ${s}`) });
+  return buildTwin({ out: dir, divergence, agreement: opts.agreement, safetensors: false, quantize: TWIN_QUANTIZE, onProgress: (s) => opts.log?.(`  ${s}`) });
 }
 
 export interface AgreementResult {

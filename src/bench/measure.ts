@@ -73,6 +73,9 @@ export interface BenchCommon {
   engine: SpecEngine;
   /** Target model directory. */
   model: string;
+  /** Default target / draft variant of every arm (e.g. "q4"); an arm's own variant wins. */
+  variant?: string;
+  draftVariant?: string;
   draft?: string;
   heads?: string;
   /** Prompts: strings, or {prompt | messages | promptIds}. */
@@ -251,9 +254,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
     const rss = startRssSampler();
     const res = await req.engine.generate({
       model: req.model,
-      variant: arm.variant,
+      variant: arm.variant ?? req.variant,
       draft: req.draft,
-      draftVariant: arm.draftVariant,
+      draftVariant: arm.draftVariant ?? req.draftVariant,
       heads: req.heads,
       method: arm.method,
       prompt: pr.prompt,
@@ -498,7 +501,9 @@ export interface TunePoint {
   perPositionAcceptance: number[];
   /** Mean K drafted per round. */
   meanDrafted: number;
-  /** Leviathan et al.'s S(K) from the fitted alpha and c (fixed K only). */
+  /** Measured cost of this arm's verify forward (K+1 tokens) / a plain one-token forward: the verify cost curve. */
+  verifyCost: number;
+  /** Leviathan et al.'s S(K) = E(K) / (K·c + verify cost) from the fitted alpha, c and the measured verify cost (fixed K only). */
   predictedSpeedup: number | null;
   /** measured / predicted (fixed K only). */
   efficiency: number | null;
@@ -514,8 +519,8 @@ export interface TuneDraftKResult {
   alpha: number;
   /** Draft step cost / target forward cost, measured. */
   costRatio: number;
-  /** S(K) and E(K) for K = 1..max(8, largest K swept). */
-  predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number }[];
+  /** S(K), E(K) and the verify cost v(K+1)/v(1) (measured, or the fitted line) for K = 1..max(8, largest K swept). */
+  predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number; verifyCost: number }[];
   /** K that maximizes the predicted curve. */
   predictedBestK: number;
   best: { label: string; k: number | null; controller: Controller; speedup: number; methodOptions: MethodOptions; reason: string };
@@ -589,14 +594,34 @@ export function summarizeTune(
     .map((a) => (a.draftMsPerToken * a.meanAcceptedLength) / a.meanDrafted / targetCost);
   const costRatio = costs.length > 0 ? round4(median(costs)) : 0;
   const maxK = Math.max(8, ...ks);
+  // The verify cost curve v(K+1)/v(1), measured on the fixed-K arms; a least-squares line (slope >= 0)
+  // prices the K values not swept. Flat (1) for a memory-bound float target, steep for int4 weights.
+  const vPts = fixed.filter((a) => a.verifyCostRatio > 0).map((a) => [(a.methodOptions.k as number) + 1, a.verifyCostRatio] as const);
+  const vLine = (T: number): number => {
+    if (vPts.length === 0) return 1;
+    if (vPts.length === 1) return Math.max(1, vPts[0]![1]);
+    const pts: (readonly [number, number])[] = [[1, 1], ...vPts];
+    const mt = pts.reduce((s, [t]) => s + t, 0) / pts.length;
+    const mv = pts.reduce((s, [, v]) => s + v, 0) / pts.length;
+    let num = 0;
+    let den = 0;
+    for (const [t, v] of pts) {
+      num += (t - mt) * (v - mv);
+      den += (t - mt) ** 2;
+    }
+    const b = den > 0 ? Math.max(0, num / den) : 0;
+    return Math.max(1, mv + b * (T - mt));
+  };
+  const verifyAt = (k: number): number => vPts.find(([t]) => t === k + 1)?.[1] ?? vLine(k + 1);
   const predictedCurve = Array.from({ length: maxK }, (_, i) => ({
     k: i + 1,
     expectedAcceptedLength: round4(expectedAcceptedLength(alpha, i + 1)),
-    predictedSpeedup: round4(predictedSpeedup(alpha, i + 1, costRatio)),
+    predictedSpeedup: round4(predictedSpeedup(alpha, i + 1, costRatio) * ((1 + (i + 1) * costRatio) / ((i + 1) * costRatio + verifyAt(i + 1)))),
+    verifyCost: round4(verifyAt(i + 1)),
   }));
   const points: TunePoint[] = m.arms.map((a) => {
     const k = a.methodOptions.controller === "fixed" ? (a.methodOptions.k as number) : null;
-    const pred = k !== null ? round4(predictedSpeedup(alpha, k, costRatio)) : null;
+    const pred = k !== null ? predictedCurve.find((p) => p.k === k)?.predictedSpeedup ?? null : null;
     return {
       label: a.label,
       k,
@@ -607,6 +632,7 @@ export function summarizeTune(
       meanAcceptedLength: a.meanAcceptedLength,
       perPositionAcceptance: a.perPositionAcceptance,
       meanDrafted: a.meanDrafted,
+      verifyCost: a.verifyCostRatio,
       predictedSpeedup: pred,
       efficiency: pred && Number.isFinite(a.speedup.mean) ? round4(a.speedup.mean / pred) : null,
       greedyIdentical: a.greedyIdentical,
@@ -639,7 +665,7 @@ export function summarizeTune(
     alpha,
     costRatio,
     predictedCurve,
-    predictedBestK: bestPredictedK(alpha, costRatio, maxK),
+    predictedBestK: vPts.length > 0 ? predictedCurve.reduce((b, p) => (p.predictedSpeedup > b.predictedSpeedup ? p : b)).k : bestPredictedK(alpha, costRatio, maxK),
     best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, methodOptions: topArm.methodOptions, reason },
     equivalents,
     measurement: m,

@@ -144,12 +144,12 @@ export function categoryTable(result: MeasureSpeedupResult): string {
 }
 
 export function tuneTable(t: Omit<TuneDraftKResult, "measurement">): string {
-  const head = "| K | tok/s (median) | speedup [95% CI] | acceptance | mean accepted length | predicted S(K) | efficiency | greedy = baseline |";
-  const sep = "|---|---:|---:|---:|---:|---:|---:|:---:|";
+  const head = "| K | tok/s (median) | speedup [95% CI] | acceptance | mean accepted length | verify cost v(K+1)/v(1) | predicted S(K) | efficiency | greedy = baseline |";
+  const sep = "|---|---:|---:|---:|---:|---:|---:|---:|:---:|";
   const lines = t.points.map(
     (p) =>
       `| ${p.label} | ${num(p.medianTokensPerSecond, 1)} | ${num(p.speedup.mean)}x${p.speedup.low !== null ? ` [${num(p.speedup.low)}, ${num(p.speedup.high)}]` : ""} | ` +
-      `${pct(p.acceptanceRate)} | ${num(p.meanAcceptedLength)} | ${p.predictedSpeedup !== null ? `${num(p.predictedSpeedup)}x` : "-"} | ${num(p.efficiency)} | ` +
+      `${pct(p.acceptanceRate)} | ${num(p.meanAcceptedLength)} | ${num(p.verifyCost)}x | ${p.predictedSpeedup !== null ? `${num(p.predictedSpeedup)}x` : "-"} | ${num(p.efficiency)} | ` +
       `${p.greedyIdentical === null ? "n/a" : p.greedyIdentical ? "yes" : "NO"} |`,
   );
   return [

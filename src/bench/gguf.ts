@@ -30,7 +30,45 @@ const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
 const FILE_TYPE: Record<GgufQuant, number> = { Q4_0: 2, Q8_0: 7 };
 const ALIGN = 32;
 
-type MetaValue = { t: "u32"; v: number } | { t: "f32"; v: number } | { t: "str"; v: string } | { t: "bool"; v: boolean } | { t: "i32"; v: number };
+type MetaValue =
+  | { t: "u32"; v: number }
+  | { t: "f32"; v: number }
+  | { t: "str"; v: string }
+  | { t: "bool"; v: boolean }
+  | { t: "i32"; v: number }
+  | { t: "strs"; v: string[] }
+  | { t: "i32s"; v: number[] };
+
+/** A byte-level BPE vocabulary for the GGUF (llama.cpp's "gpt2" tokenizer model). */
+export interface GgufVocab {
+  /** Token strings by id. */
+  tokens: string[];
+  /** llama.cpp token types by id: 1 normal, 3 control. */
+  types: number[];
+  /** "a b" merge rules, by rank. */
+  merges: string[];
+  bos?: number;
+  eos?: number;
+  pad?: number;
+}
+
+/** The vocabulary of a Hugging Face byte-level BPE tokenizer.json (model.vocab + added_tokens). */
+export function ggufVocabFromTokenizerJson(json: {
+  model: { vocab: Record<string, number>; merges?: (string | [string, string])[] };
+  added_tokens?: { id: number; content: string; special?: boolean }[];
+}, ids: { bos?: number; eos?: number; pad?: number; vocabSize: number }): GgufVocab {
+  const tokens: string[] = Array.from({ length: ids.vocabSize }, (_, i) => `[UNUSED_${i}]`);
+  const types: number[] = new Array<number>(ids.vocabSize).fill(1);
+  for (const [s, id] of Object.entries(json.model.vocab)) if (id < ids.vocabSize) tokens[id] = s;
+  for (const t of json.added_tokens ?? []) {
+    if (t.id < ids.vocabSize) {
+      tokens[t.id] = t.content;
+      if (t.special) types[t.id] = 3;
+    }
+  }
+  const merges = (json.model.merges ?? []).map((m) => (Array.isArray(m) ? m.join(" ") : m));
+  return { tokens, types, merges, bos: ids.bos, eos: ids.eos, pad: ids.pad };
+}
 
 class Buf {
   private parts: Buffer[] = [];
@@ -117,7 +155,14 @@ function permuteRows(w: Float32Array, heads: number, rows: number, cols: number)
 }
 
 /** Write `cfg` + `weights` (a llama checkpoint) as a GGUF file with `quant` linear weights. */
-export function writeLlamaGguf(path: string, cfg: DecoderConfig, weights: WeightSource, quant: GgufQuant, name = "spec-decode twin"): { bytes: number; tensors: number } {
+export function writeLlamaGguf(
+  path: string,
+  cfg: DecoderConfig,
+  weights: WeightSource,
+  quant: GgufQuant,
+  vocab: GgufVocab,
+  name = "spec-decode twin",
+): { bytes: number; tensors: number } {
   if (cfg.architecture !== "llama") throw new InvalidOptionError(`The GGUF writer handles llama checkpoints (got ${cfg.architecture}).`);
   if (cfg.attentionBias || cfg.qkNorm) throw new InvalidOptionError("The GGUF writer does not handle attention biases or q/k norms.");
   const names = checkCheckpoint(cfg, weights);
@@ -160,9 +205,18 @@ export function writeLlamaGguf(path: string, cfg: DecoderConfig, weights: Weight
     ["llama.attention.layer_norm_rms_epsilon", { t: "f32", v: cfg.rmsNormEps }],
     ["llama.rope.freq_base", { t: "f32", v: cfg.ropeTheta }],
     ["llama.vocab_size", { t: "u32", v: V }],
-    // No vocabulary: both engines are fed the same token ids (encoded once by our tokenizer).
-    ["tokenizer.ggml.model", { t: "str", v: "none" }],
+    // Both engines are fed the same token ids; llama.cpp still needs a vocabulary to load.
+    ["tokenizer.ggml.model", { t: "str", v: "gpt2" }],
+    ["tokenizer.ggml.pre", { t: "str", v: "default" }],
+    ["tokenizer.ggml.tokens", { t: "strs", v: vocab.tokens }],
+    ["tokenizer.ggml.token_type", { t: "i32s", v: vocab.types }],
+    ["tokenizer.ggml.merges", { t: "strs", v: vocab.merges }],
+    ...(vocab.bos !== undefined ? ([["tokenizer.ggml.bos_token_id", { t: "u32", v: vocab.bos }]] as [string, MetaValue][]) : []),
+    ...(vocab.eos !== undefined ? ([["tokenizer.ggml.eos_token_id", { t: "u32", v: vocab.eos }]] as [string, MetaValue][]) : []),
+    ...(vocab.pad !== undefined ? ([["tokenizer.ggml.padding_token_id", { t: "u32", v: vocab.pad }]] as [string, MetaValue][]) : []),
+    ["tokenizer.ggml.add_bos_token", { t: "bool", v: false }],
   ];
+  if (vocab.tokens.length !== V) throw new InvalidOptionError(`The GGUF vocabulary has ${vocab.tokens.length} tokens but the model ${V}.`);
 
   const head = new Buf();
   head.push(Buffer.from("GGUF", "ascii"));
@@ -191,6 +245,18 @@ export function writeLlamaGguf(path: string, cfg: DecoderConfig, weights: Weight
       case "str":
         head.u32(8);
         head.str(val.v);
+        break;
+      case "strs":
+        head.u32(9);
+        head.u32(8);
+        head.u64(val.v.length);
+        for (const s of val.v) head.str(s);
+        break;
+      case "i32s":
+        head.u32(9);
+        head.u32(5);
+        head.u64(val.v.length);
+        for (const x of val.v) head.i32(x);
         break;
     }
   }

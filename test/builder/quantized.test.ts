@@ -14,7 +14,7 @@ import {
   type QuantizeOptions,
 } from "../../src/builder/index.js";
 import { InvalidOptionError } from "../../src/errors.js";
-import { resolveQuantize } from "../../src/builder/quantize.js";
+import { quantizeFromArgs, resolveQuantize } from "../../src/builder/quantize.js";
 import { argmax, relErr, run } from "./helpers.js";
 
 const root = mkdtempSync(join(tmpdir(), "sd-quant-"));
@@ -58,6 +58,22 @@ describe("block quantization (Q4_0 / Q8_0 numerics)", () => {
         }
       }
     }
+  });
+
+  it("reads surface arguments in the surface's words (CLI flags, MCP fields)", () => {
+    expect(quantizeFromArgs({}, "cli")).toBeUndefined();
+    expect(() => quantizeFromArgs({ blockSize: "64" }, "cli")).toThrow(/--block-size only applies with --quantize/);
+    expect(() => quantizeFromArgs({ lmHead: true }, "api")).toThrow(/quantizeLmHead only applies with quantize/);
+    expect(() => quantizeFromArgs({ quantize: "int4", blockSize: "48" }, "cli")).toThrow(/--block-size must be 32, 64 or 128/);
+    expect(() => quantizeFromArgs({ quantize: "int4", accuracyLevel: 3 }, "api")).toThrow(/accuracyLevel must be 0, 1, 2 or 4/);
+    expect(() => quantizeFromArgs({ quantize: "uint8", embeddings: true }, "api")).toThrow(/Quantized embeddings need quantize int4 or int8/);
+    expect(quantizeFromArgs({ quantize: "int8", blockSize: "64", accuracyLevel: "0", lmHead: true }, "cli")).toEqual({
+      kind: "int8",
+      blockSize: 64,
+      accuracyLevel: 0,
+      lmHead: true,
+      embeddings: false,
+    });
   });
 
   it("rejects bad options with the option's name", () => {

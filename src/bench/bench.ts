@@ -137,7 +137,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       tune = rest;
     }
     const quant = quantized
-      ? await quantReport({ engine, model: o.model, result, prompts, maxNewTokens: Math.min(maxNewTokens, 64), threads: o.threads, agreement: temperature === 0 })
+      ? await quantReport({ engine, model: o.model, draft: o.draft, result, prompts, maxNewTokens: Math.min(maxNewTokens, 64), benchMaxNewTokens: maxNewTokens, threads: o.threads, agreement: temperature === 0 })
       : undefined;
     const categories: Record<string, number> = {};
     for (const p of prompts) categories[p.category] = (categories[p.category] ?? 0) + 1;

@@ -71,6 +71,12 @@ describe("bench with quantized builds", () => {
     expect(i4!.weightBytesPerToken).toBeLessThan(i8!.weightBytesPerToken * 0.65);
     expect(q.agreement.map((a) => a.variant)).toEqual(["int8", "int4"]);
     for (const a of q.agreement) expect(a.agreement).toBeGreaterThan(0.5);
+    // Any int4 mismatch is re-run and located; an int8 one would be a bug (asserted above).
+    for (const m of q.mismatches) {
+      expect(m.arm).toMatch(/^int4 /);
+      expect(m.position).toBeGreaterThanOrEqual(0);
+      expect(m.gap).toBeGreaterThanOrEqual(0);
+    }
     const md = benchMarkdown(report);
     expect(md).toContain("Measured read bandwidth");
     expect(md).toContain("| int4 draft (int4 draft) | int4 plain |");

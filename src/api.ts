@@ -21,6 +21,8 @@ export interface GenerateRequest {
   variant?: string;
   /** Draft model directory (method "draft"). */
   draft?: string;
+  /** onnx-community variant of the draft (e.g. "q4"): a draft is quantized independently of the target. */
+  draftVariant?: string;
   /** Medusa heads (method "medusa"). */
   heads?: string;
   /** Default "baseline"; "auto" picks from what is available. */
@@ -124,7 +126,7 @@ export class SpecEngine {
     const def = getMethod(method);
     const options = req.methodOptions ?? {};
     const extra = def.loadResources
-      ? await def.loadResources({ store: this.store, target, draft: req.draft, heads: req.heads, options })
+      ? await def.loadResources({ store: this.store, target, draft: req.draft, draftVariant: req.draftVariant, heads: req.heads, options })
       : {};
     try {
       return await this.run(target, req, def, methodReason, extra);

@@ -11,6 +11,7 @@ import type { Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
 import { runArms, summarizeTune, tuneArms, type ArmSpec, type BenchProgress, type SkippedArm } from "./measure.js";
 import { CONVENTIONS, machineInfo, type BenchReport } from "./report.js";
+import { quantArms, quantReport, quantVariantsIn } from "./quant.js";
 import { readTwinInfo } from "./twin.js";
 import type { BenchPrompt } from "./workload.js";
 
@@ -38,6 +39,11 @@ export interface BenchOptions {
   ks?: number[];
   /** Default: draft when a draft model is given, else early-exit. */
   sweepMethod?: "draft" | "early-exit";
+  /**
+   * Also measure the quantized builds found beside the model (model_int8.onnx, model_q4.onnx):
+   * plain and speculative rows, the roofline, and agreement with float32. Default true.
+   */
+  quantized?: boolean;
   onProgress?: (p: BenchProgress) => void;
   /** Notes for the user (skipped prompts, skipped methods). */
   onNote?: (msg: string) => void;
@@ -101,6 +107,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       else arms.push(...tuneArms({ method: sweepMethod, ks, exitLayer: o.exitLayer, labelPrefix: `${sweepMethod} ` }));
     }
     for (const s of pre) note(`Skipping ${s.label}: ${s.reason}.`);
+    const quantized = o.quantized !== false && quantVariantsIn(o.model).length > 0;
+    if (quantized) {
+      const methods = arms.filter((a) => !a.label).map((a) => a.method);
+      arms.push(...quantArms({ model: o.model, draft: o.draft, methods, k: o.k, exitLayer: o.exitLayer }));
+    }
 
     const result = await runArms({
       engine,
@@ -125,6 +136,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       void _m;
       tune = rest;
     }
+    const quant = quantized
+      ? await quantReport({ engine, model: o.model, draft: o.draft, result, prompts, maxNewTokens: Math.min(maxNewTokens, 64), benchMaxNewTokens: maxNewTokens, threads: o.threads, agreement: temperature === 0 })
+      : undefined;
     const categories: Record<string, number> = {};
     for (const p of prompts) categories[p.category] = (categories[p.category] ?? 0) + 1;
     return {
@@ -149,6 +163,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       result,
       tune,
       droppedPrompts: dropped,
+      ...(quant ? { quant } : {}),
     };
   } finally {
     if (!o.engine) await engine.dispose();

@@ -50,6 +50,16 @@ export interface ArmSpec {
   label?: string;
   method: MethodName;
   methodOptions?: MethodOptions;
+  /** Target variant for this arm (e.g. "q4": the int4 build beside model.onnx). Default: the model's default file. */
+  variant?: string;
+  /** Draft variant (method draft). */
+  draftVariant?: string;
+  /**
+   * Label of the arm this one is checked against (greedy identity) and also divided by
+   * (`speedupVsReference`); default the baseline. A speculative arm on the int4 model refers to
+   * "int4 plain": it must reproduce the int4 model's tokens, not the float model's.
+   */
+  reference?: string;
 }
 
 export interface BenchProgress {
@@ -63,6 +73,9 @@ export interface BenchCommon {
   engine: SpecEngine;
   /** Target model directory. */
   model: string;
+  /** Default target / draft variant of every arm (e.g. "q4"); an arm's own variant wins. */
+  variant?: string;
+  draftVariant?: string;
   draft?: string;
   heads?: string;
   /** Prompts: strings, or {prompt | messages | promptIds}. */
@@ -103,7 +116,13 @@ export interface ArmSummary {
   targetMsPerForward: number;
   newTokens: number;
   targetForwards: number;
-  /** Greedy runs only: every run's tokens equal the baseline's; null when sampling. */
+  /** Target variant, draft variant and reference arm (see ArmSpec). */
+  variant?: string;
+  draftVariant?: string;
+  reference?: string;
+  /** Over the reference arm (same prompts and repeats); equals `speedup` when the reference is the baseline. */
+  speedupVsReference: RatioSummary;
+  /** Greedy runs only: every run's tokens equal the reference arm's (default the baseline's); null when sampling. */
   greedyIdentical: boolean | null;
   /** Prompt ids whose outputs differed from the baseline (greedy). */
   mismatches: string[];
@@ -235,7 +254,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
     const rss = startRssSampler();
     const res = await req.engine.generate({
       model: req.model,
+      variant: arm.variant ?? req.variant,
       draft: req.draft,
+      draftVariant: arm.draftVariant ?? req.draftVariant,
       heads: req.heads,
       method: arm.method,
       prompt: pr.prompt,
@@ -292,6 +313,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
   const summaries = arms.map((arm, a): ArmSummary => {
     const mine = runs.filter((x) => x.arm === a);
     const ratios: number[] = [];
+    const refRatios: number[] = [];
+    const refIdx = arm.reference === undefined ? baseIdx : labels.indexOf(arm.reference);
+    if (refIdx < 0) throw new InvalidOptionError(`Arm "${labels[a]}" refers to "${arm.reference}", which is not measured; name another arm's label.`);
     const mismatches = new Set<string>();
     const perPrompt = prompts.map((pr, p) => {
       const rs: number[] = [];
@@ -301,7 +325,9 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
         const ratio = b.stats.tokensPerSecond > 0 ? x.stats.tokensPerSecond / b.stats.tokensPerSecond : Number.NaN;
         rs.push(ratio);
         ratios.push(ratio);
-        if (greedy && !sameTokens(x.tokens, b.tokens)) mismatches.add(pr.id);
+        const ref = find(refIdx, p, r);
+        refRatios.push(ref.stats.tokensPerSecond > 0 ? x.stats.tokensPerSecond / ref.stats.tokensPerSecond : Number.NaN);
+        if (greedy && !sameTokens(x.tokens, ref.tokens)) mismatches.add(pr.id);
       }
       return {
         id: pr.id,
@@ -320,8 +346,13 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
       runs: mine.length,
       medianTokensPerSecond: round4(median(mine.map((x) => x.stats.tokensPerSecond))),
       speedup,
+      ...(arm.variant !== undefined ? { variant: arm.variant } : {}),
+      ...(arm.draftVariant !== undefined ? { draftVariant: arm.draftVariant } : {}),
+      ...(arm.reference !== undefined ? { reference: arm.reference } : {}),
+      speedupVsReference: a === refIdx ? { mean: 1, low: 1, high: 1, n: refRatios.length } : summarizeRatios(refRatios),
       ...pool,
-      greedyIdentical: greedy ? mismatches.size === 0 : null,
+      // An arm that is its own reference (a quantized plain arm: a different model) has nothing to equal.
+      greedyIdentical: greedy && (refIdx !== a || a === baseIdx) ? mismatches.size === 0 : null,
       mismatches: [...mismatches],
       perPrompt,
       verification: [...new Set(mine.map((x) => x.stats.verification))],
@@ -470,7 +501,9 @@ export interface TunePoint {
   perPositionAcceptance: number[];
   /** Mean K drafted per round. */
   meanDrafted: number;
-  /** Leviathan et al.'s S(K) from the fitted alpha and c (fixed K only). */
+  /** Measured cost of this arm's verify forward (K+1 tokens) / a plain one-token forward: the verify cost curve. */
+  verifyCost: number;
+  /** Leviathan et al.'s S(K) = E(K) / (K·c + verify cost) from the fitted alpha, c and the measured verify cost (fixed K only). */
   predictedSpeedup: number | null;
   /** measured / predicted (fixed K only). */
   efficiency: number | null;
@@ -486,8 +519,8 @@ export interface TuneDraftKResult {
   alpha: number;
   /** Draft step cost / target forward cost, measured. */
   costRatio: number;
-  /** S(K) and E(K) for K = 1..max(8, largest K swept). */
-  predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number }[];
+  /** S(K), E(K) and the verify cost v(K+1)/v(1) (measured, or the fitted line) for K = 1..max(8, largest K swept). */
+  predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number; verifyCost: number }[];
   /** K that maximizes the predicted curve. */
   predictedBestK: number;
   best: { label: string; k: number | null; controller: Controller; speedup: number; methodOptions: MethodOptions; reason: string };
@@ -561,14 +594,34 @@ export function summarizeTune(
     .map((a) => (a.draftMsPerToken * a.meanAcceptedLength) / a.meanDrafted / targetCost);
   const costRatio = costs.length > 0 ? round4(median(costs)) : 0;
   const maxK = Math.max(8, ...ks);
+  // The verify cost curve v(K+1)/v(1), measured on the fixed-K arms; a least-squares line (slope >= 0)
+  // prices the K values not swept. Flat (1) for a memory-bound float target, steep for int4 weights.
+  const vPts = fixed.filter((a) => a.verifyCostRatio > 0).map((a) => [(a.methodOptions.k as number) + 1, a.verifyCostRatio] as const);
+  const vLine = (T: number): number => {
+    if (vPts.length === 0) return 1;
+    if (vPts.length === 1) return Math.max(1, vPts[0]![1]);
+    const pts: (readonly [number, number])[] = [[1, 1], ...vPts];
+    const mt = pts.reduce((s, [t]) => s + t, 0) / pts.length;
+    const mv = pts.reduce((s, [, v]) => s + v, 0) / pts.length;
+    let num = 0;
+    let den = 0;
+    for (const [t, v] of pts) {
+      num += (t - mt) * (v - mv);
+      den += (t - mt) ** 2;
+    }
+    const b = den > 0 ? Math.max(0, num / den) : 0;
+    return Math.max(1, mv + b * (T - mt));
+  };
+  const verifyAt = (k: number): number => vPts.find(([t]) => t === k + 1)?.[1] ?? vLine(k + 1);
   const predictedCurve = Array.from({ length: maxK }, (_, i) => ({
     k: i + 1,
     expectedAcceptedLength: round4(expectedAcceptedLength(alpha, i + 1)),
-    predictedSpeedup: round4(predictedSpeedup(alpha, i + 1, costRatio)),
+    predictedSpeedup: round4(predictedSpeedup(alpha, i + 1, costRatio) * ((1 + (i + 1) * costRatio) / ((i + 1) * costRatio + verifyAt(i + 1)))),
+    verifyCost: round4(verifyAt(i + 1)),
   }));
   const points: TunePoint[] = m.arms.map((a) => {
     const k = a.methodOptions.controller === "fixed" ? (a.methodOptions.k as number) : null;
-    const pred = k !== null ? round4(predictedSpeedup(alpha, k, costRatio)) : null;
+    const pred = k !== null ? predictedCurve.find((p) => p.k === k)?.predictedSpeedup ?? null : null;
     return {
       label: a.label,
       k,
@@ -579,6 +632,7 @@ export function summarizeTune(
       meanAcceptedLength: a.meanAcceptedLength,
       perPositionAcceptance: a.perPositionAcceptance,
       meanDrafted: a.meanDrafted,
+      verifyCost: a.verifyCostRatio,
       predictedSpeedup: pred,
       efficiency: pred && Number.isFinite(a.speedup.mean) ? round4(a.speedup.mean / pred) : null,
       greedyIdentical: a.greedyIdentical,
@@ -611,7 +665,7 @@ export function summarizeTune(
     alpha,
     costRatio,
     predictedCurve,
-    predictedBestK: bestPredictedK(alpha, costRatio, maxK),
+    predictedBestK: vPts.length > 0 ? predictedCurve.reduce((b, p) => (p.predictedSpeedup > b.predictedSpeedup ? p : b)).k : bestPredictedK(alpha, costRatio, maxK),
     best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, methodOptions: topArm.methodOptions, reason },
     equivalents,
     measurement: m,

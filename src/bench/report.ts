@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { cpus, loadavg, platform, release, totalmem } from "node:os";
 import type { BenchChartInput } from "./chart.js";
 import type { ArmSummary, MeasureSpeedupResult, TuneDraftKResult } from "./measure.js";
+import { quantMarkdown, type QuantReport } from "./quant.js";
 import type { TwinInfo } from "./twin.js";
 
 export interface MachineInfo {
@@ -59,6 +60,8 @@ export interface BenchReport {
   tune?: Omit<TuneDraftKResult, "measurement">;
   /** Prompts left out because prompt + max new tokens exceed the model's context. */
   droppedPrompts: string[];
+  /** Quantized rows: roofline per model and agreement with float32 (when quantized builds were measured). */
+  quant?: QuantReport;
 }
 
 export const CONVENTIONS = [
@@ -105,7 +108,7 @@ export function armsTable(result: MeasureSpeedupResult): string {
     return (
       `| ${methodCell(a)} | ${num(a.medianTokensPerSecond, 1)} | ${ci(a)} | ${isBase ? "-" : pct(a.acceptanceRate)} | ${num(a.meanAcceptedLength)} | ` +
       `${isBase ? "1.00x" : `${num(a.idealSpeedup)}x`} | ${isBase ? "-" : num(a.efficiency)} | ${num(a.overheadMsPerToken, 3)} (${pct(a.overheadShare)}) | ` +
-      `${(a.peakRssBytes / 1024 ** 2).toFixed(0)} | ${a.greedyIdentical === null ? "n/a (sampling)" : a.greedyIdentical ? "yes" : `NO (${a.mismatches.join(", ")})`} |`
+      `${(a.peakRssBytes / 1024 ** 2).toFixed(0)} | ${a.greedyIdentical === null ? (result.greedy ? "n/a (another model)" : "n/a (sampling)") : a.greedyIdentical ? (a.reference ? `yes (= ${a.reference})` : "yes") : `NO (${a.mismatches.join(", ")})`} |`
     );
   });
   return [head, sep, ...lines].join("\n");
@@ -141,12 +144,12 @@ export function categoryTable(result: MeasureSpeedupResult): string {
 }
 
 export function tuneTable(t: Omit<TuneDraftKResult, "measurement">): string {
-  const head = "| K | tok/s (median) | speedup [95% CI] | acceptance | mean accepted length | predicted S(K) | efficiency | greedy = baseline |";
-  const sep = "|---|---:|---:|---:|---:|---:|---:|:---:|";
+  const head = "| K | tok/s (median) | speedup [95% CI] | acceptance | mean accepted length | verify cost v(K+1)/v(1) | predicted S(K) | efficiency | greedy = baseline |";
+  const sep = "|---|---:|---:|---:|---:|---:|---:|---:|:---:|";
   const lines = t.points.map(
     (p) =>
       `| ${p.label} | ${num(p.medianTokensPerSecond, 1)} | ${num(p.speedup.mean)}x${p.speedup.low !== null ? ` [${num(p.speedup.low)}, ${num(p.speedup.high)}]` : ""} | ` +
-      `${pct(p.acceptanceRate)} | ${num(p.meanAcceptedLength)} | ${p.predictedSpeedup !== null ? `${num(p.predictedSpeedup)}x` : "-"} | ${num(p.efficiency)} | ` +
+      `${pct(p.acceptanceRate)} | ${num(p.meanAcceptedLength)} | ${num(p.verifyCost)}x | ${p.predictedSpeedup !== null ? `${num(p.predictedSpeedup)}x` : "-"} | ${num(p.efficiency)} | ` +
       `${p.greedyIdentical === null ? "n/a" : p.greedyIdentical ? "yes" : "NO"} |`,
   );
   return [
@@ -220,6 +223,11 @@ export function benchMarkdown(r: BenchReport): string {
   if (r.tune) {
     out.push(tuneTable(r.tune));
     out.push("");
+  }
+  if (r.quant) {
+    out.push("Quantized builds (weight bytes per token and the memory-bandwidth roofline; speculative arms on a quantized model vs its own plain decoding):");
+    out.push("");
+    out.push(quantMarkdown(r.quant, res));
   }
   out.push("Conventions: " + r.conventions.join("; ") + ".");
   return out.join("\n") + "\n";

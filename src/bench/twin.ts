@@ -32,6 +32,7 @@ import { buildDecoderOnnx } from "../builder/llama.js";
 import { fixtureConfigJson, fixtureTensors } from "../builder/fixture.js";
 import { parseDecoderConfig } from "../builder/config.js";
 import { MemoryWeights, writeSafetensors, type TensorToWrite } from "../builder/safetensors.js";
+import { earlyExitFileName, modelFileName, resolveQuantize, type QuantizeOptions } from "../builder/quantize.js";
 import { InvalidOptionError } from "../errors.js";
 import { makeFixtureTokenizer } from "../text/fixture-tokenizer.js";
 import type { BenchPrompt } from "./workload.js";
@@ -64,6 +65,12 @@ export interface TwinOptions {
   seed?: number;
   /** Also write model.safetensors + config.json for both (default true): `spec-decode build` can rebuild them. */
   safetensors?: boolean;
+  /**
+   * Also build quantized variants of the target, its early exit and the draft (model_q4.onnx,
+   * early_exit_1_q4.onnx, model_int8.onnx ...), beside the float32 files. Each entry's options
+   * (block size, accuracy level, lm_head, embeddings) apply to all three.
+   */
+  quantize?: QuantizeOptions[];
   onProgress?: (msg: string) => void;
 }
 
@@ -79,6 +86,8 @@ export interface TwinInfo {
   target: { dir: string; hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; vocab: number; parameters: number; bytes: number };
   draft: { dir: string; hidden: number; layers: number; heads: number; kvHeads: number; intermediate: number; parameters: number; bytes: number };
   earlyExitLayers: number;
+  /** Quantized variants built beside the float32 files (kind, block size, accuracy level, lm_head, file names). */
+  quantized?: { kind: string; blockSize: number; accuracyLevel: number; lmHead: boolean; variant: string; targetFile: string; earlyExitFile: string; draftFile: string }[];
   seed: number;
   buildSeconds: number;
 }
@@ -365,9 +374,18 @@ export async function buildTwin(opts: TwinOptions): Promise<TwinResult> {
   };
   progress(`writing ${draftDir}`);
   writeDir(draftDir, draftJson, draftTensors);
-  await buildDecoderOnnx(draftCfg, new MemoryWeights(draftTensors), join(draftDir, "onnx", "model.onnx"), {
+  const quants = (opts.quantize ?? []).map((q) => resolveQuantize(q));
+  for (const [i, q] of quants.entries()) {
+    if (quants.findIndex((x) => x.kind === q.kind) !== i) throw new InvalidOptionError(`Twin quantize lists ${q.kind} twice; give each kind once.`);
+  }
+  const draftWeights = new MemoryWeights(draftTensors);
+  await buildDecoderOnnx(draftCfg, draftWeights, join(draftDir, "onnx", "model.onnx"), {
     metadata: { "spec_decode.twin": "draft" },
   });
+  for (const q of quants) {
+    progress(`  draft ${modelFileName(q.kind)}`);
+    await buildDecoderOnnx(draftCfg, draftWeights, join(draftDir, "onnx", modelFileName(q.kind)), { metadata: { "spec_decode.twin": "draft" }, quantize: q });
+  }
   draftTensors.length = 0;
   progress(`writing ${targetDir}`);
   writeDir(targetDir, targetJson, tensors);
@@ -379,6 +397,14 @@ export async function buildTwin(opts: TwinOptions): Promise<TwinResult> {
   });
   progress(`building the early exit at ${m} layer(s)`);
   await buildDecoderOnnx(targetCfg, weights, join(targetDir, "onnx", `early_exit_${m}.onnx`), { numLayers: m });
+  for (const q of quants) {
+    progress(`building the ${q.kind} target and early exit`);
+    await buildDecoderOnnx(targetCfg, weights, join(targetDir, "onnx", modelFileName(q.kind)), {
+      metadata: { "spec_decode.twin": "target", "spec_decode.twin_divergence": String(r.divergence) },
+      quantize: q,
+    });
+    await buildDecoderOnnx(targetCfg, weights, join(targetDir, "onnx", earlyExitFileName(m, q.kind)), { numLayers: m, quantize: q });
+  }
   tensors.length = 0;
 
   const tParams = parameterCount({ hidden: H, layers: r.L, heads: NH, kvHeads: r.KV, intermediate: I, vocab: V });
@@ -395,6 +421,20 @@ export async function buildTwin(opts: TwinOptions): Promise<TwinResult> {
     target: { dir: targetDir, hidden: H, layers: r.L, heads: NH, kvHeads: r.KV, intermediate: I, vocab: V, parameters: tParams, bytes: forwardBytes({ hidden: H, layers: r.L, heads: NH, kvHeads: r.KV, intermediate: I, vocab: V }) },
     draft: { dir: draftDir, hidden: h, layers: m, heads: draftHeads, kvHeads: 1, intermediate: hI, parameters: dParams, bytes: forwardBytes({ hidden: h, layers: m, heads: draftHeads, kvHeads: 1, intermediate: hI, vocab: V }) },
     earlyExitLayers: m,
+    ...(quants.length > 0
+      ? {
+          quantized: quants.map((q) => ({
+            kind: q.kind,
+            blockSize: q.blockSize,
+            accuracyLevel: q.accuracyLevel,
+            lmHead: q.lmHead,
+            variant: modelFileName(q.kind).replace(/^model_|\.onnx$/g, ""),
+            targetFile: modelFileName(q.kind),
+            earlyExitFile: earlyExitFileName(m, q.kind),
+            draftFile: modelFileName(q.kind),
+          })),
+        }
+      : {}),
     seed: r.seed,
     buildSeconds: Math.round((performance.now() - t0) / 100) / 10,
   };
@@ -423,16 +463,27 @@ export function twinCacheDir(divergence: number): string {
   return join(root, `twin-v1-d${divergence}`);
 }
 
-/** Build the default-size twin for this knob once, under the cache dir. */
+/**
+ * The quantized builds the bench's twin carries beside the float32 files: int4 and int8
+ * MatMulNBits, block 32, accuracy level 4, lm_head quantized too (like onnx-community's q4 files;
+ * the lm_head is 1/8 of the target's weights).
+ */
+export const TWIN_QUANTIZE: QuantizeOptions[] = [
+  { kind: "int4", lmHead: true },
+  { kind: "int8", lmHead: true },
+];
+
+/** Build the default-size twin for this knob once, under the cache dir (with the TWIN_QUANTIZE builds). */
 export async function ensureTwin(opts: { divergence?: number; agreement?: number; log?: (s: string) => void } = {}): Promise<TwinResult> {
   const divergence = opts.divergence ?? divergenceForAgreement(opts.agreement ?? DEFAULT_TWIN_AGREEMENT);
   const dir = twinCacheDir(divergence);
   const info = readTwinInfo(join(dir, "target"));
-  if (info && existsSync(join(dir, "draft", "onnx", "model.onnx")) && existsSync(join(dir, "target", "onnx", `early_exit_${info.earlyExitLayers}.onnx`))) {
+  const quantOk = (info?.quantized ?? []).length === TWIN_QUANTIZE.length && info!.quantized!.every((q) => existsSync(join(dir, "target", "onnx", q.targetFile)));
+  if (info && quantOk && existsSync(join(dir, "draft", "onnx", "model.onnx")) && existsSync(join(dir, "target", "onnx", `early_exit_${info.earlyExitLayers}.onnx`))) {
     return { dir, target: join(dir, "target"), draft: join(dir, "draft"), info };
   }
   opts.log?.(`Building the twin benchmark models in ${dir} (first run only, about a minute)...`);
-  return buildTwin({ out: dir, divergence, agreement: opts.agreement, safetensors: false, onProgress: (s) => opts.log?.(`  ${s}`) });
+  return buildTwin({ out: dir, divergence, agreement: opts.agreement, safetensors: false, quantize: TWIN_QUANTIZE, onProgress: (s) => opts.log?.(`  ${s}`) });
 }
 
 export interface AgreementResult {

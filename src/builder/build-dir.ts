@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
 import { readDecoderConfig, type DecoderConfig } from "./config.js";
 import { buildDecoderOnnx } from "./llama.js";
+import { earlyExitFileName, modelFileName, resolveQuantize, type QuantizeOptions } from "./quantize.js";
 import { openSafetensorsDir } from "./safetensors.js";
 
 export type BuildLayout = "onnx-community" | "optimum" | "genai";
@@ -21,6 +22,13 @@ export interface BuildModelDirOptions {
    * as early_exit_{m}.onnx.
    */
   layout?: BuildLayout;
+  /**
+   * Quantize the linear layers (MatMulNBits int4/int8). The files get onnx-community variant names:
+   * model_q4.onnx / model_q4f16.onnx (int4, float32 / float16 io) or model_int8.onnx, and the
+   * early exits early_exit_{m}_q4.onnx etc., so float and quantized builds sit side by side and
+   * `--variant q4` picks one.
+   */
+  quantize?: QuantizeOptions;
   /** Token ids for genai_config.json (default: from config.json / generation_config.json). */
   padTokenId?: number;
   onProgress?: (msg: string) => void;
@@ -112,7 +120,9 @@ export async function buildModelDir(dirIn: string, opts: BuildModelDirOptions = 
   const outDir = layout === "onnx-community" ? join(dir, "onnx") : dir;
   const progress = opts.onProgress ?? (() => {});
   const files: string[] = [];
-  const common = { treeMask: opts.treeMask, hiddenStates: opts.hiddenStates, ioDtype: opts.ioDtype };
+  const quantize = opts.quantize ? resolveQuantize(opts.quantize) : undefined;
+  const common = { treeMask: opts.treeMask, hiddenStates: opts.hiddenStates, ioDtype: opts.ioDtype, quantize };
+  const mainFile = modelFileName(quantize?.kind, opts.ioDtype);
 
   const build = async (numLayers: number, file: string) => {
     const path = join(outDir, file);
@@ -125,12 +135,12 @@ export async function buildModelDir(dirIn: string, opts: BuildModelDirOptions = 
     files.push(path);
     if (existsSync(`${path}_data`)) files.push(`${path}_data`);
   };
-  await build(cfg.numLayers, "model.onnx");
-  for (const m of earlyExit) await build(m, `early_exit_${m}.onnx`);
+  await build(cfg.numLayers, mainFile);
+  for (const m of earlyExit) await build(m, earlyExitFileName(m, quantize?.kind, opts.ioDtype));
 
   if (layout === "genai") {
     const path = join(dir, "genai_config.json");
-    atomicWriteFileSync(path, JSON.stringify(genaiConfigFor(cfg, { padTokenId: opts.padTokenId }), null, 2) + "\n");
+    atomicWriteFileSync(path, JSON.stringify(genaiConfigFor(cfg, { padTokenId: opts.padTokenId, filename: mainFile }), null, 2) + "\n");
     files.push(path);
   }
   return { files };

@@ -32,6 +32,7 @@ import { join, resolve } from "node:path";
 import { InvalidOptionError } from "../errors.js";
 import { makeFixtureTokenizer } from "../text/fixture-tokenizer.js";
 import { buildModelDir, type BuildLayout } from "./build-dir.js";
+import type { QuantizeOptions } from "./quantize.js";
 import { parseDecoderConfig, type Architecture, type DecoderConfig } from "./config.js";
 import { writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
@@ -64,6 +65,8 @@ export interface FixtureOptions {
   layout?: BuildLayout;
   /** Store the safetensors as F32 (default), F16 or BF16 (values are rounded accordingly). */
   weightDtype?: "F32" | "F16" | "BF16";
+  /** Build quantized graphs (model_q4.onnx / model_int8.onnx ...) instead of model.onnx; see BuildModelDirOptions. */
+  quantize?: QuantizeOptions;
 }
 
 /** A small deterministic PRNG (xorshift32 seeded through splitmix-style mixing) with normals. */
@@ -286,6 +289,7 @@ export async function makeFixture(opts: FixtureOptions): Promise<{ dir: string; 
     ioDtype: opts.ioDtype,
     layout: opts.layout,
     padTokenId: tok.padId,
+    quantize: opts.quantize,
   });
   return { dir, config };
 }

@@ -23,6 +23,7 @@ import { BuildError } from "../errors.js";
 import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
+import { quantizeBnb4, quantizeMatrix, quantizeUint8, resolveQuantize, type QuantizeOptions } from "./quantize.js";
 import type { WeightSource } from "./safetensors.js";
 
 /** Written to `spec_decode.builder`; bump when the graph interface or math changes. */
@@ -41,6 +42,11 @@ export interface BuildDecoderOptions {
   metadata?: Record<string, string>;
   /** Rows of the RoPE cos/sin tables (positions supported). Default config.max_position_embeddings. */
   maxPositions?: number;
+  /**
+   * Quantize the linear layers (q/k/v/o, gate/up/down; lm_head and the embedding on request) to
+   * com.microsoft MatMulNBits (int4 or int8, symmetric blocks: see quantize.ts). Default: float32.
+   */
+  quantize?: QuantizeOptions;
   /** External data policy (see GraphBuilder); default "auto" (beyond ~1.5 GB of weights). */
   externalData?: "auto" | "always" | "never";
   onProgress?: (msg: string) => void;
@@ -97,7 +103,14 @@ export async function buildDecoderOnnx(
   const io = opts.ioDtype ?? "float32";
   const maxPositions = opts.maxPositions ?? cfg.maxPositionEmbeddings;
   const progress = opts.onProgress ?? (() => {});
+  const quant = opts.quantize ? resolveQuantize(opts.quantize) : undefined;
   const names = checkCheckpoint(cfg, weights, numLayers);
+  if (quant?.embeddings && cfg.hiddenSize % quant.blockSize !== 0) {
+    throw new BuildError(
+      `Quantizing the embedding needs hidden_size (${cfg.hiddenSize}) to be a multiple of the block size (${quant.blockSize}). ` +
+        `Pick a smaller block size or leave the embedding in float (drop quantizeEmbeddings / --quantize-embeddings).`,
+    );
+  }
 
   const { hiddenSize: H, intermediateSize: I, numHeads: NH, numKvHeads: KV, headDim: D, vocabSize: V } = cfg;
   const G = NH / KV;
@@ -129,6 +142,53 @@ export async function buildDecoderOnnx(
       : undefined;
 
     const c64 = (v: number[]) => g.constInt64(v);
+    /**
+     * y = x W^T as MatMulNBits for W [N, K] in HF layout (rows = outputs). The scales of the first
+     * `scaledRows` rows are multiplied by `rowScale` (1/sqrt(head_dim) folded into W_q: same codes).
+     */
+    const qLinear = (x: string, name: string, w: Float32Array, N: number, K: number, scaledRows = 0, rowScale = 1): string => {
+      if (quant!.kind === "uint8") {
+        const q = quantizeUint8(w, N, K);
+        if (rowScale !== 1) for (let i = 0; i < scaledRows; i++) q.scales[i] = Math.fround(q.scales[i]! * rowScale);
+        g.initializer(`${name}.qweight`, "uint8", [K, N], q.q);
+        g.initializer(`${name}.zero_point`, "uint8", [N], q.zeroPoints);
+        g.initializer(`${name}.scales`, "float32", [N], q.scales);
+        const [xq, xScale, xZp] = g.node("DynamicQuantizeLinear", [x], {}, 3) as [string, string, string];
+        const acc = g.op("MatMulInteger", [xq, `${name}.qweight`, xZp, `${name}.zero_point`]);
+        return g.op("Mul", [g.op("Cast", [acc], { to: FLOAT }), g.op("Mul", [xScale, `${name}.scales`])]);
+      }
+      if (quant!.kind === "bnb4") {
+        const q = quantizeBnb4(w, N, K, quant!.blockSize);
+        if (rowScale !== 1) {
+          // absmax blocks run over W flattened; the scaled rows are whole blocks when K is a multiple of the block.
+          if ((scaledRows * K) % quant!.blockSize !== 0) throw new BuildError(`bnb4 needs hidden_size to be a multiple of the block size (${quant!.blockSize}).`);
+          for (let i = 0; i < (scaledRows * K) / quant!.blockSize; i++) q.absmax[i] = Math.fround(q.absmax[i]! * rowScale);
+        }
+        g.initializer(`${name}.qweight`, "uint8", [q.packed.length], q.packed);
+        g.initializer(`${name}.absmax`, "float32", [q.absmax.length], q.absmax);
+        return g.msOp("MatMulBnb4", [x, `${name}.qweight`, `${name}.absmax`], { K, N, block_size: quant!.blockSize, quant_type: 1 });
+      }
+      const q = quantizeMatrix(w, N, K, quant!.bits, quant!.blockSize);
+      if (rowScale !== 1) for (let i = 0; i < scaledRows * q.nBlocks; i++) q.scales[i] = Math.fround(q.scales[i]! * rowScale);
+      g.initializer(`${name}.qweight`, "uint8", [N, q.nBlocks, q.blobSize], q.packed);
+      g.initializer(`${name}.scales`, "float32", [N * q.nBlocks], q.scales);
+      return g.msOp("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], {
+        K,
+        N,
+        bits: quant!.bits,
+        block_size: quant!.blockSize,
+        accuracy_level: quant!.accuracyLevel,
+      });
+    };
+    const concatRows = (parts: Float32Array[]): Float32Array => {
+      const out = new Float32Array(parts.reduce((s, a) => s + a.length, 0));
+      let o = 0;
+      for (const a of parts) {
+        out.set(a, o);
+        o += a.length;
+      }
+      return out;
+    };
     const unsqueeze = (x: string, axes: number[]) => g.op("Unsqueeze", [x, c64(axes)]);
     const reshape = (x: string, shape: number[]) => g.op("Reshape", [x, c64(shape)]);
     const transpose = (x: string, perm: number[]) => g.op("Transpose", [x], { perm });
@@ -178,8 +238,21 @@ export async function buildDecoderOnnx(
     };
 
     // ---- embeddings
-    g.initializer(names.embed, "float32", [V, H], getWeight(weights, names.embed, [V, H]));
-    let x = g.op("Gather", [names.embed, inputIds], { axis: 0 }); // [B, S, H]
+    const floatEmbedNeeded = !quant?.embeddings || (names.tied && !quant.lmHead);
+    if (floatEmbedNeeded) g.initializer(names.embed, "float32", [V, H], getWeight(weights, names.embed, [V, H]));
+    let x: string; // [B, S, H]
+    if (quant?.embeddings) {
+      // GatherBlockQuantized: the same symmetric blocks along hidden, default zero point 2^(bits-1).
+      const q = quantizeMatrix(getWeight(weights, names.embed, [V, H]), V, H, quant.bits, quant.blockSize);
+      g.initializer("model.embed_tokens.qweight", "uint8", [V, (H * quant.bits) / 8], q.packed);
+      g.initializer("model.embed_tokens.scales", "float32", [V, H / quant.blockSize], q.scales);
+      x = g.msOp("GatherBlockQuantized", ["model.embed_tokens.qweight", inputIds, "model.embed_tokens.scales"], {
+        gather_axis: 0,
+        quantize_axis: 1,
+        block_size: quant.blockSize,
+        bits: quant.bits,
+      });
+    } else x = g.op("Gather", [names.embed, inputIds], { axis: 0 });
 
     const qkvSplit = c64([qDim, kvDim, kvDim]);
     const guSplit = c64([I, I]);
@@ -193,13 +266,19 @@ export async function buildDecoderOnnx(
       const xn = rmsNorm(x, `${p}.input_layernorm.weight`);
 
       const qkvCols = qDim + 2 * kvDim;
-      const wqkv = new Float32Array(H * qkvCols);
       const qScale = cfg.qkNorm ? 1 : attnScale;
-      transposeInto(getWeight(weights, l.q, [qDim, H]), qDim, H, wqkv, qkvCols, 0, qScale);
-      transposeInto(getWeight(weights, l.k, [kvDim, H]), kvDim, H, wqkv, qkvCols, qDim);
-      transposeInto(getWeight(weights, l.v, [kvDim, H]), kvDim, H, wqkv, qkvCols, qDim + kvDim);
-      g.initializer(`${p}.self_attn.qkv_proj.weight_t`, "float32", [H, qkvCols], wqkv);
-      let qkv = g.op("MatMul", [xn, `${p}.self_attn.qkv_proj.weight_t`]);
+      let qkv: string;
+      if (quant) {
+        const w = concatRows([getWeight(weights, l.q, [qDim, H]), getWeight(weights, l.k, [kvDim, H]), getWeight(weights, l.v, [kvDim, H])]);
+        qkv = qLinear(xn, `${p}.self_attn.qkv_proj`, w, qkvCols, H, qDim, qScale);
+      } else {
+        const wqkv = new Float32Array(H * qkvCols);
+        transposeInto(getWeight(weights, l.q, [qDim, H]), qDim, H, wqkv, qkvCols, 0, qScale);
+        transposeInto(getWeight(weights, l.k, [kvDim, H]), kvDim, H, wqkv, qkvCols, qDim);
+        transposeInto(getWeight(weights, l.v, [kvDim, H]), kvDim, H, wqkv, qkvCols, qDim + kvDim);
+        g.initializer(`${p}.self_attn.qkv_proj.weight_t`, "float32", [H, qkvCols], wqkv);
+        qkv = g.op("MatMul", [xn, `${p}.self_attn.qkv_proj.weight_t`]);
+      }
       if (cfg.attentionBias) {
         const b = new Float32Array(qkvCols);
         b.set(scaled(getWeight(weights, l.qBias, [qDim]), qScale), 0);
@@ -250,10 +329,14 @@ export async function buildDecoderOnnx(
       const ctx = g.op("MatMul", [probs, vAll]); // [B, KV, G*S, D]
       const ctxFlat = reshape(transpose(reshape(ctx, [0, NH, -1, D]), [0, 2, 1, 3]), [0, 0, qDim]);
 
-      const wo = new Float32Array(qDim * H);
-      transposeInto(getWeight(weights, l.o, [H, qDim]), H, qDim, wo, H, 0);
-      g.initializer(`${p}.self_attn.o_proj.weight_t`, "float32", [qDim, H], wo);
-      let attnOut = g.op("MatMul", [ctxFlat, `${p}.self_attn.o_proj.weight_t`]);
+      let attnOut: string;
+      if (quant) attnOut = qLinear(ctxFlat, `${p}.self_attn.o_proj`, getWeight(weights, l.o, [H, qDim]), H, qDim);
+      else {
+        const wo = new Float32Array(qDim * H);
+        transposeInto(getWeight(weights, l.o, [H, qDim]), H, qDim, wo, H, 0);
+        g.initializer(`${p}.self_attn.o_proj.weight_t`, "float32", [qDim, H], wo);
+        attnOut = g.op("MatMul", [ctxFlat, `${p}.self_attn.o_proj.weight_t`]);
+      }
       const oBias = getOptional(weights, l.oBias, [H]);
       if (oBias) attnOut = g.op("Add", [attnOut, g.initializer(`${p}.self_attn.o_proj.bias`, "float32", [H], oBias)]);
       x = g.op("Add", [x, attnOut]);
@@ -261,11 +344,16 @@ export async function buildDecoderOnnx(
       // MLP block
       g.initializer(`${p}.post_attention_layernorm.weight`, "float32", [H], getWeight(weights, l.postNorm, [H]));
       const xn2 = rmsNorm(x, `${p}.post_attention_layernorm.weight`);
-      const wgu = new Float32Array(H * 2 * I);
-      transposeInto(getWeight(weights, l.gate, [I, H]), I, H, wgu, 2 * I, 0);
-      transposeInto(getWeight(weights, l.up, [I, H]), I, H, wgu, 2 * I, I);
-      g.initializer(`${p}.mlp.gate_up_proj.weight_t`, "float32", [H, 2 * I], wgu);
-      let gu = g.op("MatMul", [xn2, `${p}.mlp.gate_up_proj.weight_t`]);
+      let gu: string;
+      if (quant) {
+        gu = qLinear(xn2, `${p}.mlp.gate_up_proj`, concatRows([getWeight(weights, l.gate, [I, H]), getWeight(weights, l.up, [I, H])]), 2 * I, H);
+      } else {
+        const wgu = new Float32Array(H * 2 * I);
+        transposeInto(getWeight(weights, l.gate, [I, H]), I, H, wgu, 2 * I, 0);
+        transposeInto(getWeight(weights, l.up, [I, H]), I, H, wgu, 2 * I, I);
+        g.initializer(`${p}.mlp.gate_up_proj.weight_t`, "float32", [H, 2 * I], wgu);
+        gu = g.op("MatMul", [xn2, `${p}.mlp.gate_up_proj.weight_t`]);
+      }
       const gBias = getOptional(weights, l.gateBias, [I]);
       const uBias = getOptional(weights, l.upBias, [I]);
       if (gBias || uBias) {
@@ -276,10 +364,14 @@ export async function buildDecoderOnnx(
       }
       const [gate, up] = g.node("Split", [gu, guSplit], { axis: -1 }, 2) as [string, string];
       const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
-      const wd = new Float32Array(I * H);
-      transposeInto(getWeight(weights, l.down, [H, I]), H, I, wd, H, 0);
-      g.initializer(`${p}.mlp.down_proj.weight_t`, "float32", [I, H], wd);
-      let mlpOut = g.op("MatMul", [act, `${p}.mlp.down_proj.weight_t`]);
+      let mlpOut: string;
+      if (quant) mlpOut = qLinear(act, `${p}.mlp.down_proj`, getWeight(weights, l.down, [H, I]), H, I);
+      else {
+        const wd = new Float32Array(I * H);
+        transposeInto(getWeight(weights, l.down, [H, I]), H, I, wd, H, 0);
+        g.initializer(`${p}.mlp.down_proj.weight_t`, "float32", [I, H], wd);
+        mlpOut = g.op("MatMul", [act, `${p}.mlp.down_proj.weight_t`]);
+      }
       const dBias = getOptional(weights, l.downBias, [H]);
       if (dBias) mlpOut = g.op("Add", [mlpOut, g.initializer(`${p}.mlp.down_proj.bias`, "float32", [H], dBias)]);
       x = g.op("Add", [x, mlpOut]);
@@ -290,9 +382,13 @@ export async function buildDecoderOnnx(
     g.initializer("model.norm.weight", "float32", [H], getWeight(weights, names.norm, [H]));
     const hidden = rmsNorm(x, "model.norm.weight");
     if (hiddenStates) g.output("hidden_states", "float32", ["batch_size", "sequence_length", H], hidden);
-    if (!names.tied) g.initializer(names.lmHead, "float32", [V, H], getWeight(weights, names.lmHead, [V, H]));
     const flat = reshape(hidden, [-1, H]);
-    const logits2d = g.op("Gemm", [flat, names.lmHead], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
+    let logits2d: string;
+    if (quant?.lmHead) logits2d = qLinear(flat, "lm_head", getWeight(weights, names.lmHead, [V, H]), V, H);
+    else {
+      if (!names.tied) g.initializer(names.lmHead, "float32", [V, H], getWeight(weights, names.lmHead, [V, H]));
+      logits2d = g.op("Gemm", [flat, names.lmHead], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
+    }
     const logitsShape = g.op("Concat", [g.op("Shape", [inputIds]), c64([V])], { axis: 0 });
     const logits = g.op("Reshape", [logits2d, logitsShape]);
     g.output("logits", io, ["batch_size", "sequence_length", V], io === "float32" ? logits : g.op("Cast", [logits], { to: FLOAT16 }));
@@ -307,6 +403,13 @@ export async function buildDecoderOnnx(
     g.setMetadata("spec_decode.hidden_states", hiddenStates ? "true" : "false");
     g.setMetadata("spec_decode.io_dtype", io);
     g.setMetadata("spec_decode.max_positions", String(maxPositions));
+    if (quant) {
+      g.setMetadata("spec_decode.quantize", quant.kind);
+      g.setMetadata("spec_decode.quantize_block_size", String(quant.blockSize));
+      g.setMetadata("spec_decode.quantize_accuracy_level", String(quant.accuracyLevel));
+      g.setMetadata("spec_decode.quantize_lm_head", String(quant.lmHead));
+      g.setMetadata("spec_decode.quantize_embeddings", String(quant.embeddings));
+    }
     for (const [k, val] of Object.entries(opts.metadata ?? {})) g.setMetadata(k, val);
 
     progress(`writing ${outPath}`);

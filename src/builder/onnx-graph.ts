@@ -25,6 +25,9 @@ const { onnx } = onnxProto;
 export const ONNX_IR_VERSION = 8;
 /** Default ai.onnx opset. 17 keeps ReduceMean's `axes` an attribute and has LessOrEqual, Range, Trilu. */
 export const ONNX_OPSET = 17;
+/** onnxruntime's contrib-op domain (MatMulNBits, GatherBlockQuantized, ...) and the opset version imported for it. */
+export const MS_DOMAIN = "com.microsoft";
+export const MS_OPSET = 1;
 
 export type DType = "float32" | "float16" | "bfloat16" | "float64" | "int64" | "int32" | "int8" | "uint8" | "bool";
 
@@ -173,6 +176,8 @@ export class GraphBuilder {
   private readonly names = new Set<string>();
   private readonly constCache = new Map<string, string>();
   private readonly metadata = new Map<string, string>();
+  /** Non-default operator domains used by nodes -> the opset version imported for each. */
+  private readonly domains = new Map<string, number>();
   private counter = 0;
   private inlineBytes = 0;
   private spill?: { path: string; fd: number; size: number };
@@ -301,6 +306,7 @@ export class GraphBuilder {
             return n;
           });
     const attribute = Object.entries(attrs).map(([k, v]) => encodeAttr(k, v));
+    if (domain && !this.domains.has(domain)) this.domains.set(domain, domain === MS_DOMAIN ? MS_OPSET : 1);
     this.nodes.push({
       opType,
       input: [...inputs],
@@ -315,6 +321,16 @@ export class GraphBuilder {
   /** A single-output node; returns the output name. */
   op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}): string {
     return this.node(opType, inputs, attrs, 1)[0]!;
+  }
+
+  /** A single-output onnxruntime contrib node (domain com.microsoft, imported at opset 1). */
+  msOp(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}): string {
+    return this.node(opType, inputs, attrs, 1, MS_DOMAIN)[0]!;
+  }
+
+  /** The operator domains the graph imports besides the default one. */
+  get importedDomains(): ReadonlyMap<string, number> {
+    return this.domains;
   }
 
   private cachedConst(key: string, make: () => string): string {
@@ -394,7 +410,7 @@ export class GraphBuilder {
       irVersion: ONNX_IR_VERSION,
       producerName: this.opts.producerName ?? "speculative-decoding",
       producerVersion: this.opts.producerVersion ?? "",
-      opsetImport: [{ domain: "", version: this.opset }],
+      opsetImport: [{ domain: "", version: this.opset }, ...[...this.domains].map(([domain, version]) => ({ domain, version }))],
       metadataProps: [...this.metadata].map(([key, value]) => ({ key, value })),
     }).finish();
     const graphHead = onnx.GraphProto.encode({

@@ -6,6 +6,7 @@
 import { BuildError } from "../errors.js";
 import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
+import { fakeQuantize, resolveQuantize, type QuantizeOptions } from "./quantize.js";
 import type { WeightSource } from "./safetensors.js";
 
 type Vec = Float64Array;
@@ -34,12 +35,17 @@ function linear(w: Float32Array, out: number, inn: number, x: Vec, b?: Float32Ar
 /**
  * Logits [T, vocab] (row-major) for `tokenIds` at positions 0..T-1 with full causal attention.
  * `numLayers` < config layers gives the early-exit model (first m layers + final norm + lm_head).
+ * `quantize` is the "dequantize then compute" mode: every weight the builder would quantize with
+ * these options is replaced by its quantized-then-dequantized values (same codes and scales as the
+ * MatMulNBits graph), and the forward runs in float64 as usual. With accuracy_level 0/1 the built
+ * graph computes exactly this (in float32); level 2/4 also round the activations (float16 / int8
+ * per block), which this reference does not model.
  */
 export function referenceLogits(
   cfg: DecoderConfig,
   weights: WeightSource,
   tokenIds: number[],
-  opts: { numLayers?: number } = {},
+  opts: { numLayers?: number; quantize?: QuantizeOptions } = {},
 ): Float64Array {
   const numLayers = opts.numLayers ?? cfg.numLayers;
   if (!Number.isInteger(numLayers) || numLayers < 1 || numLayers > cfg.numLayers) {
@@ -51,8 +57,14 @@ export function referenceLogits(
   const G = NH / KV;
   const half = D / 2;
   const { cos, sin } = ropeTables(cfg, Math.max(T, 1));
+  const quant = opts.quantize ? resolveQuantize(opts.quantize) : undefined;
+  /** A linear weight [N, K] as the graph sees it (fake-quantized when `quantize` covers it). */
+  const lin = (name: string, dims: [number, number], quantized = true): Float32Array => {
+    const w = getWeight(weights, name, dims);
+    return quant && quantized ? fakeQuantize(w, dims[0], dims[1], quant.kind, quant.blockSize) : w;
+  };
 
-  const embed = getWeight(weights, names.embed, [V, H]);
+  const embed = lin(names.embed, [V, H], quant?.embeddings ?? false);
   let xs: Vec[] = tokenIds.map((id) => {
     if (!Number.isInteger(id) || id < 0 || id >= V) throw new BuildError(`Token id ${id} is outside the vocabulary [0, ${V}).`);
     return Float64Array.from(embed.subarray(id * H, (id + 1) * H));
@@ -77,10 +89,10 @@ export function referenceLogits(
 
   for (let layer = 0; layer < numLayers; layer++) {
     const l = names.layer(layer);
-    const wq = getWeight(weights, l.q, [NH * D, H]);
-    const wk = getWeight(weights, l.k, [KV * D, H]);
-    const wv = getWeight(weights, l.v, [KV * D, H]);
-    const wo = getWeight(weights, l.o, [H, NH * D]);
+    const wq = lin(l.q, [NH * D, H]);
+    const wk = lin(l.k, [KV * D, H]);
+    const wv = lin(l.v, [KV * D, H]);
+    const wo = lin(l.o, [H, NH * D]);
     const bq = cfg.attentionBias ? getWeight(weights, l.qBias, [NH * D]) : undefined;
     const bk = cfg.attentionBias ? getWeight(weights, l.kBias, [KV * D]) : undefined;
     const bv = cfg.attentionBias ? getWeight(weights, l.vBias, [KV * D]) : undefined;
@@ -139,9 +151,9 @@ export function referenceLogits(
     }
     xs = next;
 
-    const wg = getWeight(weights, l.gate, [I, H]);
-    const wu = getWeight(weights, l.up, [I, H]);
-    const wd = getWeight(weights, l.down, [H, I]);
+    const wg = lin(l.gate, [I, H]);
+    const wu = lin(l.up, [I, H]);
+    const wd = lin(l.down, [H, I]);
     const bg = getOptional(weights, l.gateBias, [I]);
     const bu = getOptional(weights, l.upBias, [I]);
     const bd = getOptional(weights, l.downBias, [H]);
@@ -159,7 +171,7 @@ export function referenceLogits(
   }
 
   const normW = getWeight(weights, names.norm, [H]);
-  const lm = getWeight(weights, names.lmHead, [V, H]);
+  const lm = lin(names.lmHead, [V, H], quant?.lmHead ?? false);
   const logits = new Float64Array(T * V);
   for (let t = 0; t < T; t++) logits.set(linear(lm, V, H, rmsNorm(xs[t]!, normW, eps)), t * V);
   return logits;

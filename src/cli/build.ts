@@ -1,12 +1,17 @@
 /** `spec-decode build`: safetensors checkpoint -> ONNX with our interface (+ early-exit drafts). */
-import { buildModelDir } from "../builder/index.js";
+import { buildModelDir, quantizeFromArgs } from "../builder/index.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, parse, required } from "./args.js";
 
 const USAGE = `Usage: spec-decode build --model DIR [--early-exit M[,M...]] [--io-dtype float32|float16]
   [--no-tree-mask] [--no-hidden-states] [--json]
+  [--quantize int4|int8|uint8|bnb4 [--block-size 32|64|128] [--accuracy-level 0|1|2|4] [--quantize-lm-head] [--quantize-embeddings]]
 Reads DIR/config.json and DIR/model.safetensors (or a sharded index) and writes DIR/onnx/model.onnx
-(and DIR/onnx/early_exit_M.onnx for each M).`;
+(and DIR/onnx/early_exit_M.onnx for each M). --quantize writes onnx-community variant names instead:
+model_q4.onnx / model_q4f16.onnx (int4 com.microsoft MatMulNBits, float32 / float16 io), model_int8.onnx
+(8-bit MatMulNBits), model_uint8.onnx (MatMulInteger), model_bnb4.onnx (MatMulBnb4 NF4), and
+early_exit_M_q4.onnx etc.; load one with --variant q4. Defaults: block 32, accuracy level 4 (int8
+activations, the fastest on CPU), lm_head and embedding kept float.`;
 
 export async function buildCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -17,6 +22,11 @@ export async function buildCommand(argv: string[]): Promise<number> {
       "io-dtype": { type: "string" },
       "no-tree-mask": { type: "boolean", default: false },
       "no-hidden-states": { type: "boolean", default: false },
+      quantize: { type: "string" },
+      "block-size": { type: "string" },
+      "accuracy-level": { type: "string" },
+      "quantize-lm-head": { type: "boolean" },
+      "quantize-embeddings": { type: "boolean" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -33,6 +43,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     ioDtype: ioDtype as "float32" | undefined,
     treeMask: !v["no-tree-mask"],
     hiddenStates: !v["no-hidden-states"],
+    quantize: quantizeFromArgs({ quantize: v.quantize, blockSize: v["block-size"], accuracyLevel: v["accuracy-level"], lmHead: v["quantize-lm-head"], embeddings: v["quantize-embeddings"] }, "cli"),
     onProgress: v.json ? undefined : (msg) => process.stderr.write(`${msg}\n`),
   });
   if (v.json) console.log(JSON.stringify(res));

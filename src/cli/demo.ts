@@ -6,6 +6,7 @@
  */
 import { SpecEngine } from "../api.js";
 import { measureSpeedup } from "../bench/measure.js";
+import { quantArms } from "../bench/quant.js";
 import { armsTable } from "../bench/report.js";
 import { DEFAULT_TWIN_AGREEMENT, ensureTwin } from "../bench/twin.js";
 import { builtinWorkload, selectPrompts } from "../bench/workload.js";
@@ -14,7 +15,8 @@ import { intOpt, numOpt, parse, threadsOpt } from "./args.js";
 
 const USAGE = `Usage: spec-decode demo [--max-new-tokens N] [--agreement X] [--threads N] [--json]
 Builds the synthetic twin models once (a ~100M-parameter target and a 4.4M-parameter draft that
-agrees with it about 80% of the time; cached under $SPEC_DECODE_CACHE or ~/.cache/speculative-decoding),
+agrees with it about 80% of the time, each also as int8 and int4 builds; cached under
+$SPEC_DECODE_CACHE or ~/.cache/speculative-decoding),
 generates with the draft model, then measures every method against plain decoding on the same prompts.
 The models have random weights: their text is gibberish. What the demo shows is that every method
 returns exactly the tokens of plain greedy decoding, in fewer target forwards.`;
@@ -58,7 +60,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
       prompts,
       maxNewTokens,
       repeats: 1,
-      methods: DEMO_METHODS.map((m) => ({ method: m.method, label: m.label, methodOptions: m.methodOptions })),
+      methods: [
+        ...DEMO_METHODS.map((m) => ({ method: m.method, label: m.label, methodOptions: m.methodOptions })),
+        // The twin's int8 / int4 builds: plain, and draft / early exit on them (vs their own plain decoding).
+        ...quantArms({ model: twin.target, draft: twin.draft, methods: ["draft", "early-exit"] }),
+      ],
       skipUnavailable: true,
     });
     if (v.json) {
@@ -76,6 +82,13 @@ export async function demoCommand(argv: string[]): Promise<number> {
     );
     console.log(armsTable(result));
     for (const sk of result.skipped) console.log(`skipped ${sk.label}: ${sk.reason}`);
+    const rel = result.arms.filter((a) => a.reference !== undefined && a.reference !== a.label);
+    if (rel.length > 0) {
+      console.log("\nOn the quantized builds (speedup over that build's own plain decoding; lossless means its tokens):");
+      for (const a of rel) {
+        console.log(`  ${a.label}: ${a.speedupVsReference.mean.toFixed(2)}x over ${a.reference}, greedy = ${a.reference}: ${a.greedyIdentical ? "yes" : `NO (${a.mismatches.join(", ")})`}`);
+      }
+    }
     console.log(
       `\nOne short run (${prompts.length} prompts x ${maxNewTokens} tokens) on this machine; for medians over more prompts run ` +
         "`spec-decode bench --twin`. Every row's \"greedy = baseline\" column checks the lossless claim.",

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { intOpt, numOpt, required } from "./args.js";
 import { InvalidOptionError } from "../errors.js";
 import { buildTwin, calibrateTwin, TWIN_CALIBRATION } from "../bench/twin.js";
+import { quantizeFromArgs } from "../builder/quantize.js";
 import { builtinWorkload } from "../bench/workload.js";
 
 export async function twinCommand(v: Record<string, unknown>, usage: string): Promise<number> {
@@ -39,7 +40,13 @@ export async function twinCommand(v: Record<string, unknown>, usage: string): Pr
   const agreement = numOpt(v.agreement, "agreement");
   const divergence = numOpt(v.divergence, "divergence");
   if (agreement !== undefined && divergence !== undefined) throw new InvalidOptionError("Give --agreement or --divergence, not both.");
-  const res = await buildTwin({ ...shape, out, agreement, divergence, onProgress: log });
+  const kinds = v.quantize === undefined ? [] : String(v.quantize).split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  if (v.quantize !== undefined && kinds.length === 0) throw new InvalidOptionError("--quantize needs a kind: int4, int8, uint8 or bnb4 (a comma-separated list with --twin).");
+  const quantize = kinds.map(
+    (kind) => quantizeFromArgs({ quantize: kind, blockSize: v["block-size"], accuracyLevel: v["accuracy-level"], lmHead: v["quantize-lm-head"], embeddings: v["quantize-embeddings"] }, "cli")!,
+  );
+  if (kinds.length === 0) quantizeFromArgs({ blockSize: v["block-size"], accuracyLevel: v["accuracy-level"], lmHead: v["quantize-lm-head"], embeddings: v["quantize-embeddings"] }, "cli");
+  const res = await buildTwin({ ...shape, out, agreement, divergence, quantize, onProgress: log });
   if (v.json) console.log(JSON.stringify(res));
   else {
     const i = res.info;
@@ -52,6 +59,7 @@ export async function twinCommand(v: Record<string, unknown>, usage: string): Pr
         (i.calibratedAgreement !== undefined
           ? ` (calibrated greedy agreement ~${i.calibratedAgreement}; table: ${TWIN_CALIBRATION.map((r) => `${r.divergence}->${r.agreement}`).join(", ")})`
           : " (not the default size: measure its agreement with `spec-decode bench` or --calibrate)") +
+        (i.quantized?.length ? `\n  quantized: ${i.quantized.map((q) => `${q.kind} (${q.targetFile}, ${q.earlyExitFile}, draft ${q.draftFile}; block ${q.blockSize}, accuracy level ${q.accuracyLevel}${q.lmHead ? ", lm_head" : ""})`).join("; ")}` : "") +
         `\n  built in ${i.buildSeconds} s`,
     );
   }

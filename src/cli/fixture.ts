@@ -1,5 +1,5 @@
 /** `spec-decode fixture`: a tiny random checkpoint + tokenizer, built to ONNX, for tests and demos. */
-import { makeFixture } from "../builder/index.js";
+import { makeFixture, quantizeFromArgs } from "../builder/index.js";
 import { twinCommand } from "./fixture-twin.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, parse, required } from "./args.js";
@@ -8,15 +8,19 @@ const USAGE = `Usage: spec-decode fixture --out DIR [--arch llama|qwen2|qwen3|mi
   [--heads H] [--kv-heads H] [--intermediate I] [--vocab V] [--max-positions P] [--seed S] [--tie-embeddings]
   [--early-exit M[,M...]] [--layout onnx-community|optimum|genai] [--io-dtype float32|float16]
   [--no-tree-mask] [--no-hidden-states] [--json]
+  [--quantize int4|int8|uint8|bnb4 [--block-size 32|64|128] [--accuracy-level 0|1|2|4] [--quantize-lm-head] [--quantize-embeddings]]
        spec-decode fixture --twin --out DIR [--agreement X | --divergence S] [--calibrate S1,S2,...]
   [--layers N] [--hidden D] [--heads H] [--kv-heads H] [--intermediate I] [--vocab V] [--max-positions P]
   [--draft-hidden h] [--draft-layers m] [--draft-intermediate i] [--seed S] [--no-safetensors] [--json]
+  [--quantize int4[,int8...] [--block-size B] [--accuracy-level A] [--quantize-lm-head]]
 
 --twin builds the synthetic benchmark pair: DIR/target (~101M parameters fp32 by default, with
 onnx/early_exit_<m>.onnx) and DIR/draft (a small model equal to the target's first m layers in a
 128-wide subspace). The knob --divergence scales the target's upper layers (0 = the target agrees with
 the draft everywhere); --agreement X picks it from the calibration table of the default size.
---calibrate builds one twin per value under DIR/calibration and prints the measured greedy agreement.`;
+--calibrate builds one twin per value under DIR/calibration and prints the measured greedy agreement.
+--twin --quantize int4,int8 also writes the quantized target, early exit and draft beside the float
+files (onnx/model_q4.onnx, onnx/early_exit_<m>_q4.onnx, onnx/model_int8.onnx ...).`;
 
 export async function fixtureCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -48,6 +52,11 @@ export async function fixtureCommand(argv: string[]): Promise<number> {
       "draft-layers": { type: "string" },
       "draft-intermediate": { type: "string" },
       "no-safetensors": { type: "boolean", default: false },
+      quantize: { type: "string" },
+      "block-size": { type: "string" },
+      "accuracy-level": { type: "string" },
+      "quantize-lm-head": { type: "boolean" },
+      "quantize-embeddings": { type: "boolean" },
     },
     USAGE,
   );
@@ -82,6 +91,7 @@ export async function fixtureCommand(argv: string[]): Promise<number> {
     ioDtype: ioDtype as "float32" | undefined,
     treeMask: !v["no-tree-mask"],
     hiddenStates: !v["no-hidden-states"],
+    quantize: quantizeFromArgs({ quantize: v.quantize, blockSize: v["block-size"], accuracyLevel: v["accuracy-level"], lmHead: v["quantize-lm-head"], embeddings: v["quantize-embeddings"] }, "cli"),
   });
   if (v.json) console.log(JSON.stringify({ dir: res.dir, config: res.config }));
   else console.log(`Wrote a random ${res.config.architecture} fixture (${res.config.numLayers} layers, hidden ${res.config.hiddenSize}, vocab ${res.config.vocabSize}) to ${res.dir}`);

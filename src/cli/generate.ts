@@ -9,7 +9,7 @@ import type { SamplingOptions } from "../sampling/index.js";
 import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
 
 export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
-  [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--heads PATH]
+  [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--draft-variant NAME] [--heads PATH]
   [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
   [--max-ngram N] [--min-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
   [--tree JSON] [--acceptance exact|typical] [--posterior-threshold P] [--posterior-alpha A]
@@ -24,6 +24,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       model: { type: "string" },
       variant: { type: "string" },
       draft: { type: "string" },
+      "draft-variant": { type: "string" },
       heads: { type: "string" },
       method: { type: "string" },
       prompt: { type: "string" },
@@ -105,6 +106,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     model,
     variant: v.variant as string | undefined,
     draft: v.draft as string | undefined,
+    draftVariant: v["draft-variant"] as string | undefined,
     heads: v.heads as string | undefined,
     method: method as MethodName | "auto",
     prompt: v.prompt as string | undefined,

@@ -6,21 +6,22 @@ import { errorMessage } from "../errors.js";
 import { TextTokenizer } from "../text/index.js";
 import { COMMON_MODEL_OPTIONS, parse, required } from "./args.js";
 
-const USAGE = "Usage: spec-decode info --model DIR [--device cpu|webgpu|cuda] [--json]";
+const USAGE = "Usage: spec-decode info --model DIR [--variant NAME] [--device cpu|webgpu|cuda] [--json]";
 
 export async function infoCommand(argv: string[]): Promise<number> {
-  const { values: v } = parse(argv, { ...COMMON_MODEL_OPTIONS, model: { type: "string" } }, USAGE);
+  const { values: v } = parse(argv, { ...COMMON_MODEL_OPTIONS, model: { type: "string" }, variant: { type: "string" } }, USAGE);
   if (v.help) {
     console.log(USAGE);
     return 0;
   }
-  const lm = await CausalLM.load(required(v.model as string | undefined, "model", USAGE), { device: v.device as Device | undefined });
+  const lm = await CausalLM.load(required(v.model as string | undefined, "model", USAGE), { device: v.device as Device | undefined, variant: v.variant as string | undefined });
   try {
     const d = describeModel(lm);
     if (v.json) console.log(JSON.stringify(d, null, 2));
     else {
       console.log(`${d.architecture} (${d.layout}) ${d.file}`);
       console.log(`  layers ${d.numLayers}, kv heads ${d.kvHeads}, head dim ${d.headDim}, kv ${d.kvDtype}, logits ${d.logitsDtype}`);
+      console.log(`  weights ${d.weightFormat}, ${(d.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB read per token`);
       console.log(`  vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}, eos ${JSON.stringify(d.eosIds)}`);
       console.log(`  tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${JSON.stringify(d.earlyExitLayers)}`);
       for (const m of d.methods) console.log(`  ${m.available ? "✓" : "✗"} ${m.method}: ${m.reason}`);

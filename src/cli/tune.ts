@@ -17,6 +17,7 @@ import { BENCH_COMMON_OPTIONS, deviceOpt, loadPrompts, resolveModels } from "./b
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M] | --twin [--agreement X | --divergence S] [--early-exit])
+  [--variant NAME] [--draft-variant NAME]
   [--ks 1,2,3,4,6,8] [--controllers heuristic,confidence,cost] [--confidence-threshold P]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
   [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device D] [--threads N]
@@ -24,7 +25,9 @@ const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer 
 
 Sweeps K for the draft model (--draft) or the target's early exit (--exit-layer), interleaved with plain
 decoding on the same prompts, and reports measured vs predicted speedup per K, the best setting and the
-equivalent vLLM / llama.cpp / transformers settings.`;
+equivalent vLLM / llama.cpp / transformers settings. The "verify cost" column is the measured cost curve:
+a target forward over K+1 tokens / a plain one (flat for float weights, steep for int4); the prediction
+uses it. --variant q4 / --draft-variant q4 tune the quantized builds (spec-decode build --quantize).`;
 
 export async function tuneCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -36,6 +39,8 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       ks: { type: "string" },
       controllers: { type: "string" },
       "confidence-threshold": { type: "string" },
+      variant: { type: "string" },
+      "draft-variant": { type: "string" },
     },
     USAGE,
   );
@@ -67,7 +72,9 @@ export async function tuneCommand(argv: string[]): Promise<number> {
     const res = await tuneDraftK({
       engine,
       model: resolve(model),
+      variant: v.variant as string | undefined,
       draft: draft ? resolve(draft) : undefined,
+      draftVariant: v["draft-variant"] as string | undefined,
       method: draft ? "draft" : "early-exit",
       exitLayer,
       ks: intList(v.ks, "ks") ?? DEFAULT_TUNE_KS,

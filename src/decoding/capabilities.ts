@@ -1,7 +1,8 @@
 /** What a loaded model can do: its interface and which methods can run on it, with reasons. */
-import { readdirSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { statSync } from "node:fs";
 import type { CausalLM } from "../engine/causal-lm.js";
+import { earlyExitFiles } from "../engine/model-store.js";
+import { readWeightFormat } from "../engine/weight-format.js";
 import { registeredMethods, type MethodName } from "./methods.js";
 
 export interface MethodSupport {
@@ -27,6 +28,10 @@ export interface ModelDescription {
   eosIds: number[];
   /** Bytes of the ONNX file (external data not included). */
   fileBytes: number;
+  /** Weight format read from the graph ("float32", "int4 (MatMulNBits, block 32) ..."); "unknown" if unreadable. */
+  weightFormat: string;
+  /** Weight bytes one decode step reads (0 if unreadable). */
+  weightBytesPerToken: number;
   hasTreeMask: boolean;
   hasHiddenStates: boolean;
   /** Exit layers for which an early-exit draft graph exists beside the model. */
@@ -36,13 +41,16 @@ export interface ModelDescription {
 }
 
 export function earlyExitLayersOf(lm: CausalLM): number[] {
-  const dir = dirname(lm.info.file);
-  const out: number[] = [];
-  for (const f of readdirSync(dir)) {
-    const m = /^early_exit_(\d+)\.onnx$/.exec(f);
-    if (m) out.push(Number(m[1]));
+  return [...earlyExitFiles(lm.info.file).keys()];
+}
+
+function weightFormatOf(file: string): { weightFormat: string; weightBytesPerToken: number } {
+  try {
+    const w = readWeightFormat(file);
+    return { weightFormat: w.format, weightBytesPerToken: w.bytesPerToken };
+  } catch {
+    return { weightFormat: "unknown", weightBytesPerToken: 0 }; // advisory: never fail a description over it
   }
-  return out.sort((a, b) => a - b);
 }
 
 export function describeModel(lm: CausalLM): ModelDescription {
@@ -66,6 +74,7 @@ export function describeModel(lm: CausalLM): ModelDescription {
     maxContext: Number.isFinite(i.maxContext) ? i.maxContext : null,
     eosIds: i.eosIds,
     fileBytes: statSync(i.file).size,
+    ...weightFormatOf(i.file),
     hasTreeMask: i.hasTreeMask,
     hasHiddenStates: i.hasHiddenStates,
     earlyExitLayers: earlyExitLayersOf(lm),

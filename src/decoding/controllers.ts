@@ -235,6 +235,8 @@ export class CostController implements KController {
   private readonly accepts: number[];
   private readonly draftTimes: number[] = [];
   private readonly targetTimes: number[] = [];
+  /** Target forward times by the number of tokens verified (T = drafted + 1): the verify cost curve. */
+  private readonly targetByT = new Map<number, number[]>();
   private timed = 0;
   private plainStreak = 0;
   private plainRounds = 0;
@@ -268,19 +270,63 @@ export class CostController implements KController {
     return t > 0 ? median(this.draftTimes) / t : Number.NaN;
   }
 
-  /** Predicted speedup E(K)/(K·c + 1) for K = 0..maxK. */
+  /**
+   * Measured cost of a target forward over T tokens relative to one token, v(T) / v(1), from a
+   * least-squares line v(T) = a + b·T through the medians of each T seen (b >= 0). Verification
+   * is nearly flat in T for a memory-bound float model but not for int4 weights (compute-bound
+   * sooner: verifying 8 tokens can cost 3x one), so K must be priced with the curve of the model
+   * that runs. With fewer than two distinct T measured, the curve is flat (1), as before.
+   */
+  verifyCost(T: number): number {
+    const pts = [...this.targetByT].filter(([, xs]) => xs.length > 0).map(([t, xs]) => [t, median(xs)] as const);
+    if (pts.length < 2) return 1;
+    const n = pts.length;
+    const mt = pts.reduce((s, [t]) => s + t, 0) / n;
+    const mv = pts.reduce((s, [, v]) => s + v, 0) / n;
+    let num = 0;
+    let den = 0;
+    for (const [t, v] of pts) {
+      num += (t - mt) * (v - mv);
+      den += (t - mt) ** 2;
+    }
+    const b = den > 0 ? Math.max(0, num / den) : 0;
+    const a = mv - b * mt;
+    const v1 = a + b;
+    if (!(v1 > 0)) return 1;
+    return Math.max(1, (a + b * T) / v1);
+  }
+
+  /** The measured verify cost curve v(T)/v(1) for T = 1..maxK+1 (for reports). */
+  verifyCurve(): number[] {
+    return Array.from({ length: this.maxK + 1 }, (_, i) => Math.round(this.verifyCost(i + 1) * 1000) / 1000);
+  }
+
+  /** Predicted speedup E(K) / (K·c + v(K+1)/v(1)) for K = 0..maxK (c relative to a one-token target forward). */
   predicted(): number[] {
     const a = this.acceptance();
     const c = this.costRatio();
+    const flat = this.targetByT.size < 2;
+    // c was measured against the average verify forward; rescale it to a one-token forward.
+    const c1 = flat ? c : c * this.verifyCost(this.meanVerifyTokens());
     const out = [1];
     let e = 1;
     let prod = 1;
     for (let k = 1; k <= this.maxK; k++) {
       prod *= a[k - 1]!;
       e += prod;
-      out.push(e / (k * c + 1));
+      out.push(e / (k * c1 + this.verifyCost(k + 1)));
     }
     return out;
+  }
+
+  private meanVerifyTokens(): number {
+    let n = 0;
+    let s = 0;
+    for (const [t, xs] of this.targetByT) {
+      n += xs.length;
+      s += t * xs.length;
+    }
+    return n > 0 ? s / n : 1;
   }
 
   nextK(): number {
@@ -309,6 +355,12 @@ export class CostController implements KController {
   }
 
   update(o: RoundOutcome): void {
+    if (o.targetMs > 0) {
+      const T = o.drafted + 1;
+      const w = this.targetByT.get(T) ?? [];
+      push(w, o.targetMs);
+      this.targetByT.set(T, w);
+    }
     if (o.drafted === 0) return;
     const d = CostController.DECAY;
     for (let i = 0; i < o.drafted && i < this.maxK; i++) {
@@ -327,6 +379,7 @@ export class CostController implements KController {
       maxK: this.maxK,
       finalK: this.lastK,
       costRatio: Number.isFinite(c) ? Math.round(c * 10000) / 10000 : 0,
+      verifyCost: this.verifyCurve(),
       plainRounds: this.plainRounds,
       probes: this.probes,
     };

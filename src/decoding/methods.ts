@@ -62,6 +62,8 @@ export interface ResourceRequest {
   target: LoadedModel;
   /** Draft model directory given by the user. */
   draft?: string;
+  /** The draft's onnx-community variant (e.g. "q4"). */
+  draftVariant?: string;
   /** Medusa heads directory/file given by the user. */
   heads?: string;
   options: MethodOptions;

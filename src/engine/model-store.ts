@@ -5,7 +5,7 @@
  * and two generations would only fight over the same cores).
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { ModelLoadError } from "../errors.js";
 import { TextTokenizer } from "../text/index.js";
 import { CausalLM } from "./causal-lm.js";
@@ -318,9 +318,29 @@ function fileBytes(file: string): number {
   return total;
 }
 
-/** Early-exit draft graphs are written beside the model file as early_exit_{m}.onnx. */
+/**
+ * Early-exit draft graphs beside a model file, by exit layer. A float build writes
+ * early_exit_{m}.onnx; a quantized one (model_q4.onnx) writes early_exit_{m}_q4.onnx. A variant
+ * model uses its own early exits, else the float ones (still exact: any draft is verified).
+ */
+export function earlyExitFiles(modelFile: string): Map<number, string> {
+  const dir = dirname(modelFile);
+  const variant = /^model_(.+)\.onnx$/.exec(basename(modelFile))?.[1];
+  const own = new Map<number, string>();
+  const plain = new Map<number, string>();
+  for (const f of readdirSync(dir)) {
+    const m = /^early_exit_(\d+)(?:_(.+))?\.onnx$/.exec(f);
+    if (!m) continue;
+    if (m[2] === undefined) plain.set(Number(m[1]), join(dir, f));
+    else if (m[2] === variant) own.set(Number(m[1]), join(dir, f));
+  }
+  for (const [k, f] of plain) if (!own.has(k)) own.set(k, f);
+  return new Map([...own].sort((x, y) => x[0] - y[0]));
+}
+
+/** The early-exit draft graph for `exitLayer` beside the model file (see earlyExitFiles). */
 export function earlyExitFile(lm: CausalLM, exitLayer: number): string {
-  const file = join(dirname(lm.info.file), `early_exit_${exitLayer}.onnx`);
+  const file = earlyExitFiles(lm.info.file).get(exitLayer) ?? join(dirname(lm.info.file), `early_exit_${exitLayer}.onnx`);
   if (!existsSync(file)) {
     throw new ModelLoadError(
       `No early-exit draft with ${exitLayer} layers for ${lm.info.dir} (looked for ${file}). Build it with ` +

@@ -2,7 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { statSync } from "node:fs";
 import { z } from "zod";
-import { buildModelDir } from "../../builder/index.js";
+import { buildModelDir, quantizeFromArgs } from "../../builder/index.js";
 import type { ToolContext } from "../context.js";
 import { modelArg, progressSender, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
 
@@ -19,6 +19,21 @@ export const inputSchema = {
   treeMask: z.boolean().optional().describe("Add the tree_attention_mask input (default true; lookahead and Medusa need it)."),
   hiddenStates: z.boolean().optional().describe("Add the hidden_states output (default true; Medusa needs it)."),
   layout: z.enum(["onnx-community", "optimum", "genai"]).optional().describe("Where the files go (default onnx-community: onnx/model.onnx)."),
+  quantize: z
+    .enum(["int4", "int8", "uint8", "bnb4"])
+    .optional()
+    .describe(
+      "Quantize the linear layers: int4 / int8 = com.microsoft MatMulNBits (written as onnx/model_q4.onnx, model_q4f16.onnx with float16 io, " +
+        "model_int8.onnx; early exits early_exit_M_q4.onnx), uint8 = MatMulInteger (model_uint8.onnx), bnb4 = MatMulBnb4 NF4 (model_bnb4.onnx). " +
+        'Load with variant "q4" etc.',
+    ),
+  blockSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).optional().describe("Values per quantization block (default 32); needs quantize."),
+  accuracyLevel: z
+    .union([z.literal(0), z.literal(1), z.literal(2), z.literal(4)])
+    .optional()
+    .describe("MatMulNBits compute precision: 4 = int8 activations (default, fastest on CPU), 0/1 = float32; needs quantize."),
+  quantizeLmHead: z.boolean().optional().describe("Also quantize lm_head (default false); needs quantize."),
+  quantizeEmbeddings: z.boolean().optional().describe("Also quantize the embedding table (GatherBlockQuantized; int4/int8; default false); needs quantize."),
 };
 
 export const outputSchema = {
@@ -57,6 +72,10 @@ export function register(server: McpServer, ctx: ToolContext) {
           treeMask: args.treeMask,
           hiddenStates: args.hiddenStates,
           layout: args.layout,
+          quantize: quantizeFromArgs(
+            { quantize: args.quantize, blockSize: args.blockSize, accuracyLevel: args.accuracyLevel, lmHead: args.quantizeLmHead, embeddings: args.quantizeEmbeddings },
+            "api",
+          ),
           onProgress: (msg) => {
             ctx.logger.log("debug", `build_model: ${msg}`);
             progress(++step, undefined, msg);

@@ -30,6 +30,8 @@ export const outputSchema = {
   maxContext: z.number().nullable(),
   eosIds: z.array(z.number()),
   bytes: z.number().describe("ONNX file plus external data."),
+  weightFormat: z.string().describe('e.g. "float32", "int4 (MatMulNBits, block 32) 78% + float32 22%" (share of the weight bytes a decode step reads).'),
+  weightBytesPerToken: z.number().describe("Weight bytes one decode step reads (gathered tables count one row): what bounds CPU decoding speed."),
   hasTreeMask: z.boolean().describe("Builder-made graphs verify token trees in one forward (lookahead, Medusa)."),
   hasHiddenStates: z.boolean().describe("Needed by Medusa heads."),
   earlyExitLayers: z.array(z.number()).describe("Early-exit drafts built beside the model (methodOptions.exitLayer)."),
@@ -77,6 +79,8 @@ export function register(server: McpServer, ctx: ToolContext) {
         maxContext: d.maxContext,
         eosIds: d.eosIds,
         bytes: onnxBytes(d.file),
+        weightFormat: d.weightFormat,
+        weightBytesPerToken: d.weightBytesPerToken,
         hasTreeMask: d.hasTreeMask,
         hasHiddenStates: d.hasHiddenStates,
         earlyExitLayers: d.earlyExitLayers,
@@ -85,6 +89,7 @@ export function register(server: McpServer, ctx: ToolContext) {
       };
       const text = [
         `${d.architecture} (${d.layout}) ${d.file}: ${d.numLayers} layers, ${(out.bytes / 2 ** 20).toFixed(1)} MiB, vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}`,
+        `weights ${d.weightFormat}, ${(d.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB read per token`,
         `tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${d.earlyExitLayers.length ? d.earlyExitLayers.join(", ") : "none"}`,
         ...methods.map((x) => `${x.available ? "✓" : "✗"} ${x.method}: ${x.reason}`),
       ].join("\n");

@@ -56,7 +56,14 @@ export const outputSchema = {
   points: z.array(pointSchema),
   alpha: z.number().describe("Fitted per-token acceptance probability."),
   costRatio: z.number().describe("Draft step cost / target forward cost, measured."),
-  predictedCurve: z.array(z.object({ k: z.number(), expectedAcceptedLength: z.number(), predictedSpeedup: z.number() })),
+  predictedCurve: z.array(
+    z.object({
+      k: z.number(),
+      expectedAcceptedLength: z.number(),
+      predictedSpeedup: z.number(),
+      verifyCost: z.number().describe("Target forward over K+1 tokens / a one-token forward: measured on the swept K, a fitted line elsewhere."),
+    }),
+  ),
   predictedBestK: z.number(),
   best: z.object({
     label: z.string(),

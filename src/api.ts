@@ -21,6 +21,8 @@ export interface GenerateRequest {
   variant?: string;
   /** Draft model directory or repo id (method "draft"). */
   draft?: string;
+  /** onnx-community variant of the draft (a repo id's `:variant` sets it). */
+  draftVariant?: string;
   /** Medusa heads (method "medusa"). */
   heads?: string;
   /** Default "baseline"; "auto" picks from what is available. */
@@ -79,11 +81,18 @@ export class SpecEngine {
   }
 
   /** Turn repo ids in model / draft / heads into directories (local paths pass through unchanged). */
-  async resolveRequest<T extends Pick<GenerateRequest, "model" | "variant" | "draft" | "heads">>(req: T): Promise<T> {
+  async resolveRequest<T extends Pick<GenerateRequest, "model" | "variant" | "draft" | "draftVariant" | "heads">>(req: T): Promise<T> {
     const model = await resolveModel(req.model, this.hub);
     const draft = req.draft ? await resolveModel(req.draft, this.hub) : undefined;
     const heads = req.heads ? await resolveModel(req.heads, { ...this.hub, kind: "heads" }) : undefined;
-    return { ...req, model: model.dir, variant: req.variant ?? model.variant, draft: draft?.dir, heads: heads?.dir };
+    return {
+      ...req,
+      model: model.dir,
+      variant: req.variant ?? model.variant,
+      draft: draft?.dir,
+      draftVariant: req.draftVariant ?? draft?.variant,
+      heads: heads?.dir,
+    };
   }
 
   /** Turn prompt / promptIds / messages into token ids. */
@@ -123,7 +132,7 @@ export class SpecEngine {
     const def = getMethod(method);
     const options = req.methodOptions ?? {};
     const extra = def.loadResources
-      ? await def.loadResources({ store: this.store, target, draft: req.draft, heads: req.heads, options })
+      ? await def.loadResources({ store: this.store, target, draft: req.draft, draftVariant: req.draftVariant, heads: req.heads, options })
       : {};
     try {
       return await this.run(target, req, def, methodReason, extra);

@@ -320,7 +320,7 @@ export const draftMethod: MethodDefinition = {
           `that shares the target's tokenizer. Without a second model, try --method early-exit or prompt-lookup.`,
       );
     }
-    const draft = await req.store.load(req.draft, { pin: true });
+    const draft = await req.store.load(req.draft, { pin: true, variant: req.draftVariant });
     try {
       checkDraftVocab(req.target, draft);
     } catch (err) {

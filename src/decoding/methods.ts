@@ -62,6 +62,8 @@ export interface ResourceRequest {
   target: LoadedModel;
   /** Draft model directory given by the user. */
   draft?: string;
+  /** onnx-community variant of the draft (e.g. from a repo id `org/name:q4`). */
+  draftVariant?: string;
   /** Medusa heads directory/file given by the user. */
   heads?: string;
   options: MethodOptions;

@@ -19,6 +19,8 @@ import { selectFiles, type FilePlan, type RepoFile } from "./select.js";
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 /** Bound on the repo listing we read (a model repo has tens of files; a dataset-sized repo is refused). */
 export const MAX_LISTED_FILES = 20000;
+/** Repo-relative paths we accept: relative, forward slashes, no control characters. */
+const SAFE_PATH = /^(?!\/)[^\\\0-\x1f]{1,1000}$/;
 
 export interface HubProgress {
   phase: "download" | "build";
@@ -160,6 +162,13 @@ export async function pullSnapshot(req: PullRequest, o: HubOptions = {}): Promis
       if (listing.length >= MAX_LISTED_FILES) throw new HubError("HUB_NOT_FOUND", `${req.repo} lists more than ${MAX_LISTED_FILES} files; it is not a model repository.`);
       const oid = e.lfs?.oid ?? e.oid;
       if (!oid) continue;
+      // Paths and hashes become file names in the cache: refuse anything that could leave it.
+      if (!SAFE_PATH.test(e.path) || e.path.split("/").some((seg) => seg === "." || seg === "..")) {
+        throw new HubError("HUB_INTEGRITY", `${s.endpoint} listed an unsafe path "${e.path}" in ${req.repo}; nothing was downloaded.`);
+      }
+      if (!/^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(oid)) {
+        throw new HubError("HUB_INTEGRITY", `${s.endpoint} listed "${e.path}" with a hash that is not sha1/sha256 hex ("${oid}"); nothing was downloaded.`);
+      }
       listing.push({ path: e.path, size: e.lfs?.size ?? e.size, oid, lfs: e.lfs !== undefined });
     }
   } catch (err) {

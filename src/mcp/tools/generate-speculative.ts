@@ -82,6 +82,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     model,
     variant: args.variant ?? variantOfArg(args.model),
     draft,
+    draftVariant: args.draft ? variantOfArg(args.draft) : undefined,
     heads,
     method: args.method,
     prompt: args.prompt,

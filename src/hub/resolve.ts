@@ -101,7 +101,15 @@ export async function resolveModel(arg: string, o: ResolveOptions = {}): Promise
       `${name} is not complete in the Hugging Face cache ${s.cacheDir} (missing: ${cached.missing}). ${o.pullHint ?? `Run \`spec-decode pull ${name}\` first.`}`,
     );
   }
-  const pulled = await pullModel(ref, { ...o, kind });
+  let pulled: PulledModel;
+  try {
+    pulled = await pullModel(ref, { ...o, kind });
+  } catch (err) {
+    if (err instanceof HubError && err.code === "HUB_NOT_FOUND" && !ref.variant && ref.revision === "main") {
+      throw new HubError("HUB_NOT_FOUND", `${err.message} (There is no local directory "${resolve(arg)}" either.)`, { cause: err });
+    }
+    throw err;
+  }
   return { ...base, dir: pulled.dir, source: "download", commit: pulled.commit, snapshot: pulled.snapshot, built: pulled.built };
 }
 

@@ -29,7 +29,7 @@ export function resolveModelArg(roots: ModelRoots, arg: string, kind = "model", 
     s.offline ? "HUB_OFFLINE" : "HUB_NOT_CACHED",
     `${kind} "${arg}" is not complete in the Hugging Face cache ${s.cacheDir} (missing: ${c.missing}). ` +
       `Call pull_model with model "${arg}" to download it${c.needsBuild ? " (it also builds ONNX from the safetensors)" : ""}` +
-      `${s.offline ? " once HF_HUB_OFFLINE is unset" : ""}.`,
+      `${s.offline ? " once HF_HUB_OFFLINE is unset" : ""}. If you meant a path, it is not under any model root: call list_models to see the models the server can use.`,
   );
 }
 

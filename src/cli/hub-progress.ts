@@ -12,6 +12,7 @@ export function hubProgress(stream: NodeJS.WriteStream = process.stderr, opts: {
   let lastDecile = -1;
   let lastFile = "";
   let drawn = false;
+  let lastDraw = 0;
   const clear = () => {
     if (tty && drawn) stream.write("\r\x1b[2K");
     drawn = false;
@@ -36,6 +37,8 @@ export function hubProgress(stream: NodeJS.WriteStream = process.stderr, opts: {
       const frac = Math.min(1, p.bytes / p.total);
       const stats = `${formatBytes(p.bytes)}/${formatBytes(p.total)} ${Math.round(frac * 100)}%${rate > 0 ? ` ${formatBytes(rate)}/s` : ""}${eta}`;
       if (tty) {
+        if (now - lastDraw < 100 && p.bytes < p.total) return; // redraw at most 10 times a second
+        lastDraw = now;
         const width = 24;
         const filled = Math.round(frac * width);
         const cols = Math.max(40, (stream.columns ?? 80) - 1);

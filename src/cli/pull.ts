@@ -2,7 +2,7 @@
 import { formatBytes } from "../hub/disk.js";
 import { pullModel, parseRepoRef } from "../hub/index.js";
 import { InvalidOptionError } from "../errors.js";
-import { parse } from "./args.js";
+import { parseArgs } from "node:util";
 import { hubProgress } from "./hub-progress.js";
 
 const USAGE = `Usage: spec-decode pull org/name[@revision][:variant] [--variant q4|fp16|fp32|model_q4.onnx...] [--revision R] [--heads] [--json] [--quiet]
@@ -13,13 +13,13 @@ downloads resume. Honours HF_TOKEN (gated repos), HF_ENDPOINT (mirrors) and HF_H
 --heads downloads Medusa heads files instead of a decoder.`;
 
 export async function pullCommand(argv: string[]): Promise<number> {
-  const { values: v, positionals } = (() => {
-    const i = argv.findIndex((a) => !a.startsWith("-"));
-    const pos = i >= 0 ? [argv[i]!] : [];
-    const rest = i >= 0 ? [...argv.slice(0, i), ...argv.slice(i + 1)] : argv;
-    const { values } = parse(
-      rest,
-      {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
         model: { type: "string" },
         variant: { type: "string" },
         revision: { type: "string" },
@@ -28,10 +28,12 @@ export async function pullCommand(argv: string[]): Promise<number> {
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
-      USAGE,
-    );
-    return { values, positionals: pos };
-  })();
+    });
+  } catch (err) {
+    throw new InvalidOptionError(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  const { values: v, positionals } = parsed;
+  if (positionals.length > 1) throw new InvalidOptionError(`Pull one model at a time (got ${positionals.join(", ")}).\n\n${USAGE}`);
   if (v.help) {
     console.log(USAGE);
     return 0;

@@ -36,7 +36,7 @@ afterAll(async () => {
 
 describe("spec-decode with Hugging Face repo ids", () => {
   it("pull prints what it will write, plain progress lines off a TTY, and the snapshot dir", async () => {
-    const r = await cli(["pull", "test-org/cli-tiny"]);
+    const r = await cli(["pull", "--revision", "main", "test-org/cli-tiny"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/files to download, .* to write under/);
     expect(r.stderr).toMatch(/^download: .*\d+%/m);

@@ -5,6 +5,7 @@
 import type { LoadedModel } from "./engine/model-store.js";
 import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
 import { InvalidOptionError, TokenizerError } from "./errors.js";
+import { resolveModel, type ResolveOptions } from "./hub/resolve.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
 import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./decoding/limits.js";
 import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
@@ -15,11 +16,11 @@ import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
 export type { ChatMessage };
 
 export interface GenerateRequest {
-  /** Target model directory. */
+  /** Target model directory, or a Hugging Face repo id `org/name[@revision][:variant]` (see hub/resolve.ts). */
   model: string;
   /** onnx-community variant of the target (e.g. "model_fp16.onnx", "fp16", "q4"). */
   variant?: string;
-  /** Draft model directory (method "draft"). */
+  /** Draft model directory or repo id (method "draft"). */
   draft?: string;
   /** onnx-community variant of the draft (e.g. "q4"): a draft is quantized independently of the target. */
   draftVariant?: string;
@@ -72,9 +73,27 @@ export function chooseAutoMethod(req: Pick<GenerateRequest, "draft" | "heads" | 
 
 export class SpecEngine {
   readonly store: ModelStore;
+  /** How repo ids are resolved (cache, download, progress); `download: false` to never download. */
+  readonly hub: ResolveOptions;
 
-  constructor(opts: ModelStoreOptions & { store?: ModelStore } = {}) {
+  constructor(opts: ModelStoreOptions & { store?: ModelStore; hub?: ResolveOptions } = {}) {
     this.store = opts.store ?? new ModelStore(opts);
+    this.hub = opts.hub ?? {};
+  }
+
+  /** Turn repo ids in model / draft / heads into directories (local paths pass through unchanged). */
+  async resolveRequest<T extends Pick<GenerateRequest, "model" | "variant" | "draft" | "draftVariant" | "heads">>(req: T): Promise<T> {
+    const model = await resolveModel(req.model, this.hub);
+    const draft = req.draft ? await resolveModel(req.draft, this.hub) : undefined;
+    const heads = req.heads ? await resolveModel(req.heads, { ...this.hub, kind: "heads" }) : undefined;
+    return {
+      ...req,
+      model: model.dir,
+      variant: req.variant ?? model.variant,
+      draft: draft?.dir,
+      draftVariant: req.draftVariant ?? draft?.variant,
+      heads: heads?.dir,
+    };
   }
 
   /** Turn prompt / promptIds / messages into token ids. */
@@ -110,7 +129,8 @@ export class SpecEngine {
     return tok.encode(req.prompt!, { addSpecialTokens: true });
   }
 
-  async generate(req: GenerateRequest): Promise<GenerateResponse> {
+  async generate(reqIn: GenerateRequest): Promise<GenerateResponse> {
+    const req = await this.resolveRequest(reqIn);
     // Pinned (before any await) so that loads by concurrent requests cannot evict it mid-request.
     const target = await this.store.load(req.model, { variant: req.variant, pin: true });
     try {

@@ -15,6 +15,8 @@ export * from "./sampling/index.js";
 export { TextTokenizer, StreamDecoder, StopMatcher } from "./text/index.js";
 export { buildModelDir, buildDecoderOnnx, makeFixture, readDecoderConfig } from "./builder/index.js";
 export * from "./errors.js";
+export { resolveModel, pullModel, parseRepoRef, HubError, type ResolveOptions, type ResolvedModel, type HubProgress } from "./hub/index.js";
+export { suggestDrafts, checkTokenizerCompat, DRAFT_TABLE } from "./hub/drafts.js";
 export { createServer, type CreateServerOptions } from "./mcp/server.js";
 export { startHttpServer, type HttpServerOptions } from "./mcp/http.js";
 export { runStdio } from "./mcp/stdio.js";

@@ -12,6 +12,7 @@ import { ensureTwin } from "../bench/twin.js";
 import { findSpecBenchQuestions, parseWorkloadSpec, readPromptsFile, selectPrompts, type BenchPrompt } from "../bench/workload.js";
 import { METHOD_NAMES, type MethodName } from "../decoding/methods.js";
 import { DEVICES, type Device } from "../engine/session.js";
+import { resolveModel } from "../hub/index.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, type Options, threadsOpt } from "./args.js";
 import { progressBar } from "./progress.js";
@@ -87,7 +88,12 @@ export async function resolveModels(
   if (v.agreement !== undefined || v.divergence !== undefined) {
     throw new InvalidOptionError("--agreement / --divergence choose the twin models; use them with --twin.");
   }
-  return { model, draft };
+  // Repo ids (org/name[@rev][:variant]) resolve to the HF cache or are pulled (see hub/resolve.ts).
+  const hub = { log };
+  return {
+    model: model === undefined ? undefined : (await resolveModel(model, hub)).dir,
+    draft: draft === undefined ? undefined : (await resolveModel(draft, hub)).dir,
+  };
 }
 
 export async function benchCommand(argv: string[]): Promise<number> {

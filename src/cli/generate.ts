@@ -6,10 +6,11 @@ import { METHOD_NAMES, type MethodName, type MethodOptions } from "../decoding/m
 import type { Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
 import type { SamplingOptions } from "../sampling/index.js";
+import { hubProgress } from "./hub-progress.js";
 import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
 
-export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
-  [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR] [--draft-variant NAME] [--heads PATH]
+export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR|org/name[@rev][:variant] [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
+  [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR|org/name] [--draft-variant NAME] [--heads PATH|org/name]
   [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
   [--max-ngram N] [--min-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
   [--tree JSON] [--acceptance exact|typical] [--posterior-threshold P] [--posterior-alpha A]
@@ -100,7 +101,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     repetitionPenalty: numOpt(v["repetition-penalty"], "repetition-penalty"),
     seed: intOpt(v.seed, "seed"),
   };
-  const engine = new SpecEngine({ device: v.device as Device | undefined, threads: threadsOpt(v.threads) });
+  const engine = new SpecEngine({ device: v.device as Device | undefined, threads: threadsOpt(v.threads), hub: hubProgress() });
   const json = Boolean(v.json);
   const req: GenerateRequest = {
     model,

@@ -3,10 +3,12 @@ import { describeModel } from "../decoding/capabilities.js";
 import { CausalLM } from "../engine/causal-lm.js";
 import type { Device } from "../engine/session.js";
 import { errorMessage } from "../errors.js";
+import { resolveModel } from "../hub/index.js";
 import { TextTokenizer } from "../text/index.js";
+import { hubProgress } from "./hub-progress.js";
 import { COMMON_MODEL_OPTIONS, parse, required } from "./args.js";
 
-const USAGE = "Usage: spec-decode info --model DIR [--variant NAME] [--device cpu|webgpu|cuda] [--json]";
+const USAGE = "Usage: spec-decode info --model DIR|org/name[@rev][:variant] [--variant NAME] [--device cpu|webgpu|cuda] [--json]";
 
 export async function infoCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...COMMON_MODEL_OPTIONS, model: { type: "string" }, variant: { type: "string" } }, USAGE);
@@ -14,7 +16,8 @@ export async function infoCommand(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const lm = await CausalLM.load(required(v.model as string | undefined, "model", USAGE), { device: v.device as Device | undefined, variant: v.variant as string | undefined });
+  const r = await resolveModel(required(v.model as string | undefined, "model", USAGE), hubProgress());
+  const lm = await CausalLM.load(r.dir, { device: v.device as Device | undefined, variant: (v.variant as string | undefined) ?? r.variant });
   try {
     const d = describeModel(lm);
     if (v.json) console.log(JSON.stringify(d, null, 2));

@@ -16,6 +16,8 @@ const COMMANDS: Record<string, Command> = {
   "train-medusa": { summary: "train Medusa heads on a model's own hidden states (self-distillation, CPU)", run: async (a) => (await import("./train-medusa.js")).trainMedusaCommand(a) },
   bench: { summary: "benchmark methods against plain decoding (speedup with CI, acceptance, ideal vs measured; --json, --chart)", run: async (a) => (await import("./bench.js")).benchCommand(a) },
   tune: { summary: "sweep K for a draft model or early exit: measured vs predicted speedup, best K, peer settings", run: async (a) => (await import("./tune.js")).tuneCommand(a) },
+  pull: { summary: "download a Hugging Face model (one ONNX variant, verified, resumable) into the HF cache", run: async (a) => (await import("./pull.js")).pullCommand(a) },
+  "suggest-draft": { summary: "list known same-tokenizer draft models for a target (and check a pair's tokenizers)", run: async (a) => (await import("./suggest-draft.js")).suggestDraftCommand(a) },
   demo: { summary: "the `npm start` job: build the embedded demo model and compare methods", run: async (a) => (await import("./demo.js")).demoCommand(a) },
 };
 

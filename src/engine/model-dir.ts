@@ -103,7 +103,8 @@ export function inspectModelDir(dirIn: string, opts: { variant?: string; roots?:
   if (!existsSync(dir)) {
     throw new ModelLoadError(
       `Model directory ${dir} does not exist. Pass the path of a directory holding config.json and an ONNX file ` +
-        `(or build one with \`spec-decode build\` / \`spec-decode fixture\`).`,
+        `(or build one with \`spec-decode build\` / \`spec-decode fixture\`), or a Hugging Face repo id such as ` +
+        `onnx-community/Qwen2.5-0.5B-Instruct (the CLI and SpecEngine download it; \`spec-decode pull\`).`,
     );
   }
   if (!statSync(dir).isDirectory()) {

@@ -5,6 +5,7 @@ import { inspectModelDir } from "../engine/model-dir.js";
 import { checkOnnxFile } from "../engine/onnx-file.js";
 import type { ModelStore } from "../engine/model-store.js";
 import { errorMessage } from "../errors.js";
+import { describeSnapshot, type CachedSnapshot } from "../hub/cache.js";
 import type { ModelRoots } from "./roots.js";
 
 export interface FoundModel {
@@ -27,6 +28,8 @@ export interface FoundModel {
   hasSafetensors: boolean;
   loaded: boolean;
   error: string | null;
+  /** Hugging Face cache snapshots: repo id, commit, refs, variants present, size on disk, whether a build is needed. */
+  hub: CachedSnapshot | null;
 }
 
 const SKIP = new Set(["node_modules", ".git", "blobs", ".locks", "refs", "onnx"]);
@@ -96,6 +99,7 @@ export function describeDir(dir: string, root: string, name: string, loadedDirs:
     hasSafetensors,
     loaded: loadedDirs.has(dir),
     error: null,
+    hub: null,
   };
   try {
     const info = inspectModelDir(dir, { roots });
@@ -134,7 +138,9 @@ export async function findModels(roots: ModelRoots, store: ModelStore, opts: { r
       const entries = filesOf(dir);
       if (isModelDir(entries)) {
         const name = hubName(realRoot, dir) ?? (relative(realRoot, dir) || basename(dir));
-        models.push(describeDir(dir, realRoot, name, loadedDirs, roots.roots));
+        const found = describeDir(dir, realRoot, name, loadedDirs, roots.roots);
+        found.hub = hubName(realRoot, dir) ? (describeSnapshot(realRoot, dir) ?? null) : null;
+        models.push(found);
       }
       if (depth >= MAX_DEPTH) return;
       for (const e of entries) {

@@ -36,7 +36,7 @@ export interface CreateServerOptions {
 }
 
 const INSTRUCTIONS =
-  "Speculative decoding for local ONNX language models. Start with list_models (or build_model for a safetensors checkpoint), " +
+  "Speculative decoding for local ONNX language models. Start with list_models (or pull_model for a Hugging Face repo id, build_model for a safetensors checkpoint), " +
   "then model_info to see which methods a model supports. generate_speculative generates text (method auto picks one and says why); " +
   "measure_speedup compares methods with plain decoding; tune_draft_k finds the best K for a draft model or early-exit draft. " +
   "Greedy outputs of every method are identical to plain decoding.";

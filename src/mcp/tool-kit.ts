@@ -102,7 +102,9 @@ export const modelArg = z
   .string()
   .min(1)
   .max(4096)
-  .describe("Model directory: an absolute path or a path relative to a model root, or a Hugging Face repo id found in the HF cache (see list_models).");
+  .describe(
+    'Model directory (an absolute path or a path relative to a model root), or a Hugging Face repo id "org/name[@revision][:variant]" in the HF cache (see list_models; pull_model downloads).',
+  );
 
 export const kSchema = z
   .union([z.number().int().min(K_MIN).max(K_MAX), z.literal("auto")])

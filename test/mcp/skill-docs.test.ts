@@ -21,11 +21,13 @@ import * as listModels from "../../src/mcp/tools/list-models.js";
 import * as loadModel from "../../src/mcp/tools/load-model.js";
 import * as unloadModel from "../../src/mcp/tools/unload-model.js";
 import * as modelInfo from "../../src/mcp/tools/model-info.js";
+import * as pullModel from "../../src/mcp/tools/pull-model.js";
+import * as suggestDraft from "../../src/mcp/tools/suggest-draft.js";
 import { methodOptionsSchema } from "../../src/mcp/tool-kit.js";
 import { REPO } from "./helpers.js";
 
 const INPUT_SCHEMAS: Record<string, z.ZodRawShape> = Object.fromEntries(
-  [generate, measure, tune, buildModel, listModels, loadModel, unloadModel, modelInfo].map((t) => [t.name, t.inputSchema]),
+  [generate, measure, tune, buildModel, listModels, loadModel, unloadModel, modelInfo, pullModel, suggestDraft].map((t) => [t.name, t.inputSchema]),
 );
 
 const skillPath = join(REPO, "SKILL.md");
@@ -80,7 +82,7 @@ describe("SKILL.md", () => {
 
 describe("SKILL.md and references/ against the code", () => {
   it("name only tools that exist", () => {
-    const toolLike = /\b(?:generate|tune|measure|list|load|unload|model|build)_[a-z_]+\b/g;
+    const toolLike = /\b(?:generate|tune|measure|list|load|unload|model|build|pull|suggest)_[a-z_]+\b/g;
     for (const d of docs) {
       for (const m of d.text.matchAll(toolLike)) expect(TOOL_NAMES, `${d.file}: ${m[0]}`).toContain(m[0]);
     }

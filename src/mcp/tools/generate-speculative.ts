@@ -6,6 +6,7 @@ import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../.
 import type { MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
 import { assertMethodsAvailable } from "../../bench/measure.js";
+import { resolveModelArg, variantOfArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import {
   chatMessageSchema,
@@ -70,9 +71,9 @@ type Args = z.infer<z.ZodObject<typeof inputSchema>>;
 export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const given = [args.prompt, args.messages, args.promptIds].filter((x) => x !== undefined).length;
   if (given !== 1) throw new InvalidOptionError("Give exactly one of prompt, messages or promptIds.");
-  const model = ctx.roots.resolve(args.model, "model", { directory: true });
-  const draft = args.draft ? ctx.roots.resolve(args.draft, "draft", { directory: true }) : undefined;
-  const heads = args.heads ? ctx.roots.resolve(args.heads, "heads") : undefined;
+  const model = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
+  const draft = args.draft ? resolveModelArg(ctx.roots, args.draft, "draft", { directory: true }) : undefined;
+  const heads = args.heads ? resolveModelArg(ctx.roots, args.heads, "heads") : undefined;
   const methodOptions: MethodOptions = compact({ ...(args.methodOptions ?? {}), k: args.k });
   if (args.method !== "auto") assertMethodsAvailable([args.method]);
   if (args.method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs a draft model: pass draft (a model directory with the same tokenizer).');
@@ -80,8 +81,9 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const progress = progressSender(extra);
   const req: GenerateRequest = {
     model,
-    variant: args.variant,
+    variant: args.variant ?? variantOfArg(args.model),
     draft,
+    draftVariant: args.draft ? variantOfArg(args.draft) : undefined,
     heads,
     method: args.method,
     prompt: args.prompt,

@@ -7,6 +7,8 @@ import * as listModels from "./list-models.js";
 import * as loadModel from "./load-model.js";
 import * as measureSpeedup from "./measure-speedup.js";
 import * as modelInfo from "./model-info.js";
+import * as pullModel from "./pull-model.js";
+import * as suggestDraft from "./suggest-draft.js";
 import * as tuneDraftK from "./tune-draft-k.js";
 import * as unloadModel from "./unload-model.js";
 
@@ -24,6 +26,8 @@ export const TOOLS: ToolModule[] = [
   unloadModel,
   modelInfo,
   buildModel,
+  pullModel,
+  suggestDraft,
 ];
 
 export const TOOL_NAMES: string[] = TOOLS.map((t) => t.name);

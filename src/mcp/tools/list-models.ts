@@ -28,6 +28,20 @@ export const foundModelSchema = z.object({
   hasSafetensors: z.boolean(),
   loaded: z.boolean(),
   error: z.string().nullable(),
+  hub: z
+    .object({
+      repo: z.string(),
+      commit: z.string(),
+      refs: z.array(z.string()).describe("Branches/tags (refs/) pointing at this snapshot."),
+      dir: z.string(),
+      variants: z.array(z.string()).describe('ONNX variants present, e.g. ["fp32", "q4"] (pass as "org/name:q4").'),
+      hasSafetensors: z.boolean(),
+      needsBuild: z.boolean().describe("Safetensors only and not built yet: call pull_model to build it."),
+      builtDir: z.string().nullable(),
+      bytes: z.number().describe("Size on disk (snapshot + our build)."),
+    })
+    .nullable()
+    .describe("For Hugging Face cache snapshots; null otherwise."),
 });
 
 export const outputSchema = {
@@ -71,7 +85,12 @@ export function register(server: McpServer, ctx: ToolContext) {
       const state = await loadedState(ctx);
       const roots = ctx.roots.roots.map((p) => ({ path: p, exists: existsSync(p) }));
       const lines = models.map(
-        (m) => `- ${m.name} [${m.status}${m.loaded ? ", loaded" : ""}] ${m.architecture ?? ""}${m.earlyExitLayers.length ? ` early-exit ${m.earlyExitLayers.join(",")}` : ""}`,
+        (m) =>
+          `- ${m.name} [${m.status}${m.loaded ? ", loaded" : ""}] ${m.architecture ?? ""}${m.earlyExitLayers.length ? ` early-exit ${m.earlyExitLayers.join(",")}` : ""}` +
+          (m.hub
+            ? ` (hub ${m.hub.refs.join(",") || m.hub.commit.slice(0, 10)}; variants ${m.hub.variants.join(",") || "none"}; ${(m.hub.bytes / 2 ** 20).toFixed(1)} MiB` +
+              `${m.hub.needsBuild ? "; needs build: call pull_model" : m.hub.builtDir ? "; built" : ""})`
+            : ""),
       );
       const text =
         `${models.length} model(s) under ${roots.map((r) => r.path).join(", ")}${truncated ? " (scan truncated)" : ""}` +

@@ -9,6 +9,7 @@ import type { SamplingOptions } from "../../sampling/index.js";
 import { parseWorkloadSpec, type BenchPrompt } from "../../bench/workload.js";
 import { METHOD_NAMES, type MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
+import { resolveModelArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import {
   benchPromptSchema,
@@ -164,8 +165,8 @@ export function benchPrompts(args: { prompts?: z.infer<typeof benchPromptSchema>
 
 /** Resolve draft / heads inside the roots and check each method has what it needs. */
 export function checkResources(ctx: ToolContext, arms: ArmSpec[], args: { draft?: string; heads?: string }) {
-  const draft = args.draft ? ctx.roots.resolve(args.draft, "draft", { directory: true }) : undefined;
-  const heads = args.heads ? ctx.roots.resolve(args.heads, "heads") : undefined;
+  const draft = args.draft ? resolveModelArg(ctx.roots, args.draft, "draft", { directory: true }) : undefined;
+  const heads = args.heads ? resolveModelArg(ctx.roots, args.heads, "heads") : undefined;
   for (const a of arms) {
     if (a.method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs a draft model: pass draft.');
     if (a.method === "medusa" && !heads) throw new InvalidOptionError('method "medusa" needs heads: pass heads.');
@@ -176,7 +177,7 @@ export function checkResources(ctx: ToolContext, arms: ArmSpec[], args: { draft?
 type Args = z.infer<z.ZodObject<typeof inputSchema>>;
 
 export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
-  const model = ctx.roots.resolve(args.model, "model", { directory: true });
+  const model = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
   const defaults: MethodOptions = compact({ ...(args.methodOptions ?? {}), k: args.k });
   const arms: ArmSpec[] = args.methods.map((m) =>
     typeof m === "string"

@@ -3,6 +3,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { describeModel } from "../../decoding/capabilities.js";
 import { METHOD_NAMES, registeredMethods } from "../../decoding/methods.js";
+import { resolveModelArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { onnxBytes } from "../models.js";
 import { modelArg, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
@@ -52,7 +53,7 @@ export const config = {
 export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
-      const dir = ctx.roots.resolve(args.model, "model", { directory: true });
+      const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
       const m = await ctx.store.load(dir);
       throwIfCancelled(extra);
       const d = describeModel(m.lm);

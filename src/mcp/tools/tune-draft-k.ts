@@ -6,6 +6,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK } from "../../bench/measure.js";
 import { K_MAX, K_MIN } from "../../decoding/controllers.js";
+import { resolveModelArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { benchPromptSchema, fmt, modelArg, ratioSchema, runTool, samplingSchema, textResult, type Extra } from "../tool-kit.js";
 import { benchCommon, workloadArg } from "./measure-speedup.js";
@@ -104,8 +105,8 @@ export const config = {
 type Args = z.infer<z.ZodObject<typeof inputSchema>>;
 
 export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
-  const model = ctx.roots.resolve(args.model, "model", { directory: true });
-  const draft = args.draft ? ctx.roots.resolve(args.draft, "draft", { directory: true }) : undefined;
+  const model = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
+  const draft = args.draft ? resolveModelArg(ctx.roots, args.draft, "draft", { directory: true }) : undefined;
   const method = args.method ?? (draft ? "draft" : "early-exit");
   const res = await tuneDraftK({
     ...benchCommon(ctx, args, extra),

@@ -1,6 +1,7 @@
 /** `unload_model`: free a model (every file/device loaded from its directory). */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
+import { resolveModelArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { loadedModelSchema, memorySchema, modelArg, runTool, textResult } from "../tool-kit.js";
 import { loadedState } from "./list-models.js";
@@ -29,7 +30,7 @@ export const config = {
 export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args) =>
     runTool(ctx, name, async () => {
-      const dir = ctx.roots.resolve(args.model, "model", { directory: true });
+      const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
       const unloaded = await ctx.store.unload(dir);
       const state = await loadedState(ctx);
       return textResult(

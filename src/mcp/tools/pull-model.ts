@@ -1,0 +1,100 @@
+/** `pull_model`: download one variant of a Hugging Face model into the Hugging Face cache (the only MCP tool that downloads). */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { InvalidOptionError } from "../../errors.js";
+import { userModelDir } from "../../hub/cache.js";
+import { formatBytes } from "../../hub/disk.js";
+import { hubSettings, parseRepoRef, pullModel } from "../../hub/index.js";
+import type { ToolContext } from "../context.js";
+import { progressSender, runTool, textResult } from "../tool-kit.js";
+
+export const name = "pull_model";
+
+export const inputSchema = {
+  model: z
+    .string()
+    .min(3)
+    .max(300)
+    .describe('Hugging Face repo id: "org/name", optionally "org/name@revision" and/or ":variant" (e.g. "onnx-community/Qwen2.5-0.5B-Instruct:q4").'),
+  variant: z
+    .string()
+    .regex(/^(?!\.)[A-Za-z0-9._-]{1,100}$/, "a short name such as q4, fp16, fp32 or a file name such as model_q4.onnx")
+    .optional()
+    .describe("ONNX variant to download (default: onnx/model.onnx, else the first of fp16, quantized, int8, uint8, q4, q4f16, bnb4)."),
+  revision: z.string().regex(/^[\w./-]{1,200}$/).optional().describe("Branch, tag or commit (default main)."),
+  heads: z.boolean().optional().describe("Download Medusa heads files (safetensors/pt) instead of a decoder."),
+};
+
+export const outputSchema = {
+  repo: z.string(),
+  revision: z.string(),
+  commit: z.string(),
+  dir: z.string().describe("Directory to pass as `model` (the snapshot, or our ONNX build of a safetensors-only repo)."),
+  snapshot: z.string(),
+  built: z.boolean(),
+  modelFile: z.string().nullable(),
+  files: z.array(z.string()),
+  downloadedBytes: z.number(),
+  totalBytes: z.number(),
+};
+
+export const config = {
+  title: "Pull model from the Hugging Face Hub",
+  description:
+    "Download what one variant of a Hugging Face model needs (config, tokenizer, ONE ONNX file and its external data; or the safetensors, " +
+    "then an ONNX build) into the Hugging Face cache, shared with Python tools. Each file's sha256 is checked before it is moved into place; " +
+    "interrupted downloads resume; refuses when the disk lacks room. Honours HF_TOKEN (gated repos), HF_ENDPOINT and HF_HUB_OFFLINE. " +
+    "Sends progress notifications (bytes) when given a progress token; cancellable. Afterwards pass the repo id as `model` to any tool.",
+  inputSchema,
+  outputSchema,
+  annotations: { title: "Pull model", readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+};
+
+export function register(server: McpServer, ctx: ToolContext) {
+  return server.registerTool(name, config, (args, extra) =>
+    runTool(ctx, name, async () => {
+      const ref = parseRepoRef(args.model);
+      if (!ref) throw new InvalidOptionError(`model "${args.model}" is not a Hugging Face repo id: write it as org/name, org/name@revision or org/name:variant.`);
+      if (args.revision) ref.revision = args.revision;
+      if (args.variant) {
+        if (ref.variant && ref.variant !== args.variant) throw new InvalidOptionError(`Give the variant once: model already names :${ref.variant}.`);
+        ref.variant = args.variant;
+      }
+      // Downloads are confined to the Hugging Face cache, and builds to our cache: both must be model roots.
+      const s = hubSettings();
+      for (const [dir, what] of [[s.cacheDir, "Hugging Face cache (HF_HUB_CACHE / HF_HOME)"], [userModelDir(), "model cache (SPEC_DECODE_CACHE)"]] as const) {
+        if (!ctx.roots.contains(dir)) {
+          throw new InvalidOptionError(`The ${what} ${dir} is not a model root, so pull_model cannot write there. Restart the server with --model-root ${dir} (plus your other roots).`);
+        }
+      }
+      const progress = progressSender(extra);
+      const r = await ctx.exclusive(`pull:${ref.repo}`, () =>
+        pullModel(ref, {
+          kind: args.heads ? "heads" : "model",
+          signal: extra.signal,
+          log: (line) => ctx.logger.log("info", line),
+          onProgress: (p) => {
+            if (p.phase === "download" && p.total > 0) progress(p.bytes, p.total, `${formatBytes(p.bytes)}/${formatBytes(p.total)} ${p.file}`);
+          },
+        }),
+      );
+      const out = {
+        repo: r.repo,
+        revision: r.revision,
+        commit: r.commit,
+        dir: r.dir,
+        snapshot: r.snapshot,
+        built: r.built,
+        modelFile: r.plan.modelFile ?? null,
+        files: r.plan.files.map((f) => f.path),
+        downloadedBytes: r.downloadedBytes,
+        totalBytes: r.totalBytes,
+      };
+      return textResult(
+        `${r.repo}@${r.revision} (${r.commit.slice(0, 12)}): ${out.files.length} files, ${formatBytes(r.totalBytes)} in the cache ` +
+          `(${formatBytes(r.downloadedBytes)} downloaded now)${r.built ? ", ONNX built from safetensors" : ""}. Use model "${args.model}" (or ${r.dir}).`,
+        out,
+      );
+    }),
+  );
+}

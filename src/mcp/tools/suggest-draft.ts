@@ -1,0 +1,66 @@
+/** `suggest_draft`: known same-tokenizer drafts for a target, and a tokenizer check of pairs found locally or in the cache. */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { errorMessage } from "../../errors.js";
+import { checkTokenizerCompat, suggestDrafts } from "../../hub/drafts.js";
+import type { ToolContext } from "../context.js";
+import { resolveModelArg } from "../hub-args.js";
+import { runTool, textResult } from "../tool-kit.js";
+
+export const name = "suggest_draft";
+
+export const inputSchema = {
+  model: z.string().min(1).max(300).describe("Target: a Hugging Face repo id (org/name) or a model directory inside the roots."),
+  draft: z.string().min(1).max(300).optional().describe("A draft to check against the target (repo id in the cache, or a directory)."),
+};
+
+const checkSchema = z.object({
+  draft: z.string(),
+  compatible: z.boolean().nullable().describe("null: not checked (not cached: pull_model both first)."),
+  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
+  error: z.string().nullable(),
+});
+
+export const outputSchema = {
+  model: z.string(),
+  family: z.string().nullable(),
+  note: z.string().nullable(),
+  drafts: z.array(z.object({ repo: z.string(), onnx: z.string().nullable(), note: z.string().nullable() })),
+  checks: z.array(checkSchema),
+};
+
+export const config = {
+  title: "Suggest a draft model",
+  description:
+    "List known draft models that share the target's tokenizer (Qwen2.5, Qwen3, Llama 3.x, SmolLM2, Gemma, Phi families), with ONNX exports " +
+    "where known. Drafts (and `draft`) already in the cache or the roots are checked: same vocabulary, special tokens and ids for a probe text. Downloads nothing.",
+  inputSchema,
+  outputSchema,
+  annotations: { title: "Suggest draft", readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+};
+
+export function register(server: McpServer, ctx: ToolContext) {
+  return server.registerTool(name, config, (args) =>
+    runTool(ctx, name, async () => {
+      const fam = suggestDrafts(args.model);
+      const drafts = (fam?.drafts ?? []).map((d) => ({ repo: d.repo, onnx: d.onnx, note: d.note ?? null }));
+      const candidates = [...drafts.map((d) => d.onnx ?? d.repo), ...(args.draft ? [args.draft] : [])];
+      const checks = [];
+      for (const d of candidates) {
+        try {
+          const t = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
+          const r = await checkTokenizerCompat(t, resolveModelArg(ctx.roots, d, "draft", { directory: true }));
+          checks.push({ draft: d, compatible: r.compatible, checks: r.checks, error: null });
+        } catch (err) {
+          checks.push({ draft: d, compatible: null, checks: [], error: errorMessage(err) });
+        }
+      }
+      const lines = [
+        fam ? `${args.model} (${fam.family}): ${drafts.map((d) => d.onnx ?? d.repo).join(", ")}` : `${args.model}: no known draft in the table; use prompt-lookup, lookahead or early-exit, or a smaller model of the same family.`,
+        ...(fam?.note ? [`note: ${fam.note}`] : []),
+        ...checks.map((c) => `check ${c.draft}: ${c.compatible === null ? `not checked (${c.error})` : c.compatible ? "compatible" : `NOT compatible (${c.checks.filter((x) => !x.ok).map((x) => x.detail).join("; ")})`}`),
+      ];
+      return textResult(lines.join("\n"), { model: args.model, family: fam?.family ?? null, note: fam?.note ?? null, drafts, checks });
+    }),
+  );
+}

@@ -1,7 +1,7 @@
 /**
  * Build a safetensors-only snapshot into ONNX, in OUR cache (hub-builds/), never inside the HF
  * snapshot (whose files are shared with Python tools and named by content hash). The small files
- * are copied, the safetensors linked, the build written to a staging folder and renamed into place
+ * are copied, the safetensors linked (the links are removed once the graph is written), the build written to a staging folder and renamed into place
  * with a completion marker, so a half-built model is never picked up.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
@@ -55,6 +55,9 @@ export async function buildSnapshot(repo: string, commit: string, snapshot: stri
           o.onProgress?.({ phase: "build", file: m, bytes: 0, total: 0 });
         },
       });
+      // The links were only the builder's input: a built model directory holds no link that
+      // leaves it (model loading confines every link), and the ONNX graph is all that loads.
+      for (const name of readdirSync(staging)) if (name.endsWith(".safetensors")) rmSync(join(staging, name));
       writeFileSync(join(staging, BUILD_COMPLETE), JSON.stringify({ repo, commit, builtAt: new Date().toISOString() }) + "\n");
       if (existsSync(out)) rmSync(out, { recursive: true, force: true });
       renameSync(staging, out);

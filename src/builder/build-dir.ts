@@ -13,6 +13,8 @@ export interface BuildModelDirOptions {
   earlyExit?: number[];
   treeMask?: boolean;
   hiddenStates?: boolean;
+  /** The `features` output (pre-final-norm last layer output, for EAGLE heads); default true. */
+  features?: boolean;
   ioDtype?: "float32" | "float16";
   /**
    * Where the files go. "onnx-community" (default): onnx/model.onnx; "optimum": model.onnx beside
@@ -111,7 +113,7 @@ export async function buildModelDir(dirIn: string, opts: BuildModelDirOptions = 
   const outDir = layout === "onnx-community" ? join(dir, "onnx") : dir;
   const progress = opts.onProgress ?? (() => {});
   const files: string[] = [];
-  const common = { treeMask: opts.treeMask, hiddenStates: opts.hiddenStates, ioDtype: opts.ioDtype };
+  const common = { treeMask: opts.treeMask, hiddenStates: opts.hiddenStates, features: opts.features, ioDtype: opts.ioDtype };
 
   const build = async (numLayers: number, file: string) => {
     const path = join(outDir, file);

@@ -4,7 +4,7 @@ import { InvalidOptionError } from "../errors.js";
 import { intList, parse, required } from "./args.js";
 
 const USAGE = `Usage: spec-decode build --model DIR [--early-exit M[,M...]] [--io-dtype float32|float16]
-  [--no-tree-mask] [--no-hidden-states] [--json]
+  [--no-tree-mask] [--no-hidden-states] [--no-features] [--json]
 Reads DIR/config.json and DIR/model.safetensors (or a sharded index) and writes DIR/onnx/model.onnx
 (and DIR/onnx/early_exit_M.onnx for each M).`;
 
@@ -17,6 +17,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
       "io-dtype": { type: "string" },
       "no-tree-mask": { type: "boolean", default: false },
       "no-hidden-states": { type: "boolean", default: false },
+      "no-features": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -33,6 +34,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     ioDtype: ioDtype as "float32" | undefined,
     treeMask: !v["no-tree-mask"],
     hiddenStates: !v["no-hidden-states"],
+    features: !v["no-features"],
     onProgress: v.json ? undefined : (msg) => process.stderr.write(`${msg}\n`),
   });
   if (v.json) console.log(JSON.stringify(res));

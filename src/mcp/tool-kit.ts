@@ -19,7 +19,7 @@ export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 export const methodSchema = z
   .enum(["auto", ...METHOD_NAMES])
   .describe(
-    "Decoding method. auto: draft if a draft is given, medusa if heads are given, early-exit if methodOptions.exitLayer is given, else prompt-lookup (baseline when none is available).",
+    "Decoding method. auto: draft if a draft is given, eagle if heads are an EAGLE head, medusa if heads are Medusa heads, early-exit if methodOptions.exitLayer is given, else prompt-lookup (baseline when none is available).",
   );
 
 export const modelArg = z
@@ -62,6 +62,9 @@ export const methodOptionsSchema = z
     acceptance: z.enum(["exact", "typical"]).optional().describe("medusa: exact (default, lossless) or typical (faster, not distribution-preserving)."),
     posteriorThreshold: z.number().min(0).max(1).optional().describe("medusa typical acceptance: posterior threshold."),
     posteriorAlpha: z.number().min(0).max(1).optional().describe("medusa typical acceptance: alpha."),
+    treeTotal: z.number().int().min(1).max(256).optional().describe("eagle: draft-tree nodes verified per round (default 24)."),
+    treeDepth: z.number().int().min(1).max(16).optional().describe("eagle: draft depth (default 6)."),
+    treeTopK: z.number().int().min(1).max(32).optional().describe("eagle: children per expanded node and nodes expanded per depth (default 6)."),
   })
   .strict()
   .describe("Method options; each method reads its own and ignores the rest. K is the separate argument k.");

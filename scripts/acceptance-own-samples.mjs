@@ -3,7 +3,7 @@
  * Mean accepted length of every method on a model's own samples as prompts (token-id space, so it
  * works for models without a tokenizer, like ../shared/models/stories260K).
  *
- *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR] [--medusa DIR] [--exit-layers 1,2,3]
+ *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60]] [--medusa DIR] [--exit-layers 1,2,3]
  *     [--prompts 20] [--sampled 16] [--max-new-tokens 128] [--seed 7] [--json]
  *
  * Prompts: BOS + `sampled` tokens the model samples itself (temperature 1, seeded; a different seed
@@ -24,6 +24,7 @@ const { values: v } = parseArgs({
     eagle: { type: "string" },
     medusa: { type: "string" },
     "exit-layers": { type: "string", default: "" },
+    "eagle-totals": { type: "string", default: "" },
     prompts: { type: "string", default: "20" },
     sampled: { type: "string", default: "16" },
     "max-new-tokens": { type: "string", default: "128" },
@@ -42,6 +43,9 @@ await lm.dispose();
 
 const methods = [{ label: "baseline", method: "baseline" }];
 if (v.eagle) methods.push({ label: "eagle (trained)", method: "eagle", heads: v.eagle });
+for (const t of (v["eagle-totals"] || "").split(",").filter(Boolean)) {
+  methods.push({ label: `eagle (trained), treeTotal ${t}`, method: "eagle", heads: v.eagle, methodOptions: { treeTotal: Number(t) } });
+}
 if (v.medusa) methods.push({ label: "medusa (trained)", method: "medusa", heads: v.medusa });
 for (const m of (v["exit-layers"] || "").split(",").filter(Boolean)) {
   methods.push({ label: `early exit, layer ${m} (untrained)`, method: "early-exit", methodOptions: { exitLayer: Number(m) } });

@@ -198,6 +198,9 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       const K = settings.topK;
       const committed = cache.length;
       const cur = committed; // position of cur
+      // Expanded nodes sit at positions cur .. cur + depth - 2: keep them inside the context (and
+      // never draft deeper than the budget can hold).
+      const maxDepth = Math.max(1, Math.min(settings.depth, budget, Number.isFinite(target.info.maxContext) ? target.info.maxContext - cur + 1 : Infinity));
       const nodes: DraftNode[] = [];
       const addChildren = (logits: Float32Array, parent: number, base: number, depth: number): number[] => {
         const ids = topK(logits, K, limit);
@@ -206,7 +209,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       };
       let layer = addChildren(root.logits, -1, 0, 1);
       try {
-        for (let d = 1; d < settings.depth && layer.length > 0; d++) {
+        for (let d = 1; d < maxDepth && layer.length > 0; d++) {
           // Expanding deeper cannot help once the budget is filled by better-scored nodes.
           const expand = [...layer].sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b).slice(0, K);
           const S = expand.length;

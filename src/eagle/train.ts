@@ -341,7 +341,13 @@ export async function trainEagleHead(
   const opt = tf.train.adam(lr, 0.9, 0.95, 1e-8);
   const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
   const warmup = Math.min(50, Math.max(1, Math.ceil(0.05 * totalSteps)));
-  const lrAt = (t: number) => (t < warmup ? (lr * (t + 1)) / warmup : lr * (0.05 + 0.475 * (1 + Math.cos((Math.PI * (t - warmup)) / Math.max(1, totalSteps - warmup)))));
+  // Warmup, then cosine decay over the run: its steps, or its time budget when that ends it sooner.
+  const lrAt = (t: number, secs: number) => {
+    if (t < warmup) return (lr * (t + 1)) / warmup;
+    const byStep = (t - warmup) / Math.max(1, totalSteps - warmup);
+    const progress = Math.min(1, Math.max(byStep, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0));
+    return lr * (0.05 + 0.475 * (1 + Math.cos(Math.PI * progress)));
+  };
   const from = (set: typeof seqs) => (i: number) => Math.max(0, set[i]!.firstTarget - 1);
   const rate = (e: { hits: number[]; tries: number[] }) => e.hits.map((h, d) => round4(h / Math.max(1, e.tries[d]!)));
 
@@ -358,6 +364,7 @@ export async function trainEagleHead(
   let accLoss = 0;
   let accN = 0;
   let epochsRun = 0;
+  let lastLog = t0;
   outer: for (let e = 0; e < epochs; e++) {
     epochsRun = e + 1;
     for (const pack of packs()) {
@@ -368,7 +375,7 @@ export async function trainEagleHead(
       }
       // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
       const bs = pack.map((i) => makeBatch([train[i]!], H, U));
-      setLr(lrAt(step));
+      setLr(lrAt(step, (performance.now() - t0) / 1000));
       const perStep = tf.tidy(() => {
         const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, U, ceWeight))).div(bs.length) as tf.Scalar, vars);
         // Global-norm clipping at 1.0.
@@ -383,7 +390,9 @@ export async function trainEagleHead(
       accN++;
       step++;
       positions += bs.reduce((a, b) => a + b.n, 0);
-      if (step % logEvery === 0 || step === totalSteps) {
+      const now = performance.now();
+      if (step % logEvery === 0 || step === totalSteps || now - lastLog > 30_000) {
+        lastLog = now;
         const secs = (performance.now() - t0) / 1000;
         log(`step ${step}/${totalSteps} epoch ${e + 1}/${epochs}  loss ${(accLoss / accN).toFixed(4)}  (${Math.round(positions / Math.max(secs, 1e-9))} positions/s)`);
         accLoss = 0;

@@ -52,6 +52,20 @@ describe("EAGLE generation", () => {
     });
   }
 
+  it("drafts stay inside the context: generation up to the last position equals plain greedy", async () => {
+    const dir = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 64, seed: 2, maxPositions: 40 });
+    const lm = await CausalLM.load(dir);
+    const head = await loadEagleHead(writeRandomEagleHead(join(root, "ctx"), dir, 8), dir);
+    const prompt = [1, 9, 4, 33, 2, 7, 7, 12, 5, 3];
+    const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 30, eosIds: [] });
+    for (const b of [{}, { treeTotal: 40, treeDepth: 16, treeTopK: 4 }]) {
+      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 30, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings(b)) });
+      expect(res.tokens).toEqual(base.tokens);
+    }
+    await head.dispose();
+    await lm.dispose();
+  });
+
   it("runs through SpecEngine (explicit and auto), sampling runs, bad tree sizes are clear errors", async () => {
     const dir = await fixture(FIXTURES[0]!);
     const headDir = writeRandomEagleHead(join(root, "engine"), dir, 5);

@@ -4,7 +4,7 @@ import { trainEagle } from "../eagle/train.js";
 import { intOpt, numOpt, parse, required } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
-  [--out DIR] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U]
+  [--out DIR] [--init HEAD_DIR] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U]
   [--ce-weight W] [--eval-depth D] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
@@ -17,7 +17,8 @@ Data:
   --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
 Loss: SmoothL1 on the next feature + --ce-weight (default 0.5) x cross-entropy against the model's
 own next-token distribution, over --unroll (default 3) draft steps that feed the head its own
-features (training-time test). --max-seconds bounds the training time.
+features (training-time test). --max-seconds bounds the training time; --init continues training
+an existing head.
 Progress goes to stderr; the report (held-out top-1 per draft depth, greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
 change), which \`spec-decode generate --method eagle --heads DIR\` reads. The model must be built
@@ -29,6 +30,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     {
       model: { type: "string" },
       out: { type: "string" },
+      init: { type: "string" },
       "self-distill": { type: "string" },
       data: { type: "string" },
       "prompt-ids": { type: "string" },
@@ -59,6 +61,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
   const report = await trainEagle({
     model: required(v.model as string | undefined, "model", USAGE),
     out: v.out as string | undefined,
+    init: v.init as string | undefined,
     selfDistill: intOpt(v["self-distill"], "self-distill", 1),
     data: v.data as string | undefined,
     promptIds: v["prompt-ids"] as string | undefined,

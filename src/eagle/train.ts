@@ -22,10 +22,13 @@
 import { resolve, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import {
+  checkHeadAgainstTarget,
   eagleConfigFor,
+  readEagleHead,
   readEagleTargetParts,
   writeEagleHead,
   type EagleHeadConfig,
+  type EagleHeadWeights,
   type EagleTargetParts,
 } from "../builder/eagle-head.js";
 import { CausalLM } from "../engine/causal-lm.js";
@@ -41,6 +44,7 @@ import {
   headLogits,
   initParams,
   makeFrozen,
+  paramsFromWeights,
   paramList,
   tfReady,
   weightsFromParams,
@@ -49,6 +53,8 @@ import {
 } from "./model.js";
 
 export interface EagleTrainingOptions {
+  /** Start from these weights (continue training a head) instead of a fresh initialisation. */
+  init?: EagleHeadWeights;
   epochs?: number;
   /** Rows (positions) per minibatch, about; training windows are packed up to it. Default 256. */
   batchRows?: number;
@@ -336,7 +342,7 @@ export async function trainEagleHead(
   const epochs = o.epochs ?? Math.min(200, Math.max(2, Math.ceil(300 / stepsPerEpoch)));
   const totalSteps = Math.min(o.maxSteps ?? Infinity, epochs * stepsPerEpoch);
   const fz = makeFrozen(target, config);
-  const params = initParams(config, o.seed ?? 0);
+  const params = o.init ? paramsFromWeights(config, o.init) : initParams(config, o.seed ?? 0);
   const vars = paramList(params);
   const opt = tf.train.adam(lr, 0.9, 0.95, 1e-8);
   const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
@@ -436,8 +442,10 @@ export async function trainEagleHead(
   };
 }
 
-export interface TrainEagleOptions extends EagleTrainingOptions {
+export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init"> {
   model: string;
+  /** Continue training the head in this directory. */
+  init?: string;
   /** Output directory (default <model>/eagle). */
   out?: string;
   selfDistill?: number;
@@ -470,6 +478,15 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   }
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
+  let init: EagleHeadWeights | undefined;
+  if (o.init) {
+    const h = readEagleHead(o.init);
+    checkHeadAgainstTarget(h.config, target.cfg, `The head given with --init (${o.init})`);
+    if (h.config.numHeads !== config.numHeads || h.config.intermediateSize !== config.intermediateSize) {
+      throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);
+    }
+    init = h.weights;
+  }
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   try {
     if (!lm.info.hasFeatures) {
@@ -503,12 +520,13 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
     }
     const dataSeconds = (performance.now() - t0) / 1000;
     const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
-    const { params, report, dispose } = await trainEagleHead(seqs, target, config, o);
+    const { params, report, dispose } = await trainEagleHead(seqs, target, config, { ...o, init });
     try {
       const out = resolve(o.out ?? join(model, "eagle"));
       const files = writeEagleHead(out, { ...config, depthAccuracy: report.depthTop1 }, weightsFromParams(config, params), {
         trained_by: "spec-decode train-eagle",
         data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
+        ...(o.init ? { continued_from: resolve(o.init) } : {}),
         unroll: report.unroll,
         steps: report.steps,
         chain_accepted_length: report.chainAcceptedLength,

@@ -5,7 +5,9 @@ import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/builder/fixture.js";
 import { readEagleHead, readEagleTargetParts } from "../../src/builder/eagle-head.js";
+import { readDecoderConfig } from "../../src/builder/config.js";
 import { loadEagleHead } from "../../src/decoding/eagle.js";
+import { CausalLM } from "../../src/engine/causal-lm.js";
 import { headForward, headLogits, makeFrozen, paramsFromWeights, tfReady } from "../../src/eagle/model.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 import { writeRandomEagleHead } from "./helpers.js";
@@ -13,6 +15,24 @@ import { writeRandomEagleHead } from "./helpers.js";
 describe("EAGLE head graph", () => {
   const root = tempDir("eagle-graph");
   afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("the target's features output is the last layer before the final norm (final norm of it = hidden_states)", async () => {
+    const dir = await fixture({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 });
+    const lm = await CausalLM.load(dir);
+    expect(lm.info.hasFeatures).toBe(true);
+    const out = await lm.forward(lm.newCache(), [1, 7, 9, 200], { hidden: true, features: true });
+    const { finalNorm } = readEagleTargetParts(dir);
+    const H = 64;
+    const eps = readDecoderConfig(dir).rmsNormEps;
+    let max = 0;
+    for (let r = 0; r < 4; r++) {
+      const f = out.features!.subarray(r * H, (r + 1) * H);
+      const rms = Math.sqrt(f.reduce((a, x) => a + x * x, 0) / H + eps);
+      for (let j = 0; j < H; j++) max = Math.max(max, Math.abs((f[j]! / rms) * finalNorm[j]! - out.hidden![r * H + j]!));
+    }
+    expect(max).toBeLessThan(1e-4);
+    await lm.dispose();
+  });
 
   it("ONNX head (with KV cache and a tree mask) matches the tfjs head used for training", async () => {
     await tfReady();

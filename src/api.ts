@@ -8,6 +8,7 @@ import { InvalidOptionError, TokenizerError } from "./errors.js";
 import { resolveModel, type ResolveOptions } from "./hub/resolve.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
 import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./decoding/limits.js";
+import { isEagleHeadDir } from "./decoding/eagle.js";
 import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
@@ -61,6 +62,7 @@ export const DEFAULT_MAX_NEW_TOKENS = 128;
 export function chooseAutoMethod(req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">): { method: MethodName; reason: string } {
   const available = new Set(registeredMethods().map((m) => m.name));
   if (req.draft && available.has("draft")) return { method: "draft", reason: "a draft model was given: draft-model speculation usually gives the largest speedup" };
+  if (req.heads && available.has("eagle") && isEagleHeadDir(req.heads)) return { method: "eagle", reason: "an EAGLE head was given" };
   if (req.heads && available.has("medusa")) return { method: "medusa", reason: "Medusa heads were given" };
   if (req.methodOptions?.exitLayer !== undefined && available.has("early-exit")) {
     return { method: "early-exit", reason: "an exit layer was given: self-speculation with the target's first layers" };

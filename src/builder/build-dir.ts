@@ -15,6 +15,8 @@ export interface BuildModelDirOptions {
   earlyExit?: number[];
   treeMask?: boolean;
   hiddenStates?: boolean;
+  /** The `features` output (pre-final-norm last layer output, for EAGLE heads); default true. */
+  features?: boolean;
   ioDtype?: "float32" | "float16";
   /**
    * Where the files go. "onnx-community" (default): onnx/model.onnx; "optimum": model.onnx beside
@@ -121,7 +123,7 @@ export async function buildModelDir(dirIn: string, opts: BuildModelDirOptions = 
   const progress = opts.onProgress ?? (() => {});
   const files: string[] = [];
   const quantize = opts.quantize ? resolveQuantize(opts.quantize) : undefined;
-  const common = { treeMask: opts.treeMask, hiddenStates: opts.hiddenStates, ioDtype: opts.ioDtype, quantize };
+  const common = { treeMask: opts.treeMask, hiddenStates: opts.hiddenStates, features: opts.features, ioDtype: opts.ioDtype, quantize };
   const mainFile = modelFileName(quantize?.kind, opts.ioDtype);
 
   const build = async (numLayers: number, file: string) => {

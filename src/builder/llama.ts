@@ -9,6 +9,8 @@
  * Outputs: logits io [batch_size, sequence_length, vocab_size]
  *          present.{i}.key / .value io [batch_size, kv_heads, total_sequence_length, head_dim]
  *          hidden_states float32 [batch_size, sequence_length, hidden_size]  (opts.hiddenStates; final-norm output)
+ *          features float32 [batch_size, sequence_length, hidden_size]  (opts.features; the last decoder
+ *                   layer's output BEFORE the final norm: what EAGLE heads draft from)
  *
  * The math follows transformers: RMSNorm in float32, fused q/k/v and gate/up MatMuls (weights
  * transposed at build time), HF half-rotation RoPE from cos/sin tables gathered by position_ids,
@@ -36,6 +38,8 @@ export interface BuildDecoderOptions {
   treeMask?: boolean;
   /** Add the `hidden_states` output (final RMSNorm output). Default true. */
   hiddenStates?: boolean;
+  /** Add the `features` output (last decoder layer output, before the final norm; EAGLE). Default true. */
+  features?: boolean;
   /** dtype of logits and the KV inputs/outputs; the graph computes in float32 either way. */
   ioDtype?: "float32" | "float16";
   /** Extra metadata props. */
@@ -61,7 +65,7 @@ const NEG_INF = -1e9;
  * dst[i, colOffset + o] = src[o, i] for src [rows=out, cols=in] and dst [in, dstCols].
  * Blocked for cache locality.
  */
-function transposeInto(src: Float32Array, out: number, inn: number, dst: Float32Array, dstCols: number, colOffset: number, scale = 1): void {
+export function transposeInto(src: Float32Array, out: number, inn: number, dst: Float32Array, dstCols: number, colOffset: number, scale = 1): void {
   const B = 64;
   for (let o0 = 0; o0 < out; o0 += B) {
     const o1 = Math.min(out, o0 + B);
@@ -100,6 +104,7 @@ export async function buildDecoderOnnx(
   }
   const treeMask = opts.treeMask ?? true;
   const hiddenStates = opts.hiddenStates ?? true;
+  const features = opts.features ?? true;
   const io = opts.ioDtype ?? "float32";
   const maxPositions = opts.maxPositions ?? cfg.maxPositionEmbeddings;
   const progress = opts.onProgress ?? (() => {});
@@ -380,6 +385,7 @@ export async function buildDecoderOnnx(
 
     // ---- final norm, lm_head
     g.initializer("model.norm.weight", "float32", [H], getWeight(weights, names.norm, [H]));
+    if (features) g.output("features", "float32", ["batch_size", "sequence_length", H], x);
     const hidden = rmsNorm(x, "model.norm.weight");
     if (hiddenStates) g.output("hidden_states", "float32", ["batch_size", "sequence_length", H], hidden);
     const flat = reshape(hidden, [-1, H]);
@@ -401,6 +407,7 @@ export async function buildDecoderOnnx(
     g.setMetadata("spec_decode.early_exit", numLayers < cfg.numLayers ? "true" : "false");
     g.setMetadata("spec_decode.tree_mask", treeMask ? "true" : "false");
     g.setMetadata("spec_decode.hidden_states", hiddenStates ? "true" : "false");
+    g.setMetadata("spec_decode.features", features ? "true" : "false");
     g.setMetadata("spec_decode.io_dtype", io);
     g.setMetadata("spec_decode.max_positions", String(maxPositions));
     if (quant) {

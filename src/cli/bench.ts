@@ -18,7 +18,7 @@ import { intList, intOpt, numOpt, parse, type Options, threadsOpt } from "./args
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
-  [--methods baseline,draft,early-exit,prompt-lookup,lookahead,medusa]
+  [--methods baseline,draft,early-exit,prompt-lookup,lookahead,medusa,eagle]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
   [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device cpu|webgpu|cuda] [--threads N]
   [--k N|auto] [--exit-layer M] [--ks 1,2,4,8 [--sweep draft|early-exit]]

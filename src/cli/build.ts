@@ -4,7 +4,7 @@ import { InvalidOptionError } from "../errors.js";
 import { intList, parse, required } from "./args.js";
 
 const USAGE = `Usage: spec-decode build --model DIR [--early-exit M[,M...]] [--io-dtype float32|float16]
-  [--no-tree-mask] [--no-hidden-states] [--json]
+  [--no-tree-mask] [--no-hidden-states] [--no-features] [--json]
   [--quantize int4|int8|uint8|bnb4 [--block-size 32|64|128] [--accuracy-level 0|1|2|4] [--quantize-lm-head] [--quantize-embeddings]]
 Reads DIR/config.json and DIR/model.safetensors (or a sharded index) and writes DIR/onnx/model.onnx
 (and DIR/onnx/early_exit_M.onnx for each M). --quantize writes onnx-community variant names instead:
@@ -27,6 +27,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
       "accuracy-level": { type: "string" },
       "quantize-lm-head": { type: "boolean" },
       "quantize-embeddings": { type: "boolean" },
+      "no-features": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -44,6 +45,7 @@ export async function buildCommand(argv: string[]): Promise<number> {
     treeMask: !v["no-tree-mask"],
     hiddenStates: !v["no-hidden-states"],
     quantize: quantizeFromArgs({ quantize: v.quantize, blockSize: v["block-size"], accuracyLevel: v["accuracy-level"], lmHead: v["quantize-lm-head"], embeddings: v["quantize-embeddings"] }, "cli"),
+    features: !v["no-features"],
     onProgress: v.json ? undefined : (msg) => process.stderr.write(`${msg}\n`),
   });
   if (v.json) console.log(JSON.stringify(res));

@@ -14,6 +14,7 @@ export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR|org/name[
   [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
   [--max-ngram N] [--min-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
   [--tree JSON] [--acceptance exact|typical] [--posterior-threshold P] [--posterior-alpha A]
+  [--tree-total N] [--tree-depth D] [--tree-topk K]
   [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] [--seed S]
   [--stop STRING]... [--device cpu|webgpu|cuda] [--threads N] [--json]`;
 
@@ -53,6 +54,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
       acceptance: { type: "string" },
       "posterior-threshold": { type: "string" },
       "posterior-alpha": { type: "string" },
+      "tree-total": { type: "string" },
+      "tree-depth": { type: "string" },
+      "tree-topk": { type: "string" },
     },
     GENERATE_USAGE,
   );
@@ -92,6 +96,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
     acceptance: v.acceptance as MethodOptions["acceptance"],
     posteriorThreshold: numOpt(v["posterior-threshold"], "posterior-threshold"),
     posteriorAlpha: numOpt(v["posterior-alpha"], "posterior-alpha"),
+    treeTotal: intOpt(v["tree-total"], "tree-total"),
+    treeDepth: intOpt(v["tree-depth"], "tree-depth"),
+    treeTopK: intOpt(v["tree-topk"], "tree-topk"),
   };
   const sampling: SamplingOptions = {
     temperature: numOpt(v.temperature, "temperature"),

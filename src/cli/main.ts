@@ -14,6 +14,7 @@ const COMMANDS: Record<string, Command> = {
   info: { summary: "describe a model directory: interface, context, which methods it supports", run: async (a) => (await import("./info.js")).infoCommand(a) },
   serve: { summary: "run the MCP server (stdio by default, --http for Streamable HTTP)", run: async (a) => (await import("./serve.js")).serveCommand(a) },
   "train-medusa": { summary: "train Medusa heads on a model's own hidden states (self-distillation, CPU)", run: async (a) => (await import("./train-medusa.js")).trainMedusaCommand(a) },
+  "train-eagle": { summary: "train an EAGLE draft head on a model's own features (self-distillation, CPU)", run: async (a) => (await import("./train-eagle.js")).trainEagleCommand(a) },
   bench: { summary: "benchmark methods against plain decoding (speedup with CI, acceptance, ideal vs measured; --json, --chart)", run: async (a) => (await import("./bench.js")).benchCommand(a) },
   tune: { summary: "sweep K for a draft model or early exit: measured vs predicted speedup, best K, peer settings", run: async (a) => (await import("./tune.js")).tuneCommand(a) },
   pull: { summary: "download a Hugging Face model (one ONNX variant, verified, resumable) into the HF cache", run: async (a) => (await import("./pull.js")).pullCommand(a) },

@@ -3,7 +3,7 @@ import type { Device } from "../engine/session.js";
 import { trainMedusa } from "../medusa/train.js";
 import { intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
 
-const USAGE = `Usage: spec-decode train-medusa --model DIR (--self-distill N [--data PROMPTS] | --data FILE)
+const USAGE = `Usage: spec-decode train-medusa --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--heads H] [--out DIR] [--epochs E] [--batch N] [--lr LR] [--train-lm-head]
   [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat] [--max-length N]
   [--tree-nodes N] [--max-steps N] [--threads N] [--device cpu|webgpu|cuda]
@@ -12,6 +12,8 @@ Trains H heads (default 3; head k predicts token t+k+1 from the hidden state at 
 model's final hidden states, base frozen, on CPU. Data:
   --self-distill N   the base generates N sequences (greedy unless --temperature > 0) from built-in
                      seed prompts, or from the prompts in --data; the heads learn its own tokens.
+  --prompt-ids FILE  self-distillation prompts as token ids (one prompt per line); a model without
+                     tokenizer.json starts from BOS + 8 tokens it samples itself when neither is given.
   --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
 Each head is a residual SiLU block (W, b start at zero) before an LM head initialised from the
 base's: frozen and shared by default, trained per head with --train-lm-head.
@@ -30,6 +32,7 @@ export async function trainMedusaCommand(argv: string[]): Promise<number> {
       heads: { type: "string" },
       "self-distill": { type: "string" },
       data: { type: "string" },
+      "prompt-ids": { type: "string" },
       epochs: { type: "string" },
       batch: { type: "string" },
       lr: { type: "string" },
@@ -57,6 +60,7 @@ export async function trainMedusaCommand(argv: string[]): Promise<number> {
     heads: intOpt(v.heads, "heads", 1, 16),
     selfDistill: intOpt(v["self-distill"], "self-distill", 1),
     data: v.data as string | undefined,
+    promptIds: v["prompt-ids"] as string | undefined,
     epochs: intOpt(v.epochs, "epochs", 1),
     batchSize: intOpt(v.batch, "batch", 1),
     lr: numOpt(v.lr, "lr"),

@@ -95,8 +95,9 @@ export async function generateTokens(req: GenerateTokensRequest): Promise<Genera
   try {
     // Prefill: everything but the last prompt token, which becomes `cur`.
     const tPrefill = performance.now();
-    if (promptIds.length > 1) await target.forward(ctx.cache, promptIds.slice(0, -1), { logits: "none" });
-    await proposer?.prepare?.(ctx);
+    const features = proposer?.prefillFeatures === true;
+    const prefill = promptIds.length > 1 ? await target.forward(ctx.cache, promptIds.slice(0, -1), { logits: "none", features }) : undefined;
+    await proposer?.prepare?.(ctx, features ? prefill : undefined);
     stats.prefillMs = performance.now() - tPrefill;
 
     const tDecode = performance.now();

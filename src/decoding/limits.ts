@@ -25,6 +25,10 @@ export const OPTION_MAX = {
   numPredict: 256,
   /** Medusa candidate tree nodes */
   medusaTreeNodes: 512,
+  /** EAGLE draft tree: nodes verified per round, depth, children per node */
+  treeTotal: 256,
+  treeDepth: 16,
+  treeTopK: 32,
   /** new tokens per request (also bounded by the model's context) */
   maxNewTokens: 65536,
   /** stop strings per request, and characters per stop string */

@@ -11,9 +11,10 @@ import { earlyExitMethod } from "./early-exit.js";
 import { promptLookupMethod } from "./prompt-lookup.js";
 import { lookaheadMethod } from "./lookahead.js";
 import { medusaMethod } from "./medusa.js";
+import { eagleMethod } from "./eagle.js";
 import type { Proposer } from "./proposer.js";
 
-export const METHOD_NAMES = ["baseline", "draft", "early-exit", "prompt-lookup", "lookahead", "medusa"] as const;
+export const METHOD_NAMES = ["baseline", "draft", "early-exit", "prompt-lookup", "lookahead", "medusa", "eagle"] as const;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
 /** Options for all methods in one bag; each method reads its own and ignores the rest. */
@@ -39,6 +40,10 @@ export interface MethodOptions {
   acceptance?: "exact" | "typical";
   posteriorThreshold?: number;
   posteriorAlpha?: number;
+  /** eagle: nodes verified per round (EAGLE-2's total_token), draft depth, children per expanded node. */
+  treeTotal?: number;
+  treeDepth?: number;
+  treeTopK?: number;
 }
 
 /** Models a method may need besides the target. */
@@ -46,7 +51,7 @@ export interface MethodResources {
   target: CausalLM;
   /** A draft model (separate model, or the target's early-exit graph). */
   draft?: CausalLM;
-  /** Medusa heads (see medusa.ts). */
+  /** Medusa heads (medusa.ts) or an EAGLE head (eagle.ts). */
   heads?: unknown;
 }
 
@@ -95,6 +100,7 @@ const METHOD_LIST: MethodDefinition[] = [
   promptLookupMethod,
   lookaheadMethod,
   medusaMethod,
+  eagleMethod,
 ];
 
 export function registeredMethods(): MethodDefinition[] {

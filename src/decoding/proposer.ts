@@ -55,6 +55,8 @@ export interface Proposal {
   aux?: AuxTokens;
   /** Ask the target forward for its hidden states (Medusa). */
   wantHidden?: boolean;
+  /** Ask the target forward for its pre-final-norm features (EAGLE). */
+  wantFeatures?: boolean;
   /**
    * Acceptance rule when sampling without `draftProbs`. Absent = exact (sample-and-match,
    * distribution-preserving). "typical" = Medusa's typical acceptance (verify.ts): faster but NOT
@@ -89,8 +91,13 @@ export interface Proposer {
   readonly method: string;
   /** Extra models this proposer runs (drafts, heads), so their onnxruntime time is accounted for. */
   readonly models?: { timing: { runMs: number } }[];
-  /** Called once after the target prefill (e.g. to prefill a draft model). */
-  prepare?(ctx: DecodeContext): Promise<void>;
+  /** Ask the prefill forward for the target's features (EAGLE); they reach prepare() as `prefill`. */
+  readonly prefillFeatures?: boolean;
+  /**
+   * Called once after the target prefill (e.g. to prefill a draft model). `prefill` is the prefill
+   * forward's output when `prefillFeatures` asked for it (absent for a one-token prompt).
+   */
+  prepare?(ctx: DecodeContext, prefill?: ForwardOutput): Promise<void>;
   /** Propose at most `maxTokens` candidate nodes. Return an empty list to decode one token plainly. */
   propose(ctx: DecodeContext, maxTokens: number): Promise<Proposal>;
   /** Called after each round, once ctx.tokens holds the round's new tokens. */

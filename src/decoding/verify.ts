@@ -98,6 +98,7 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
     positions: tree?.positions,
     treeMask: tree?.mask,
     hidden: proposal.wantHidden,
+    features: proposal.wantFeatures,
   });
   ctx.stats.targetMs += performance.now() - t0;
   if (output.rows !== inputs.length) {

@@ -55,6 +55,8 @@ export interface ForwardOptions {
   logits?: "all" | "last" | "none";
   /** Also return the final hidden states (graphs with a `hidden_states` output). */
   hidden?: boolean;
+  /** Also return the pre-final-norm features (graphs with a `features` output; EAGLE). */
+  features?: boolean;
 }
 
 export interface ForwardOutput {
@@ -65,6 +67,8 @@ export interface ForwardOutput {
   /** Row-major [tokens, hiddenSize] when asked for. */
   hidden?: Float32Array;
   hiddenSize?: number;
+  /** Row-major [tokens, hiddenSize] pre-final-norm features when asked for. */
+  features?: Float32Array;
 }
 
 export interface ForwardTiming {
@@ -204,6 +208,7 @@ export class CausalLM {
           positions: opts.positions ? [opts.positions[i]!] : undefined,
           logits: want,
           hidden: opts.hidden,
+          features: opts.features,
         }),
       );
     }
@@ -221,7 +226,13 @@ export class CausalLM {
       hidden = new Float32Array(tokens.length * hiddenSize);
       outs.forEach((o, i) => hidden!.set(o.hidden!, i * hiddenSize));
     }
-    return { logits, rows, vocab, hidden, hiddenSize };
+    let features: Float32Array | undefined;
+    if (opts.features && outs[0]!.features) {
+      const F = outs[0]!.features.length;
+      features = new Float32Array(tokens.length * F);
+      outs.forEach((o, i) => features!.set(o.features!, i * F));
+    }
+    return { logits, rows, vocab, hidden, hiddenSize, features };
   }
 
   private async run(cache: KVCache, tokens: number[], opts: ForwardOptions): Promise<ForwardOutput> {
@@ -264,6 +275,12 @@ export class CausalLM {
         throw new ModelInterfaceError(`${this.label} has no hidden_states output; rebuild it with \`spec-decode build\` to use Medusa heads.`);
       }
       fetches.push("hidden_states");
+    }
+    if (opts.features) {
+      if (!this.info.hasFeatures) {
+        throw new ModelInterfaceError(`${this.label} has no features output; rebuild it with \`spec-decode build\` to use EAGLE heads.`);
+      }
+      fetches.push("features");
     }
     const t0 = performance.now();
     let out: ort.InferenceSession.ReturnType;
@@ -308,7 +325,8 @@ export class CausalLM {
       hiddenSize = ht.dims[ht.dims.length - 1]!;
       hidden = ht.type === "float16" ? f16ArrayToF32(ht.data as Uint16Array) : (ht.data as Float32Array);
     }
-    return { logits, rows, vocab, hidden, hiddenSize };
+    const features = opts.features ? (out.features!.data as Float32Array) : undefined;
+    return { logits, rows, vocab, hidden, hiddenSize, features };
   }
 
   async dispose(): Promise<void> {

@@ -113,6 +113,8 @@ export interface SessionInterface {
   hasPositionIds: boolean;
   hasTreeMask: boolean;
   hasHiddenStates: boolean;
+  /** The graph outputs `features` (last layer output before the final norm; EAGLE heads read it). */
+  hasFeatures: boolean;
   /** Optimum merged decoders take a boolean `use_cache_branch`. */
   hasUseCacheBranch: boolean;
   /** Vocabulary size from the logits output's metadata when static. */
@@ -206,6 +208,7 @@ export function describeSession(
     hasPositionIds: inputs.includes("position_ids"),
     hasTreeMask: inputs.includes("tree_attention_mask"),
     hasHiddenStates: outputs.includes("hidden_states"),
+    hasFeatures: outputs.includes("features"),
     hasUseCacheBranch: inputs.includes("use_cache_branch"),
     vocabSize: typeof vshape[2] === "number" ? vshape[2] : undefined,
     hiddenSize: typeof hshape[2] === "number" ? hshape[2] : undefined,

@@ -95,7 +95,7 @@ export function withStrictArguments(server: McpServer): McpServer {
 export const methodSchema = z
   .enum(["auto", ...METHOD_NAMES])
   .describe(
-    "Decoding method. auto: draft if a draft is given, medusa if heads are given, early-exit if methodOptions.exitLayer is given, else prompt-lookup (baseline when none is available).",
+    "Decoding method. auto: draft if a draft is given, eagle if heads are an EAGLE head, medusa if heads are Medusa heads, early-exit if methodOptions.exitLayer is given, else prompt-lookup (baseline when none is available).",
   );
 
 export const modelArg = z
@@ -141,6 +141,9 @@ export const methodOptionsSchema = strictArgs(
     acceptance: z.enum(["exact", "typical"]).optional().describe("medusa: exact (default, lossless) or typical (faster, not distribution-preserving)."),
     posteriorThreshold: z.number().min(0).max(1).optional().describe("medusa typical acceptance: posterior threshold."),
     posteriorAlpha: z.number().min(0).max(1).optional().describe("medusa typical acceptance: alpha."),
+    treeTotal: z.number().int().min(1).max(OPTION_MAX.treeTotal).optional().describe("eagle: draft-tree nodes verified per round (default 24)."),
+    treeDepth: z.number().int().min(1).max(OPTION_MAX.treeDepth).optional().describe("eagle: draft depth (default 6)."),
+    treeTopK: z.number().int().min(1).max(OPTION_MAX.treeTopK).optional().describe("eagle: children per expanded node and nodes expanded per depth (default 6)."),
   },
   "methodOptions",
 ).describe("Method options; each method reads its own and ignores the rest. K is the separate argument k.");

@@ -17,8 +17,10 @@ import type { ChatMessage, TextTokenizer } from "../text/index.js";
 
 export interface TrainingSequence {
   tokens: number[];
-  /** Row-major [tokens.length, hidden]. */
+  /** Row-major [tokens.length, hidden] final-norm hidden states (empty when not collected). */
   hidden: Float32Array;
+  /** Row-major [tokens.length, hidden] pre-final-norm features (EAGLE), when collected. */
+  features?: Float32Array;
   /** Index of the first token that may serve as a target (the prompt before it is context only). */
   firstTarget: number;
 }
@@ -112,8 +114,60 @@ export async function hiddenStatesOf(lm: CausalLM, tokens: number[]): Promise<Fl
   return out.hidden.slice();
 }
 
+/** What a training sequence carries: final hidden states (Medusa) or pre-norm features (EAGLE). */
+export type Collect = "hidden" | "features";
+
+async function sequenceOf(lm: CausalLM, tokens: number[], firstTarget: number, collect: Collect): Promise<TrainingSequence> {
+  if (collect === "hidden") return { tokens, hidden: await hiddenStatesOf(lm, tokens), firstTarget };
+  const out = await lm.forward(lm.newCache(), tokens, { features: true, logits: "none" });
+  if (!out.features) throw new InvalidOptionError(`${lm.label} returned no features.`);
+  return { tokens, hidden: new Float32Array(0), features: out.features.slice(), firstTarget };
+}
+
+/**
+ * Prompts in token-id space for models without a tokenizer: BOS followed by `sampled` tokens the
+ * model samples itself (temperature 1, seed + i), so greedy continuations differ and look like the
+ * model's own text.
+ */
+export async function sampledIdPrompts(lm: CausalLM, count: number, o: { sampled?: number; seed?: number; bos?: number } = {}): Promise<number[][]> {
+  const bos = o.bos ?? lm.info.bosId ?? 1;
+  const n = o.sampled ?? 8;
+  const out: number[][] = [];
+  for (let i = 0; i < count; i++) {
+    const res = await generateTokens({ target: lm, promptIds: [bos], maxNewTokens: n, eosIds: [], sampling: { temperature: 1, seed: (o.seed ?? 0) * 100_003 + i } });
+    out.push([bos, ...res.tokens]);
+  }
+  return out;
+}
+
+/** Read a --prompt-ids file: one prompt per line, token ids separated by spaces or commas (or a JSON array). */
+export function readPromptIdsFile(file: string, vocab?: number): number[][] {
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new InvalidOptionError(`Cannot read --prompt-ids ${file}: ${(err as Error).message}`);
+  }
+  const out: number[][] = [];
+  raw.split(/\r?\n/).forEach((line, i) => {
+    const s = line.trim().replace(/^\[|\]$/g, "");
+    if (!s) return;
+    const ids = s.split(/[\s,]+/).map(Number);
+    if (ids.some((x) => !Number.isInteger(x) || x < 0 || (vocab !== undefined && x >= vocab))) {
+      throw new InvalidOptionError(`${file}:${i + 1}: expected token ids (integers from 0 to ${(vocab ?? 1) - 1}) separated by spaces or commas.`);
+    }
+    out.push(ids);
+  });
+  if (out.length === 0) throw new InvalidOptionError(`--prompt-ids ${file} has no prompts.`);
+  return out;
+}
+
 export interface SelfDistillOptions {
   count: number;
+  /** Prompts as token ids (cycled): for models without a tokenizer. Wins over `prompts`. */
+  promptIds?: number[][];
+  /** Collect hidden states (default, Medusa) or features (EAGLE). */
+  collect?: Collect;
   maxNewTokens: number;
   /** Prompts to continue (cycled); default: built-in seed prompts. */
   prompts?: DataEntry[];
@@ -125,14 +179,14 @@ export interface SelfDistillOptions {
 
 /** Let the base generate `count` sequences and collect their hidden states. */
 export async function selfDistill(lm: CausalLM, tokIn: TextTokenizer | undefined, o: SelfDistillOptions): Promise<TrainingSequence[]> {
-  const tok = requireTokenizer(lm, tokIn);
+  const tok = o.promptIds ? tokIn : requireTokenizer(lm, tokIn);
   const prompts = o.prompts ?? seedPrompts(o.count).map((text) => ({ text }));
   const temperature = o.temperature ?? 0;
   const out: TrainingSequence[] = [];
   const maxCtx = lm.info.maxContext;
   let total = 0;
   for (let i = 0; i < o.count; i++) {
-    const prompt = encodePrompt(tok, prompts[i % prompts.length]!, o.chat ?? true);
+    const prompt = o.promptIds ? o.promptIds[i % o.promptIds.length]! : encodePrompt(tok!, prompts[i % prompts.length]!, o.chat ?? true);
     const room = Math.min(o.maxNewTokens, Number.isFinite(maxCtx) ? maxCtx - prompt.length : o.maxNewTokens);
     if (prompt.length === 0 || room < 2) continue;
     const vocab = lm.info.vocabSize;
@@ -140,11 +194,11 @@ export async function selfDistill(lm: CausalLM, tokIn: TextTokenizer | undefined
       target: lm,
       promptIds: prompt,
       maxNewTokens: room,
-      vocabLimit: vocab !== undefined && tok.vocabSize < vocab ? tok.vocabSize : undefined,
+      vocabLimit: tok && vocab !== undefined && tok.vocabSize < vocab ? tok.vocabSize : undefined,
       sampling: temperature > 0 ? { temperature, seed: (o.seed ?? 0) + i } : {},
     });
     const tokens = [...prompt, ...res.tokens];
-    out.push({ tokens, hidden: await hiddenStatesOf(lm, tokens), firstTarget: prompt.length });
+    out.push(await sequenceOf(lm, tokens, prompt.length, o.collect ?? "hidden"));
     total += res.tokens.length;
     o.onProgress?.(i + 1, o.count, total);
   }
@@ -156,7 +210,7 @@ export async function textSequences(
   lm: CausalLM,
   tokIn: TextTokenizer | undefined,
   entries: DataEntry[],
-  o: { maxLength: number; onProgress?: (done: number, total: number, tokens: number) => void },
+  o: { maxLength: number; collect?: Collect; onProgress?: (done: number, total: number, tokens: number) => void },
 ): Promise<TrainingSequence[]> {
   const tok = requireTokenizer(lm, tokIn);
   const out: TrainingSequence[] = [];
@@ -168,7 +222,7 @@ export async function textSequences(
     let tokens = "messages" in e ? tok.encodeChat(e.messages) : tok.encode(e.text, { addSpecialTokens: true });
     tokens = tokens.slice(0, limit);
     if (tokens.length < 3) continue;
-    out.push({ tokens, hidden: await hiddenStatesOf(lm, tokens), firstTarget: 0 });
+    out.push(await sequenceOf(lm, tokens, 0, o.collect ?? "hidden"));
     total += tokens.length;
     o.onProgress?.(i + 1, entries.length, total);
   }

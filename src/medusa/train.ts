@@ -29,7 +29,7 @@ import { createSession, type Device } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, selfDistill, textSequences, type TrainingSequence } from "./data.js";
+import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, type TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
@@ -473,6 +473,11 @@ export interface TrainMedusaOptions extends Omit<HeadsTrainingOptions, "heads"> 
   selfDistill?: number;
   /** Text/jsonl file: training text, or the prompts for self-distillation. */
   data?: string;
+  /**
+   * Self-distillation prompts as token ids (a file, one prompt per line). Without it, a model
+   * without tokenizer.json starts from BOS + a few tokens it samples itself.
+   */
+  promptIds?: string;
   /** Self-distillation: tokens generated per sequence (default 128). */
   maxNewTokens?: number;
   /** Text data: tokens per sequence (default 512). */
@@ -505,7 +510,29 @@ export function estimateAcceptedLength(tree: number[][], rankAccuracy: number[][
   return sum;
 }
 
-/** The `spec-decode train-medusa` job: data, training, files, report. */
+/**
+ * Token-id prompts for self-distillation: from --prompt-ids, or (no tokenizer and no --data)
+ * BOS + a few tokens the model samples itself. Undefined = use text prompts.
+ */
+export async function idPromptsFor(
+  lm: CausalLM,
+  hasTokenizer: boolean,
+  o: { promptIds?: string; data?: string; selfDistill?: number; seed?: number },
+  log: (line: string) => void,
+): Promise<number[][] | undefined> {
+  if (o.promptIds) return readPromptIdsFile(o.promptIds, lm.info.vocabSize);
+  if (hasTokenizer) return undefined;
+  if (o.data) {
+    throw new InvalidOptionError(
+      `${lm.info.dir} has no tokenizer.json, so --data text cannot be encoded. Give prompts as token ids with --prompt-ids FILE, ` +
+        `or neither (the model then starts from BOS and a few tokens it samples itself).`,
+    );
+  }
+  log("no tokenizer: self-distilling in token-id space from BOS + 8 tokens the model samples itself (seeded)");
+  return sampledIdPrompts(lm, o.selfDistill ?? 1, { seed: o.seed });
+}
+
+/** The \`spec-decode train-medusa\` job: data, training, files, report. */
 export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaReport> {
   const model = resolve(o.model);
   const K = o.heads ?? DEFAULT_HEADS;
@@ -537,8 +564,10 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
       if ((o.temperature ?? 0) === 0 && o.selfDistill > distinct) {
         log(`note: ${o.selfDistill} greedy sequences from ${distinct} distinct prompts repeat; use --temperature 0.7 for variety`);
       }
+      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
       seqs = await selfDistill(lm, tok, {
         count: o.selfDistill,
+        promptIds,
         maxNewTokens: o.maxNewTokens ?? 128,
         prompts: entries,
         temperature: o.temperature,

@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { DEFAULT_CONFIDENCE_THRESHOLD, K_MAX } from "../../src/decoding/controllers.js";
+import { EAGLE_DEFAULTS } from "../../src/decoding/eagle.js";
 import { LOOKAHEAD_DEFAULTS } from "../../src/decoding/lookahead.js";
 import { TYPICAL_DEFAULTS } from "../../src/decoding/medusa.js";
 import { PROMPT_LOOKUP_DEFAULTS } from "../../src/decoding/prompt-lookup.js";
@@ -111,7 +112,7 @@ describe("SKILL.md and references/ against the code", () => {
     }
     // Parameter tables of the technique references: every name in the first column is an argument
     // of generate_speculative or a method option.
-    for (const f of ["draft-model.md", "prompt-lookup.md", "lookahead.md", "medusa.md", "early-exit.md"]) {
+    for (const f of ["draft-model.md", "prompt-lookup.md", "lookahead.md", "medusa.md", "eagle.md", "early-exit.md"]) {
       const text = readFileSync(join(refDir, f), "utf8");
       for (const row of text.split("\n").filter((l) => l.startsWith("| `"))) {
         const cell = row.split("|")[1]!;
@@ -139,6 +140,9 @@ describe("SKILL.md and references/ against the code", () => {
       guesses: LOOKAHEAD_DEFAULTS.guesses,
       posteriorThreshold: TYPICAL_DEFAULTS.posteriorThreshold,
       posteriorAlpha: TYPICAL_DEFAULTS.posteriorAlpha,
+      treeTotal: EAGLE_DEFAULTS.total,
+      treeDepth: EAGLE_DEFAULTS.depth,
+      treeTopK: EAGLE_DEFAULTS.topK,
     };
     let checked = 0;
     for (const d of docs) {
@@ -152,7 +156,7 @@ describe("SKILL.md and references/ against the code", () => {
       }
       for (const m of d.text.matchAll(/\b1 to (\d+)\b/g)) expect(Number(m[1]), `${d.file}: K range`).toBe(K_MAX);
     }
-    expect(checked).toBe(8);
+    expect(checked).toBe(11);
     expect(readFileSync(join(refDir, "draft-model.md"), "utf8")).toContain(`(default ${DEFAULT_CONFIDENCE_THRESHOLD})`);
 
     // The tool defaults SKILL.md lists.

@@ -35,7 +35,7 @@ export const inputSchema = {
   variant: variantSchema,
   method: methodSchema.default("auto"),
   draft: z.string().min(1).max(4096).optional().describe("Draft model directory (method draft); must share the target's tokenizer."),
-  heads: z.string().min(1).max(4096).optional().describe("Medusa heads directory or file (method medusa)."),
+  heads: z.string().min(1).max(4096).optional().describe("Medusa heads directory or file (method medusa), or an EAGLE head directory (method eagle)."),
   k: kSchema.optional(),
   methodOptions: methodOptionsSchema.optional(),
   sampling: samplingSchema.optional(),
@@ -78,6 +78,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   if (args.method !== "auto") assertMethodsAvailable([args.method]);
   if (args.method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs a draft model: pass draft (a model directory with the same tokenizer).');
   if (args.method === "medusa" && !heads) throw new InvalidOptionError('method "medusa" needs heads: pass heads (a Medusa heads directory or file).');
+  if (args.method === "eagle" && !heads) throw new InvalidOptionError('method "eagle" needs heads: pass heads (an EAGLE head directory from `spec-decode train-eagle`).');
   const progress = progressSender(extra);
   const req: GenerateRequest = {
     model,

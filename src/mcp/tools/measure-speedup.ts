@@ -38,7 +38,7 @@ export const workloadArg = z
 export const inputSchema = {
   model: modelArg,
   draft: z.string().min(1).optional().describe("Draft model directory (method draft)."),
-  heads: z.string().min(1).optional().describe("Medusa heads (method medusa)."),
+  heads: z.string().min(1).optional().describe("Medusa heads (method medusa) or an EAGLE head (method eagle)."),
   methods: z
     .array(
       z.union([
@@ -169,7 +169,7 @@ export function checkResources(ctx: ToolContext, arms: ArmSpec[], args: { draft?
   const heads = args.heads ? resolveModelArg(ctx.roots, args.heads, "heads") : undefined;
   for (const a of arms) {
     if (a.method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs a draft model: pass draft.');
-    if (a.method === "medusa" && !heads) throw new InvalidOptionError('method "medusa" needs heads: pass heads.');
+    if ((a.method === "medusa" || a.method === "eagle") && !heads) throw new InvalidOptionError(`method "${a.method}" needs heads: pass heads.`);
   }
   return { draft, heads };
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * Mean accepted length of every method on a model's own samples as prompts (token-id space, so it
+ * works for models without a tokenizer, like ../shared/models/stories260K).
+ *
+ *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60]] [--medusa DIR] [--exit-layers 1,2,3]
+ *     [--prompts 20] [--sampled 16] [--max-new-tokens 128] [--seed 7] [--json]
+ *
+ * Prompts: BOS + `sampled` tokens the model samples itself (temperature 1, seeded; a different seed
+ * from train-eagle/train-medusa's default prompts). Each method then decodes greedily from every
+ * prompt, the methods' order rotating per prompt; the script checks each method's tokens equal
+ * plain greedy decoding's, and prints per method: mean accepted length = new tokens / target
+ * forwards (bonus included; 1.0 = plain decoding), acceptance of drafted tokens, and decode tok/s
+ * (the model's size makes timings dominated by fixed overheads: read acceptance, not speed, here).
+ * Needs `npm run build` first.
+ */
+import { parseArgs } from "node:util";
+import { SpecEngine, CausalLM } from "../dist/index.js";
+import { sampledIdPrompts } from "../dist/medusa/data.js";
+
+const { values: v } = parseArgs({
+  options: {
+    model: { type: "string" },
+    eagle: { type: "string" },
+    medusa: { type: "string" },
+    "exit-layers": { type: "string", default: "" },
+    "eagle-totals": { type: "string", default: "" },
+    prompts: { type: "string", default: "20" },
+    sampled: { type: "string", default: "16" },
+    "max-new-tokens": { type: "string", default: "128" },
+    seed: { type: "string", default: "7" },
+    json: { type: "boolean", default: false },
+  },
+});
+if (!v.model) {
+  console.error("usage: node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR] [--medusa DIR] [--exit-layers 1,2,3] ...");
+  process.exit(2);
+}
+const maxNewTokens = Number(v["max-new-tokens"]);
+const lm = await CausalLM.load(v.model);
+const prompts = await sampledIdPrompts(lm, Number(v.prompts), { sampled: Number(v.sampled), seed: Number(v.seed) });
+await lm.dispose();
+
+const methods = [{ label: "baseline", method: "baseline" }];
+if (v.eagle) methods.push({ label: "eagle (trained)", method: "eagle", heads: v.eagle });
+for (const t of (v["eagle-totals"] || "").split(",").filter(Boolean)) {
+  methods.push({ label: `eagle (trained), treeTotal ${t}`, method: "eagle", heads: v.eagle, methodOptions: { treeTotal: Number(t) } });
+}
+if (v.medusa) methods.push({ label: "medusa (trained)", method: "medusa", heads: v.medusa });
+for (const m of (v["exit-layers"] || "").split(",").filter(Boolean)) {
+  methods.push({ label: `early exit, layer ${m} (untrained)`, method: "early-exit", methodOptions: { exitLayer: Number(m) } });
+}
+methods.push({ label: "prompt lookup", method: "prompt-lookup" }, { label: "lookahead", method: "lookahead" });
+
+const engine = new SpecEngine();
+const acc = methods.map(() => ({ tokens: 0, forwards: 0, drafted: 0, accepted: 0, decodeMs: 0, mismatches: 0, tps: [] }));
+try {
+  for (const [pi, promptIds] of prompts.entries()) {
+    const outs = new Map();
+    const order = methods.map((_, i) => (i + pi) % methods.length);
+    for (const i of order) {
+      const m = methods[i];
+      const res = await engine.generate({ model: v.model, promptIds, maxNewTokens, method: m.method, heads: m.heads, methodOptions: m.methodOptions });
+      outs.set(i, res.tokens);
+      const a = acc[i];
+      a.tokens += res.stats.newTokens;
+      a.forwards += res.stats.targetForwards;
+      a.drafted += res.stats.draftedTokens;
+      a.accepted += res.stats.acceptedTokens;
+      a.decodeMs += res.stats.decodeMs;
+      a.tps.push(res.stats.tokensPerSecond);
+    }
+    const base = JSON.stringify(outs.get(0));
+    methods.forEach((_, i) => {
+      if (JSON.stringify(outs.get(i)) !== base) acc[i].mismatches++;
+    });
+    process.stderr.write(`prompt ${pi + 1}/${prompts.length}\r`);
+  }
+} finally {
+  await engine.dispose();
+}
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : 0;
+};
+const rows = methods.map((m, i) => {
+  const a = acc[i];
+  return {
+    method: m.label,
+    meanAcceptedLength: +(a.tokens / Math.max(1, a.forwards)).toFixed(3),
+    acceptance: a.drafted ? +(a.accepted / a.drafted).toFixed(3) : null,
+    medianTokensPerSecond: Math.round(median(a.tps)),
+    greedyEqualsPlain: a.mismatches === 0,
+  };
+});
+if (v.json) console.log(JSON.stringify({ model: v.model, prompts: prompts.length, maxNewTokens, rows }, null, 2));
+else {
+  console.log(`| method | mean accepted length | acceptance | median tok/s | greedy = plain |`);
+  console.log(`|---|---|---|---|---|`);
+  for (const r of rows) console.log(`| ${r.method} | ${r.meanAcceptedLength.toFixed(2)} | ${r.acceptance === null ? "-" : (100 * r.acceptance).toFixed(1) + "%"} | ${r.medianTokensPerSecond} | ${r.greedyEqualsPlain ? "yes" : "NO"} |`);
+  console.log(`\n${prompts.length} prompts (BOS + ${v.sampled} sampled tokens, seed ${v.seed}), ${maxNewTokens} new tokens, greedy.`);
+}
+process.exit(rows.some((r) => !r.greedyEqualsPlain) ? 3 : 0);

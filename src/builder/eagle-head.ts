@@ -1,0 +1,372 @@
+/**
+ * EAGLE draft heads (Li et al. 2024, "EAGLE: Speculative Sampling Requires Rethinking Feature
+ * Uncertainty"): files, and the head as an ONNX graph with the engine's KV conventions.
+ *
+ * The head drafts from the target's own features f_t (the last decoder layer's output before the
+ * final norm; the builder's `features` output). At position t it reads the embedding of the NEXT
+ * token x_{t+1} and f_t:
+ *     x  = fc(concat(embed(x_{t+1}), f_t))             fc: Linear(2H -> H) with bias
+ *     x' = one Llama decoder layer (own RMSNorms, MHA self-attention with RoPE at position t over
+ *          the head's own KV cache, SwiGLU MLP)
+ *     next_features = x'                                (predicts f_{t+1})
+ *     logits = lm_head(final_norm(x'))                  (predicts x_{t+2}; the target's own final
+ *                                                        norm and LM head, frozen and shared)
+ * Drafting deeper feeds the head its own predicted features.
+ *
+ * Files (`spec-decode train-eagle` writes them; names follow the EAGLE project's state dict):
+ *   eagle_head.safetensors   fc.weight [H, 2H], fc.bias [H],
+ *                            layers.0.input_layernorm.weight [H] (optional: EAGLE-1 skips it),
+ *                            layers.0.self_attn.{q,k,v,o}_proj.weight, layers.0.post_attention_layernorm.weight,
+ *                            layers.0.mlp.{gate,up,down}_proj.weight  (nn.Linear layout: out x in)
+ *   config.json              hidden_size, num_attention_heads, num_key_value_heads (= heads),
+ *                            intermediate_size, vocab_size, base_model_name_or_path, spec_decode {...}
+ * The embedding, final norm, LM head and RoPE settings come from the target's checkpoint.
+ *
+ * ONNX graph (`eagle_head.onnx`, built beside the head from head + target checkpoint):
+ *   inputs  input_ids int64 [1, S], position_ids int64 [1, S], features float32 [1, S, H],
+ *           past_key_values.0.key/value float32 [1, heads, past, head_dim],
+ *           tree_attention_mask uint8 [1, S, past + S] (1 = may attend)
+ *   outputs logits float32 [1, S, V], next_features float32 [1, S, H], present.0.key/value.
+ */
+import { createHash } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { BuildError } from "../errors.js";
+import { checkpointNames, getWeight } from "./checkpoint.js";
+import { readDecoderConfig, ropeTables, type DecoderConfig } from "./config.js";
+import { transposeInto } from "./llama.js";
+import { GraphBuilder, attr, dtypeCode, readOnnxMetadata } from "./onnx-graph.js";
+import { SafetensorsSource, openSafetensorsDir, writeSafetensors, type TensorToWrite } from "./safetensors.js";
+
+export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
+export const EAGLE_ONNX_FILE = "eagle_head.onnx";
+/** Bump when the graph changes, so cached ONNX files are rebuilt. */
+export const EAGLE_GRAPH_VERSION = "1";
+
+export interface EagleHeadConfig {
+  hiddenSize: number;
+  numHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  baseModel?: string;
+  /** Held-out top-1 accuracy per draft depth, when measured (our trained heads). */
+  depthAccuracy?: number[];
+}
+
+/** Head weights, nn.Linear layout (out x in), row-major. */
+export interface EagleHeadWeights {
+  fcWeight: Float32Array; // [H, 2H]
+  fcBias: Float32Array; // [H]
+  inputNorm?: Float32Array; // [H]
+  q: Float32Array; // [H, H]
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  postNorm: Float32Array; // [H]
+  gate: Float32Array; // [I, H]
+  up: Float32Array; // [I, H]
+  down: Float32Array; // [H, I]
+}
+
+/** The target's frozen pieces the head shares. */
+export interface EagleTargetParts {
+  cfg: DecoderConfig;
+  embed: Float32Array; // [V, H]
+  finalNorm: Float32Array; // [H]
+  lmHead: Float32Array; // [V, H]
+}
+
+const P = "layers.0.";
+
+export function locateEagleHead(pathIn: string): { file: string; dir: string; configFile: string } {
+  const path = resolve(pathIn);
+  if (!existsSync(path)) {
+    throw new BuildError(
+      `EAGLE head not found at ${path}. Pass a directory holding ${EAGLE_HEAD_FILE} and config.json; ` +
+        `train one with \`spec-decode train-eagle --model DIR --self-distill N\`.`,
+    );
+  }
+  const dir = statSync(path).isDirectory() ? path : dirname(path);
+  const file = join(dir, EAGLE_HEAD_FILE);
+  if (!existsSync(file)) {
+    const hint = existsSync(join(dir, "pytorch_model.bin"))
+      ? " It holds pytorch_model.bin: published EAGLE heads ship as PyTorch pickles, which this engine does not read; convert the state dict to safetensors named eagle_head.safetensors."
+      : "";
+    throw new BuildError(`${dir} has no ${EAGLE_HEAD_FILE} (written by \`spec-decode train-eagle\`).${hint}`);
+  }
+  const configFile = join(dir, "config.json");
+  if (!existsSync(configFile)) throw new BuildError(`${dir} has no config.json beside ${EAGLE_HEAD_FILE}; the head directory is incomplete.`);
+  return { file, dir, configFile };
+}
+
+export function inspectEagleHead(pathIn: string): EagleHeadConfig & { file: string; dir: string } {
+  const { file, dir, configFile } = locateEagleHead(pathIn);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+  } catch (err) {
+    throw new BuildError(`Could not parse ${configFile}: ${(err as Error).message}.`, { cause: err });
+  }
+  const int = (k: string): number => {
+    const v = raw[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new BuildError(`${configFile}: "${k}" must be a positive integer.`);
+    return v;
+  };
+  const H = int("hidden_size");
+  const NH = int("num_attention_heads");
+  const KV = typeof raw.num_key_value_heads === "number" ? raw.num_key_value_heads : NH;
+  if (KV !== NH) {
+    throw new BuildError(`${configFile}: num_key_value_heads ${KV} != num_attention_heads ${NH}; EAGLE heads here use full multi-head attention.`);
+  }
+  if (H % NH !== 0) throw new BuildError(`${configFile}: hidden_size ${H} is not a multiple of num_attention_heads ${NH}.`);
+  const sd = (raw.spec_decode ?? {}) as Record<string, unknown>;
+  return {
+    file,
+    dir,
+    hiddenSize: H,
+    numHeads: NH,
+    headDim: H / NH,
+    intermediateSize: int("intermediate_size"),
+    vocabSize: int("vocab_size"),
+    rmsNormEps: typeof raw.rms_norm_eps === "number" ? raw.rms_norm_eps : 1e-5,
+    baseModel: typeof raw.base_model_name_or_path === "string" ? raw.base_model_name_or_path : undefined,
+    depthAccuracy: Array.isArray(sd.depth_accuracy) ? (sd.depth_accuracy as number[]) : undefined,
+  };
+}
+
+export function readEagleHead(pathIn: string): { config: EagleHeadConfig; weights: EagleHeadWeights } {
+  const config = inspectEagleHead(pathIn);
+  const st = new SafetensorsSource([config.file]);
+  const { hiddenSize: H, intermediateSize: I } = config;
+  const get = (n: string, dims: number[]) => getWeight(st, n, dims);
+  const weights: EagleHeadWeights = {
+    fcWeight: get("fc.weight", [H, 2 * H]),
+    fcBias: st.has("fc.bias") ? get("fc.bias", [H]) : new Float32Array(H),
+    inputNorm: st.has(`${P}input_layernorm.weight`) ? get(`${P}input_layernorm.weight`, [H]) : undefined,
+    q: get(`${P}self_attn.q_proj.weight`, [H, H]),
+    k: get(`${P}self_attn.k_proj.weight`, [H, H]),
+    v: get(`${P}self_attn.v_proj.weight`, [H, H]),
+    o: get(`${P}self_attn.o_proj.weight`, [H, H]),
+    postNorm: get(`${P}post_attention_layernorm.weight`, [H]),
+    gate: get(`${P}mlp.gate_proj.weight`, [I, H]),
+    up: get(`${P}mlp.up_proj.weight`, [I, H]),
+    down: get(`${P}mlp.down_proj.weight`, [H, I]),
+  };
+  return { config, weights };
+}
+
+export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleHeadWeights, extra: Record<string, unknown> = {}): string[] {
+  const dir = resolve(dirIn);
+  const { hiddenSize: H, intermediateSize: I } = config;
+  const t = (name: string, dims: number[], data: Float32Array): TensorToWrite => ({ name, dims, data });
+  const tensors: TensorToWrite[] = [
+    t("fc.weight", [H, 2 * H], w.fcWeight),
+    t("fc.bias", [H], w.fcBias),
+    ...(w.inputNorm ? [t(`${P}input_layernorm.weight`, [H], w.inputNorm)] : []),
+    t(`${P}self_attn.q_proj.weight`, [H, H], w.q),
+    t(`${P}self_attn.k_proj.weight`, [H, H], w.k),
+    t(`${P}self_attn.v_proj.weight`, [H, H], w.v),
+    t(`${P}self_attn.o_proj.weight`, [H, H], w.o),
+    t(`${P}post_attention_layernorm.weight`, [H], w.postNorm),
+    t(`${P}mlp.gate_proj.weight`, [I, H], w.gate),
+    t(`${P}mlp.up_proj.weight`, [I, H], w.up),
+    t(`${P}mlp.down_proj.weight`, [H, I], w.down),
+  ];
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, EAGLE_HEAD_FILE);
+  writeSafetensors(file, tensors, { format: "pt" });
+  const cfg = {
+    architectures: ["EagleHead"],
+    hidden_size: H,
+    num_attention_heads: config.numHeads,
+    num_key_value_heads: config.numHeads,
+    intermediate_size: I,
+    vocab_size: config.vocabSize,
+    rms_norm_eps: config.rmsNormEps,
+    base_model_name_or_path: config.baseModel ?? "",
+    spec_decode: { ...(config.depthAccuracy ? { depth_accuracy: config.depthAccuracy } : {}), ...extra },
+  };
+  const configFile = join(dir, "config.json");
+  writeFileSync(configFile, JSON.stringify(cfg, null, 2) + "\n");
+  return [file, configFile];
+}
+
+/** The target's embedding, final norm and LM head from its safetensors checkpoint. */
+export function readEagleTargetParts(modelDir: string): EagleTargetParts {
+  let cfg: DecoderConfig;
+  let weights;
+  try {
+    cfg = readDecoderConfig(modelDir);
+    weights = openSafetensorsDir(modelDir);
+  } catch (err) {
+    throw new BuildError(
+      `EAGLE heads need the target's safetensors checkpoint and config.json in ${modelDir} (for its embedding, final norm ` +
+        `and LM head): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const names = checkpointNames(cfg, weights);
+  const { vocabSize: V, hiddenSize: H } = cfg;
+  return {
+    cfg,
+    embed: getWeight(weights, names.embed, [V, H]),
+    finalNorm: getWeight(weights, names.norm, [H]),
+    lmHead: getWeight(weights, names.lmHead, [V, H]),
+  };
+}
+
+/** A fresh head config for a target (same hidden size, heads and MLP width as one target layer). */
+export function eagleConfigFor(cfg: DecoderConfig, baseModel?: string): EagleHeadConfig {
+  return {
+    hiddenSize: cfg.hiddenSize,
+    numHeads: cfg.numHeads,
+    headDim: cfg.hiddenSize / cfg.numHeads,
+    intermediateSize: cfg.intermediateSize,
+    vocabSize: cfg.vocabSize,
+    rmsNormEps: cfg.rmsNormEps,
+    baseModel,
+  };
+}
+
+export function checkHeadAgainstTarget(head: EagleHeadConfig, cfg: DecoderConfig, where = "The EAGLE head"): void {
+  if (head.hiddenSize !== cfg.hiddenSize || head.vocabSize !== cfg.vocabSize) {
+    throw new BuildError(
+      `${where} has hidden size ${head.hiddenSize} and vocabulary ${head.vocabSize}, but the target has ${cfg.hiddenSize} and ` +
+        `${cfg.vocabSize}. A head only works with the model it was trained for; train one with \`spec-decode train-eagle\`.`,
+    );
+  }
+}
+
+const BOOL = dtypeCode("bool");
+
+/** Write the head's ONNX graph (see the module comment). */
+export function buildEagleHeadOnnx(
+  config: EagleHeadConfig,
+  w: EagleHeadWeights,
+  target: EagleTargetParts,
+  outPath: string,
+  metadata: Record<string, string> = {},
+): void {
+  const { hiddenSize: H, numHeads: NH, headDim: D, intermediateSize: I, vocabSize: V } = config;
+  checkHeadAgainstTarget(config, target.cfg);
+  const maxPositions = target.cfg.maxPositionEmbeddings;
+  const g = new GraphBuilder({ name: "eagle_head", modelPath: outPath, producerVersion: EAGLE_GRAPH_VERSION });
+  try {
+    const ids = g.input("input_ids", "int64", [1, "sequence_length"]);
+    const pos = g.input("position_ids", "int64", [1, "sequence_length"]);
+    const feats = g.input("features", "float32", [1, "sequence_length", H]);
+    const pastK = g.input("past_key_values.0.key", "float32", [1, NH, "past_sequence_length", D]);
+    const pastV = g.input("past_key_values.0.value", "float32", [1, NH, "past_sequence_length", D]);
+    const tree = g.input("tree_attention_mask", "uint8", [1, "sequence_length", "total_sequence_length"]);
+    const c64 = (v: number[]) => g.constInt64(v);
+    const reshape = (x: string, shape: number[]) => g.op("Reshape", [x, c64(shape)]);
+    const transpose = (x: string, perm: number[]) => g.op("Transpose", [x], { perm });
+    const eps = g.constFloat(config.rmsNormEps);
+    const two = g.constFloat(2);
+    const rmsNorm = (x: string, weightName: string): string => {
+      const ms = g.op("ReduceMean", [g.op("Pow", [x, two])], { axes: [-1], keepdims: 1 });
+      return g.op("Mul", [g.op("Div", [x, g.op("Sqrt", [g.op("Add", [ms, eps])])]), weightName]);
+    };
+    const linear = (x: string, name: string, wt: Float32Array, out: number, inn: number): string => {
+      const t = new Float32Array(inn * out);
+      transposeInto(wt, out, inn, t, out, 0);
+      return g.op("MatMul", [x, g.initializer(name, "float32", [inn, out], t)]);
+    };
+
+    g.initializer("embed_tokens.weight", "float32", [V, H], target.embed);
+    const e = g.op("Gather", ["embed_tokens.weight", ids], { axis: 0 });
+    let x = g.op("Add", [linear(g.op("Concat", [e, feats], { axis: -1 }), "fc.weight_t", w.fcWeight, H, 2 * H), g.initializer("fc.bias", "float32", [H], w.fcBias)]);
+
+    // RoPE (the target's tables; sign of rotate_half folded into sin as in the target graph).
+    const { cos, sin } = ropeTables({ ...target.cfg, headDim: D }, maxPositions);
+    const half = D / 2;
+    for (let p = 0; p < maxPositions; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
+    const cosP = g.op("Unsqueeze", [g.op("Gather", [g.initializer("rope.cos", "float32", [maxPositions, D], cos), pos], { axis: 0 }), c64([2])]);
+    const sinP = g.op("Unsqueeze", [g.op("Gather", [g.initializer("rope.sin_signed", "float32", [maxPositions, D], sin), pos], { axis: 0 }), c64([2])]);
+    const rope = (t: string): string => {
+      const [a, b] = g.node("Split", [t, c64([half, half])], { axis: -1 }, 2) as [string, string];
+      return g.op("Add", [g.op("Mul", [t, cosP]), g.op("Mul", [g.op("Concat", [b, a], { axis: -1 }), sinP])]);
+    };
+
+    let xn = x;
+    if (w.inputNorm) xn = rmsNorm(x, g.initializer("input_layernorm.weight", "float32", [H], w.inputNorm));
+    const scale = 1 / Math.sqrt(D);
+    const qw = w.q.map((v) => v * scale);
+    const q = transpose(rope(reshape(linear(xn, "q_proj.weight_t", qw, H, H), [0, 0, NH, D])), [0, 2, 1, 3]);
+    const kNew = transpose(rope(reshape(linear(xn, "k_proj.weight_t", w.k, H, H), [0, 0, NH, D])), [0, 2, 1, 3]);
+    const vNew = transpose(reshape(linear(xn, "v_proj.weight_t", w.v, H, H), [0, 0, NH, D]), [0, 2, 1, 3]);
+    g.node("Concat", [pastK, kNew], { axis: 2 }, ["present.0.key"]);
+    g.node("Concat", [pastV, vNew], { axis: 2 }, ["present.0.value"]);
+    g.output("present.0.key", "float32", [1, NH, "total_sequence_length", D]);
+    g.output("present.0.value", "float32", [1, NH, "total_sequence_length", D]);
+    const scores = g.op("MatMul", [q, transpose("present.0.key", [0, 1, 3, 2])]); // [1, NH, S, T]
+    const mask = g.op("Unsqueeze", [g.op("Cast", [tree], { to: BOOL }), c64([1])]); // [1, 1, S, T]
+    const probs = g.op("Softmax", [g.op("Where", [mask, scores, g.constFloat(-1e9)])], { axis: -1 });
+    const ctx = reshape(transpose(g.op("MatMul", [probs, "present.0.value"]), [0, 2, 1, 3]), [0, 0, H]);
+    x = g.op("Add", [x, linear(ctx, "o_proj.weight_t", w.o, H, H)]);
+    const xn2 = rmsNorm(x, g.initializer("post_attention_layernorm.weight", "float32", [H], w.postNorm));
+    const gate = linear(xn2, "gate_proj.weight_t", w.gate, I, H);
+    const up = linear(xn2, "up_proj.weight_t", w.up, I, H);
+    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
+    x = g.op("Add", [x, linear(act, "down_proj.weight_t", w.down, H, I)]);
+    g.output("next_features", "float32", [1, "sequence_length", H], x);
+
+    const hn = rmsNorm(x, g.initializer("norm.weight", "float32", [H], target.finalNorm));
+    g.initializer("lm_head.weight", "float32", [V, H], target.lmHead);
+    const logits2d = g.op("Gemm", [reshape(hn, [-1, H]), "lm_head.weight"], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
+    g.output("logits", "float32", [1, "sequence_length", V], reshape(logits2d, [1, -1, V]));
+    g.setMetadata("spec_decode.eagle_graph", EAGLE_GRAPH_VERSION);
+    g.setMetadata("spec_decode.hidden_size", String(H));
+    g.setMetadata("spec_decode.vocab_size", String(V));
+    g.setMetadata("spec_decode.max_positions", String(maxPositions));
+    for (const [k, v] of Object.entries(metadata)) g.setMetadata(k, v);
+    g.save(outPath);
+  } finally {
+    g.dispose();
+  }
+}
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The ONNX file of the head at `headPath` for the target checkpoint in `modelDir`, built on first
+ * use beside the head (or under the OS temp dir when that directory is read-only); rebuilt when
+ * the head's or target's weights changed (size/mtime stamp in the graph's metadata).
+ */
+export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgress?: (m: string) => void): { onnxFile: string; stamp: string } {
+  const { file, dir } = locateEagleHead(headPath);
+  const st = statSync(file);
+  const mdir = resolve(modelDir);
+  const targetFiles = readdirSync(mdir).filter((f) => f.endsWith(".safetensors") || f === "config.json").sort();
+  const tstamp = targetFiles.map((f) => {
+    const s = statSync(join(mdir, f));
+    return `${s.size}:${Math.round(s.mtimeMs)}`;
+  });
+  const stamp = `${EAGLE_GRAPH_VERSION}:${st.size}:${Math.round(st.mtimeMs)}:${tstamp.join(",")}`;
+  const besides = join(dir, EAGLE_ONNX_FILE);
+  const cache = join(tmpdir(), "spec-decode-eagle", createHash("sha256").update(file).digest("hex").slice(0, 16), EAGLE_ONNX_FILE);
+  for (const c of [besides, cache]) {
+    if (!existsSync(c)) continue;
+    try {
+      if (readOnnxMetadata(c)["spec_decode.eagle_source"] === stamp) return { onnxFile: c, stamp };
+    } catch {
+      /* unreadable: rebuild */
+    }
+  }
+  const out = writable(dir) ? besides : cache;
+  mkdirSync(dirname(out), { recursive: true });
+  onProgress?.(`building ${out}`);
+  const { config, weights } = readEagleHead(headPath);
+  buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp });
+  return { onnxFile: out, stamp };
+}

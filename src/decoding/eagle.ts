@@ -1,0 +1,347 @@
+/**
+ * EAGLE-2 (Li et al. 2024, "EAGLE-2: Faster Inference of Language Models with Dynamic Draft
+ * Trees"): a one-layer autoregressive draft head over the target's own features proposes a
+ * dynamic token tree, verified in the round's one target forward with the tree mask.
+ *
+ * How it fits the loop (the proposer never runs the target):
+ *  - Every proposal sets `wantFeatures`, so verification returns the target's pre-final-norm
+ *    features for cur and every candidate. observe() feeds the head the committed pairs
+ *    (f_p, x_{p+1}) of the round (cur and the accepted path, each with the token that followed it)
+ *    at their positions, extending the head's KV cache with TRUE target features. The prefill
+ *    asks for features too (`prefillFeatures`), so the head's cache covers the whole prompt.
+ *  - The last committed row's output ("root") holds the head's guess f^_c of cur's feature and the
+ *    logits of the token after cur (depth 1).
+ *  - Drafting (EAGLE-2): depth 1 = the root's top `topK` tokens, scored by log-probability. Then,
+ *    `depth - 1` times, the `topK` best nodes of the newest layer (by cumulative log-probability,
+ *    the head's confidence in the whole path) are run through the head in one call (tree mask over
+ *    the committed cache + their ancestors; their input feature is the parent's predicted
+ *    feature) and each gets its `topK` best children. Finally all drafted nodes are reranked by
+ *    cumulative score and the best `total` are verified. A child never scores above its parent, so
+ *    the chosen set always contains its nodes' ancestors. Drafted entries are cropped from the
+ *    head's cache after drafting.
+ *  - Acceptance: verify.ts. Greedy: exact (the target's argmax path); sampling: sample-and-match,
+ *    distribution-preserving whatever the head proposes. Siblings are distinct top-k tokens.
+ *  - Head quality only changes speed: a random head gives the same tokens, just fewer accepted.
+ */
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { EAGLE_HEAD_FILE, ensureEagleHeadOnnx, inspectEagleHead, type EagleHeadConfig } from "../builder/eagle-head.js";
+import type { CausalLM } from "../engine/causal-lm.js";
+import { KVCache } from "../engine/kv-cache.js";
+import { createSession, type Device } from "../engine/session.js";
+import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
+import { checkRoundSize, OPTION_MAX } from "./limits.js";
+import { topK } from "./medusa.js";
+import type { MethodDefinition, MethodOptions, MethodResources } from "./methods.js";
+import type { DecodeContext, Proposal, Proposer, RoundResult } from "./proposer.js";
+import type { ForwardOutput } from "../engine/causal-lm.js";
+
+/** Defaults: EAGLE-2 uses total 60, depth 5-6, top-k 10 on GPUs; CPU verification favours smaller trees. */
+export const EAGLE_DEFAULTS = { total: 24, depth: 6, topK: 6 } as const;
+/** Bounds on client-controlled tree sizes. */
+export const EAGLE_LIMITS = { total: OPTION_MAX.treeTotal, depth: OPTION_MAX.treeDepth, topK: OPTION_MAX.treeTopK } as const;
+
+export interface HeadOutput {
+  /** [rows, vocab] */
+  logits: Float32Array;
+  /** [rows, hidden] */
+  features: Float32Array;
+}
+
+/** A loaded EAGLE head: its ONNX session and configuration. */
+export class EagleHeadModel {
+  readonly timing = { runs: 0, runMs: 0 };
+  private disposed = false;
+  constructor(
+    readonly session: ort.InferenceSession,
+    readonly config: EagleHeadConfig,
+    readonly file: string,
+    readonly onnxFile: string,
+  ) {}
+
+  newCache(): KVCache {
+    return new KVCache({ numLayers: 1, kvHeads: this.config.numHeads, headDim: this.config.headDim, dtype: "float32" });
+  }
+
+  /**
+   * Run rows on top of `cache` (which grows by rows). `mask` is row-major [rows, cache.length + rows]
+   * (1 = may attend); omitted = causal.
+   */
+  async run(cache: KVCache, tokens: number[], positions: number[], features: Float32Array, mask?: Uint8Array): Promise<HeadOutput> {
+    const S = tokens.length;
+    const H = this.config.hiddenSize;
+    const past = cache.length;
+    const total = past + S;
+    if (features.length !== S * H) throw new VocabMismatchError(`EAGLE head: got ${features.length / H} feature rows for ${S} tokens (hidden ${H}).`);
+    if (!mask) {
+      mask = new Uint8Array(S * total);
+      for (let t = 0; t < S; t++) mask.fill(1, t * total, t * total + past + t + 1);
+    }
+    const ids = new BigInt64Array(S);
+    const pos = new BigInt64Array(S);
+    for (let i = 0; i < S; i++) {
+      ids[i] = BigInt(tokens[i]!);
+      pos[i] = BigInt(positions[i]!);
+    }
+    const t0 = performance.now();
+    const out = await this.session.run({
+      input_ids: new ort.Tensor("int64", ids, [1, S]),
+      position_ids: new ort.Tensor("int64", pos, [1, S]),
+      features: new ort.Tensor("float32", features, [1, S, H]),
+      "past_key_values.0.key": cache.key(0),
+      "past_key_values.0.value": cache.value(0),
+      tree_attention_mask: new ort.Tensor("uint8", mask, [1, S, total]),
+    });
+    this.timing.runMs += performance.now() - t0;
+    this.timing.runs++;
+    cache.update([out["present.0.key"]!], [out["present.0.value"]!]);
+    return { logits: out.logits!.data as Float32Array, features: out.next_features!.data as Float32Array };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.session.release();
+  }
+}
+
+/** Load the head in `headPath` for the target checkpoint in `modelDir` (building its ONNX on first use). */
+export async function loadEagleHead(headPath: string, modelDir: string, opts: { device?: Device; threads?: number } = {}): Promise<EagleHeadModel> {
+  const { onnxFile } = ensureEagleHeadOnnx(headPath, modelDir);
+  const { file, dir: _dir, ...config } = inspectEagleHead(headPath);
+  // A one-layer head is small: one thread keeps it from competing with the target's pool.
+  const session = await createSession(onnxFile, { device: opts.device, threads: opts.threads ?? 1 });
+  return new EagleHeadModel(session, config, file, onnxFile);
+}
+
+export interface EagleSettings {
+  total: number;
+  depth: number;
+  topK: number;
+}
+
+export function eagleSettings(o: MethodOptions): EagleSettings {
+  const get = (v: number | undefined, name: string, def: number, max: number) => {
+    const x = v ?? def;
+    if (!Number.isInteger(x) || x < 1 || x > max) throw new InvalidOptionError(`${name} must be an integer from 1 to ${max} (got ${v}).`);
+    return x;
+  };
+  return {
+    total: get(o.treeTotal, "treeTotal", EAGLE_DEFAULTS.total, EAGLE_LIMITS.total),
+    depth: get(o.treeDepth, "treeDepth", EAGLE_DEFAULTS.depth, EAGLE_LIMITS.depth),
+    topK: get(o.treeTopK, "treeTopK", EAGLE_DEFAULTS.topK, EAGLE_LIMITS.topK),
+  };
+}
+
+/** log-softmax of `row[0, limit)` at the given ids. */
+function logProbs(row: Float32Array, limit: number, ids: number[]): number[] {
+  let max = -Infinity;
+  for (let i = 0; i < limit; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < limit; i++) sum += Math.exp(row[i]! - max);
+  const lse = max + Math.log(sum);
+  return ids.map((i) => row[i]! - lse);
+}
+
+interface DraftNode {
+  token: number;
+  parent: number; // index into nodes, -1 = root
+  score: number;
+  depth: number;
+  /** Index of the node's entry in the head cache (set once the node is expanded). */
+  slot?: number;
+  /** The head's output feature at this node (after expansion). */
+  feature?: Float32Array;
+}
+
+export function createEagleProposer(target: CausalLM, head: EagleHeadModel, settings: EagleSettings): Proposer {
+  const H = head.config.hiddenSize;
+  const V = head.config.vocabSize;
+  const cache = head.newCache();
+  /** Head output of the last committed row: predicts cur's feature and the token after cur. */
+  let root: { logits: Float32Array; feature: Float32Array } | undefined;
+  /** Set when the head lost track of the committed sequence; the rest decodes plainly (still exact). */
+  let broken = false;
+  let noted = false;
+
+  const commit = async (start: number, tokens: number[], feats: Float32Array): Promise<void> => {
+    if (cache.length !== start) {
+      broken = true;
+      root = undefined;
+      return;
+    }
+    const positions = tokens.map((_, i) => start + i);
+    const out = await head.run(cache, tokens, positions, feats);
+    const last = tokens.length - 1;
+    root = { logits: out.logits.slice(last * V, (last + 1) * V), feature: out.features.slice(last * H, (last + 1) * H) };
+  };
+
+  return {
+    method: "eagle",
+    models: [head],
+    prefillFeatures: true,
+    async prepare(ctx: DecodeContext, prefill?: ForwardOutput): Promise<void> {
+      if (!prefill?.features) return; // one-token prompt: the first round fetches features
+      await commit(0, ctx.tokens.slice(1), prefill.features);
+    },
+    async propose(ctx: DecodeContext, maxTokens: number): Promise<Proposal> {
+      if (!noted) {
+        noted = true;
+        ctx.stats.extra.eagleTreeTotal = settings.total;
+        ctx.stats.extra.eagleTreeDepth = settings.depth;
+        ctx.stats.extra.eagleTreeTopK = settings.topK;
+      }
+      if (broken) return { tokens: [] };
+      if (!root) return { tokens: [], wantFeatures: true };
+      const limit = ctx.vocabLimit !== undefined ? Math.min(ctx.vocabLimit, V) : V;
+      const budget = Math.min(settings.total, maxTokens);
+      const K = settings.topK;
+      const committed = cache.length;
+      const cur = committed; // position of cur
+      // Expanded nodes sit at positions cur .. cur + depth - 2: keep them inside the context (and
+      // never draft deeper than the budget can hold).
+      const maxDepth = Math.max(1, Math.min(settings.depth, budget, Number.isFinite(target.info.maxContext) ? target.info.maxContext - cur + 1 : Infinity));
+      const nodes: DraftNode[] = [];
+      const addChildren = (logits: Float32Array, parent: number, base: number, depth: number): number[] => {
+        const ids = topK(logits, K, limit);
+        const lps = logProbs(logits, limit, ids);
+        return ids.map((t, j) => nodes.push({ token: t, parent, score: base + lps[j]!, depth }) - 1);
+      };
+      let layer = addChildren(root.logits, -1, 0, 1);
+      try {
+        for (let d = 1; d < maxDepth && layer.length > 0; d++) {
+          // Expanding deeper cannot help once the budget is filled by better-scored nodes.
+          const expand = [...layer].sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b).slice(0, K);
+          const S = expand.length;
+          const past = cache.length;
+          const total = past + S;
+          const mask = new Uint8Array(S * total);
+          const feats = new Float32Array(S * H);
+          const toks: number[] = [];
+          const pos: number[] = [];
+          expand.forEach((ni, r) => {
+            const n = nodes[ni]!;
+            mask.fill(1, r * total, r * total + committed);
+            for (let a = n.parent; a !== -1; a = nodes[a]!.parent) mask[r * total + nodes[a]!.slot!] = 1;
+            mask[r * total + past + r] = 1;
+            feats.set(n.parent === -1 ? root!.feature : nodes[n.parent]!.feature!, r * H);
+            toks.push(n.token);
+            pos.push(cur + n.depth - 1);
+            n.slot = past + r;
+          });
+          const out = await head.run(cache, toks, pos, feats, mask);
+          ctx.stats.count("eagleHeadRuns");
+          const next: number[] = [];
+          expand.forEach((ni, r) => {
+            const n = nodes[ni]!;
+            n.feature = out.features.slice(r * H, (r + 1) * H);
+            next.push(...addChildren(out.logits.subarray(r * V, (r + 1) * V), ni, n.score, n.depth + 1));
+          });
+          layer = next;
+        }
+      } finally {
+        cache.crop(committed);
+      }
+      // Rerank: the best `budget` nodes by cumulative score (ties: earlier node first, so a parent
+      // always precedes an equally scored child), emitted in creation order (parents first).
+      const chosen = nodes
+        .map((_, i) => i)
+        .sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b)
+        .slice(0, budget)
+        .sort((a, b) => a - b);
+      const index = new Map<number, number>();
+      chosen.forEach((ni, j) => index.set(ni, j));
+      const parents = chosen.map((ni) => {
+        const p = nodes[ni]!.parent;
+        if (p === -1) return -1;
+        const j = index.get(p);
+        if (j === undefined) throw new Error("EAGLE tree: a chosen node's parent was not chosen (scores must not increase along a path).");
+        return j;
+      });
+      return { tokens: chosen.map((ni) => nodes[ni]!.token), parents, wantFeatures: true };
+    },
+    async observe(ctx: DecodeContext, result: RoundResult): Promise<void> {
+      if (broken) return;
+      const f = result.output.features;
+      if (!f) {
+        // A round run without our proposal (no room for candidates): the head cannot catch up.
+        broken = true;
+        root = undefined;
+        return;
+      }
+      const rows = [0, ...result.path.map((i) => i + 1)];
+      const feats = new Float32Array(rows.length * H);
+      rows.forEach((r, j) => feats.set(f.subarray(r * H, (r + 1) * H), j * H));
+      await commit(result.start, [...result.acceptedTokens, result.bonus], feats);
+      ctx.stats.count("eagleHeadRuns");
+    },
+  };
+}
+
+/** Whether `path` holds an EAGLE head (for `auto`: --heads may name Medusa or EAGLE heads). */
+export function isEagleHeadDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory() ? existsSync(join(path, EAGLE_HEAD_FILE)) : path.endsWith(EAGLE_HEAD_FILE);
+  } catch {
+    return false;
+  }
+}
+
+function headOf(res: MethodResources): EagleHeadModel | undefined {
+  return res.heads instanceof EagleHeadModel ? res.heads : undefined;
+}
+
+function checkAgainstTarget(head: EagleHeadConfig & { file?: string }, target: CausalLM): void {
+  const vocab = target.info.vocabSize;
+  const hidden = target.info.hiddenSize;
+  if ((vocab !== undefined && vocab !== head.vocabSize) || (hidden !== undefined && hidden !== head.hiddenSize)) {
+    throw new VocabMismatchError(
+      `The EAGLE head${head.file ? ` in ${head.file}` : ""} (hidden ${head.hiddenSize}, vocabulary ${head.vocabSize}) does not fit ` +
+        `${target.label} (hidden ${hidden}, vocabulary ${vocab}). Train a head for this model with ` +
+        `\`spec-decode train-eagle --model ${target.info.dir} --self-distill 200\`.`,
+    );
+  }
+}
+
+export const eagleMethod: MethodDefinition = {
+  name: "eagle",
+  summary:
+    "EAGLE-2: a one-layer draft head over the target's own features drafts a dynamic token tree, verified in one forward (needs --heads DIR from `spec-decode train-eagle`).",
+  async loadResources(req) {
+    const lm = req.target.lm;
+    if (!req.heads) {
+      throw new InvalidOptionError(
+        `Method "eagle" needs an EAGLE head: pass --heads DIR (a directory with eagle_head.safetensors and config.json, ` +
+          `written by \`spec-decode train-eagle --model ${lm.info.dir} --self-distill 200\`).`,
+      );
+    }
+    if (!lm.info.hasFeatures || !lm.info.hasTreeMask) {
+      throw new ModelLoadError(
+        `${lm.label} lacks the features output or the tree_attention_mask input EAGLE needs. Rebuild it with \`spec-decode build\`.`,
+      );
+    }
+    const path = req.heads;
+    checkAgainstTarget(inspectEagleHead(path), lm);
+    const { stamp } = ensureEagleHeadOnnx(path, lm.info.dir);
+    const opts = { device: req.store.device, threads: req.store.threads };
+    const heads = await req.store.loadExtra(path, JSON.stringify(["eagle-head", opts]), stamp, () => loadEagleHead(path, lm.info.dir, opts));
+    return { heads };
+  },
+  unavailableReason(res) {
+    const t = res.target;
+    if (!t.info.hasFeatures) return `${t.label} has no features output; rebuild it with \`spec-decode build\` to use EAGLE heads.`;
+    if (!t.info.hasTreeMask) return `${t.label} has no tree_attention_mask input; rebuild it with \`spec-decode build\` to verify EAGLE trees.`;
+    if (!headOf(res)) return "needs an EAGLE head (--heads DIR); train one with `spec-decode train-eagle --model DIR`.";
+    return undefined;
+  },
+  create(res, options) {
+    const head = headOf(res);
+    if (!head) throw new InvalidOptionError('Method "eagle" needs an EAGLE head (--heads DIR).');
+    checkAgainstTarget({ ...head.config, file: head.file }, res.target);
+    const settings = eagleSettings(options);
+    // One verification forward carries cur + the tree: size it against the model before drafting.
+    checkRoundSize(res.target.info, 1 + settings.total, "treeTotal (the EAGLE tree)");
+    return createEagleProposer(res.target, head, settings);
+  },
+};

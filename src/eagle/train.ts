@@ -1,0 +1,556 @@
+/**
+ * Train an EAGLE head locally (the target frozen), on the target's own features.
+ *
+ *  1. Data (medusa/data.ts, collecting features): self-distilled sequences (the target's own
+ *     generations; in token-id space from --prompt-ids or BOS + sampled tokens for models without a
+ *     tokenizer) or text, with the target's pre-final-norm features f_t at every position.
+ *  2. Rows: position t of a sequence gives the row (f_t, x_{t+1}) whose output should be f_{t+1},
+ *     and whose logits should match the target's own next-token distribution there
+ *     softmax(lm_head(norm(f_{t+1}))) (soft cross-entropy: the target's outputs, not the sampled
+ *     token). Loss = SmoothL1(feature) + ceWeight * CE, as in EAGLE (ceWeight 0.1 there).
+ *  3. Training-time test (as in EAGLE-3): the head is unrolled `unroll` steps. Step u feeds each
+ *     row the head's own predicted feature from step u-1 (the true token), at position t+u,
+ *     attending to the committed rows <= t and its own earlier steps, exactly the attention pattern
+ *     of a drafted chain at decode time. So depth >= 2 is trained on the inputs it will see.
+ *  4. Minibatches of whole sequences (block-diagonal masks), Adam with warmup + cosine decay and
+ *     global-norm clipping (TensorFlow.js, see model.ts for why).
+ *  5. Held-out top-1 per draft depth: greedy chain drafting from every position of the held-out
+ *     sequences (the head's own tokens and features), conditional on the earlier depths being
+ *     right, against the sequence's next tokens (the target's own greedy tokens when
+ *     self-distilling at temperature 0, the default).
+ */
+import { resolve, join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import {
+  checkHeadAgainstTarget,
+  eagleConfigFor,
+  readEagleHead,
+  readEagleTargetParts,
+  writeEagleHead,
+  type EagleHeadConfig,
+  type EagleHeadWeights,
+  type EagleTargetParts,
+} from "../builder/eagle-head.js";
+import { CausalLM } from "../engine/causal-lm.js";
+import type { Device } from "../engine/session.js";
+import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
+import { Rng } from "../sampling/index.js";
+import { TextTokenizer } from "../text/index.js";
+import { readDataFile, selfDistill, textSequences, type TrainingSequence } from "../medusa/data.js";
+import { idPromptsFor } from "../medusa/train.js";
+import {
+  disposeFrozen,
+  headForward,
+  headLogits,
+  initParams,
+  makeFrozen,
+  paramsFromWeights,
+  paramList,
+  tfReady,
+  weightsFromParams,
+  type Frozen,
+  type HeadParams,
+} from "./model.js";
+
+export interface EagleTrainingOptions {
+  /** Start from these weights (continue training a head) instead of a fresh initialisation. */
+  init?: EagleHeadWeights;
+  epochs?: number;
+  /** Rows (positions) per minibatch, about; training windows are packed up to it. Default 256. */
+  batchRows?: number;
+  /**
+   * Training window (rows): sequences are cut into windows of this many positions, each attending
+   * only within itself. Keeps the attention cost per row small on the JS backend. Default 48.
+   * Held-out evaluation always runs on whole sequences.
+   */
+  window?: number;
+  lr?: number;
+  /** Unrolled draft steps trained (training-time test). Default 3. */
+  unroll?: number;
+  /** Weight of the token cross-entropy against the feature regression. Default 0.5. */
+  ceWeight?: number;
+  /** Depths evaluated on the held-out split. Default 6. */
+  evalDepth?: number;
+  evalFraction?: number;
+  seed?: number;
+  maxSteps?: number;
+  /** Stop training after this many seconds (checked between steps). */
+  maxSeconds?: number;
+  onLog?: (line: string) => void;
+  logEvery?: number;
+}
+
+export interface EagleTrainingReport {
+  hiddenSize: number;
+  vocabSize: number;
+  trainSequences: number;
+  evalSequences: number;
+  trainPositions: number;
+  evalPositions: number;
+  epochs: number;
+  steps: number;
+  unroll: number;
+  lr: number;
+  ceWeight: number;
+  trainSeconds: number;
+  positionsPerSecond: number;
+  chance: number;
+  /** Held-out top-1 per draft depth before training (depth d: token d after cur, given 1..d-1 right). */
+  initialDepthTop1: number[];
+  depthTop1: number[];
+  /** Unconditional: fraction of positions whose chain is right through depth d. */
+  chainThrough: number[];
+  /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
+  chainAcceptedLength: number;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const round4 = (x: number) => Math.round(x * 10000) / 10000;
+
+interface Seq {
+  tokens: number[];
+  features: Float32Array;
+  /** Absolute position of tokens[0] (training windows of a longer sequence). */
+  offset?: number;
+}
+
+/** Cut a sequence into windows of `w` rows (w + 1 tokens; consecutive windows share one token). */
+function windows(s: Seq, w: number, H: number): Seq[] {
+  const out: Seq[] = [];
+  for (let a = 0; a + 2 < s.tokens.length; a += w) {
+    const b = Math.min(s.tokens.length, a + w + 1);
+    out.push({ tokens: s.tokens.slice(a, b), features: s.features.subarray(a * H, b * H), offset: a });
+  }
+  return out;
+}
+
+/** Block-diagonal masks and indices for a minibatch of sequences, unrolled U steps. */
+interface Batch {
+  /** rows of step 0 (and every step): one per (sequence, t), t = 0..L-2 */
+  n: number;
+  tokensByStep: Int32Array[]; // [U][n]: token fed at step u (x_{t+u+1}, clamped)
+  positionsByStep: Int32Array[]; // [U][n]: t + u
+  valid: Float32Array[]; // [U][n]: 1 when f_{t+u+1} exists
+  targetRowByStep: Int32Array[]; // [U][n]: index into the batch's feature rows of f_{t+u+1}
+  featRows: Float32Array; // [n0, H]: all feature rows of the batch's sequences
+  inputRows: Int32Array; // [n]: index of f_t in featRows (step 0 input)
+  masks: Uint8Array[]; // [U]: [n, (u+1) n]
+  /** sequence id of each row, and t */
+  seqOf: Int32Array;
+  tOf: Int32Array;
+}
+
+function makeBatch(seqs: Seq[], H: number, U: number): Batch {
+  let n = 0;
+  let rows = 0;
+  for (const s of seqs) {
+    n += s.tokens.length - 1;
+    rows += s.tokens.length;
+  }
+  const featRows = new Float32Array(rows * H);
+  const seqOf = new Int32Array(n);
+  const tOf = new Int32Array(n);
+  const inputRows = new Int32Array(n);
+  const rowBase: number[] = [];
+  let r = 0;
+  let i = 0;
+  seqs.forEach((s, si) => {
+    featRows.set(s.features, r * H);
+    rowBase.push(r);
+    for (let t = 0; t + 1 < s.tokens.length; t++) {
+      seqOf[i] = si;
+      tOf[i] = t;
+      inputRows[i] = r + t;
+      i++;
+    }
+    r += s.tokens.length;
+  });
+  const tokensByStep: Int32Array[] = [];
+  const positionsByStep: Int32Array[] = [];
+  const valid: Float32Array[] = [];
+  const targetRowByStep: Int32Array[] = [];
+  const masks: Uint8Array[] = [];
+  for (let u = 0; u < U; u++) {
+    const tok = new Int32Array(n);
+    const pos = new Int32Array(n);
+    const val = new Float32Array(n);
+    const tr = new Int32Array(n);
+    const cols = (u + 1) * n;
+    const mask = new Uint8Array(n * cols);
+    for (let j = 0; j < n; j++) {
+      const s = seqs[seqOf[j]!]!;
+      const L = s.tokens.length;
+      const t = tOf[j]!;
+      const nxt = Math.min(t + u + 1, L - 1);
+      tok[j] = s.tokens[nxt]!;
+      pos[j] = (s.offset ?? 0) + t + u;
+      val[j] = t + u + 1 <= L - 1 ? 1 : 0;
+      tr[j] = rowBase[seqOf[j]!]! + nxt;
+      // committed rows of the same sequence with t' <= t (step 0 block)
+      const first = j - t;
+      mask.fill(1, j * cols + first, j * cols + j + 1);
+      // its own earlier steps (and itself)
+      for (let w = 1; w <= u; w++) mask[j * cols + w * n + j] = 1;
+    }
+    tokensByStep.push(tok);
+    positionsByStep.push(pos);
+    valid.push(val);
+    targetRowByStep.push(tr);
+    masks.push(mask);
+  }
+  return { n, tokensByStep, positionsByStep, valid, targetRowByStep, featRows, inputRows, masks, seqOf, tOf };
+}
+
+/** Unrolled forward over a batch; returns per-step outputs (caller disposes via tidy). */
+function unrolled(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, tokensOverride?: (u: number, prevLogits: tf.Tensor2D) => tf.Tensor1D) {
+  const H = config.hiddenSize;
+  const feats = tf.tensor2d(b.featRows, [b.featRows.length / H, H]);
+  let input = tf.gather(feats, tf.tensor1d(b.inputRows, "int32")) as tf.Tensor2D;
+  const past: { k: tf.Tensor3D; v: tf.Tensor3D }[] = [];
+  const outs: tf.Tensor2D[] = [];
+  let prevLogits: tf.Tensor2D | undefined;
+  for (let u = 0; u < U; u++) {
+    const toks = tokensOverride && u > 0 ? tokensOverride(u, prevLogits!) : tf.tensor1d(b.tokensByStep[u]!, "int32");
+    const mask = tf.tensor2d(b.masks[u]!, [b.n, (u + 1) * b.n], "bool");
+    const r = headForward(config, p, fz, toks, input, tf.tensor1d(b.positionsByStep[u]!, "int32"), mask, past);
+    past.push({ k: r.k, v: r.v });
+    outs.push(r.out);
+    if (tokensOverride) prevLogits = headLogits(config, fz, r.out);
+    input = r.out;
+  }
+  return { feats, outs };
+}
+
+function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, ceWeight: number): tf.Scalar {
+  const { feats, outs } = unrolled(config, p, fz, b, U);
+  const losses: tf.Scalar[] = [];
+  for (let u = 0; u < U; u++) {
+    const valid = tf.tensor1d(b.valid[u]!);
+    const count = Math.max(1, b.valid[u]!.reduce((a, x) => a + x, 0));
+    const target = tf.gather(feats, tf.tensor1d(b.targetRowByStep[u]!, "int32")) as tf.Tensor2D;
+    const diff = outs[u]!.sub(target).abs();
+    const m = tf.minimum(diff, 1); // SmoothL1 (beta 1) = 0.5 min(d,1)^2 + (d - min(d,1))
+    const smoothL1 = m.square().mul(0.5).add(diff.sub(m)).mean(-1);
+    const tprobs = tf.softmax(headLogits(config, fz, target));
+    const logq = tf.logSoftmax(headLogits(config, fz, outs[u]!));
+    const ce = tprobs.mul(logq).sum(-1).neg();
+    losses.push(smoothL1.add(ce.mul(ceWeight)).mul(valid).sum().div(count) as tf.Scalar);
+  }
+  return tf.addN(losses).div(U) as tf.Scalar;
+}
+
+/** Greedy chain drafting from every position: hits[d] / tries[d] conditional top-1 per depth. */
+function evaluate(config: EagleHeadConfig, p: HeadParams, fz: Frozen, seqs: Seq[], depth: number, positionsFrom: (s: number) => number): { hits: number[]; tries: number[]; through: number[]; positions: number } {
+  const hits = new Array<number>(depth).fill(0);
+  const tries = new Array<number>(depth).fill(0);
+  const through = new Array<number>(depth).fill(0);
+  let positions = 0;
+  for (let si = 0; si < seqs.length; si++) {
+    const s = seqs[si]!;
+    const b = makeBatch([s], config.hiddenSize, depth);
+    const preds: Int32Array[] = tf.tidy(() => {
+      const out: Int32Array[] = [];
+      // Step 0 is teacher-forced by construction (committed rows); later steps feed the head's own
+      // argmax token of the previous step.
+      unrolled(config, p, fz, b, depth, (u, prev) => {
+        const a = prev.argMax(-1) as tf.Tensor1D;
+        out.push(a.dataSync() as Int32Array);
+        return a.cast("int32") as tf.Tensor1D;
+      }).outs.forEach((o, u) => {
+        if (u === depth - 1) out.push(headLogits(config, fz, o).argMax(-1).dataSync() as Int32Array);
+      });
+      return out;
+    });
+    // preds[u][row t] = drafted token at depth u+1 for cur at position t+1 (compares with x_{t+u+2}).
+    const L = s.tokens.length;
+    for (let t = 0; t + 2 < L; t++) {
+      if (t + 1 < positionsFrom(si)) continue; // cur must be a generated token's predecessor
+      positions++;
+      let ok = true;
+      for (let d = 0; d < depth && t + d + 2 < L; d++) {
+        if (!ok) break;
+        tries[d]!++;
+        if (preds[d]![t] === s.tokens[t + d + 2]) {
+          hits[d]!++;
+          through[d]!++;
+        } else ok = false;
+      }
+    }
+  }
+  return { hits, tries, through: through.map((x) => x / Math.max(1, positions)), positions };
+}
+
+/** Train a head on sequences with features. */
+export async function trainEagleHead(
+  seqsIn: TrainingSequence[],
+  target: EagleTargetParts,
+  config: EagleHeadConfig,
+  o: EagleTrainingOptions = {},
+): Promise<{ params: HeadParams; report: EagleTrainingReport; dispose: () => void }> {
+  await tfReady();
+  const log = o.onLog ?? (() => {});
+  const H = config.hiddenSize;
+  const seqs: (Seq & { firstTarget: number })[] = seqsIn
+    .filter((s) => s.tokens.length >= 3)
+    .map((s) => {
+      if (!s.features || s.features.length !== s.tokens.length * H) {
+        throw new InvalidOptionError(`training sequence has no features of hidden size ${H}; build the model with \`spec-decode build\`.`);
+      }
+      return { tokens: s.tokens, features: s.features, firstTarget: s.firstTarget };
+    });
+  if (seqs.length === 0) throw new InvalidOptionError("No training sequences of at least 3 tokens.");
+  const U = o.unroll ?? 3;
+  if (!Number.isInteger(U) || U < 1 || U > 8) throw new InvalidOptionError(`unroll must be an integer from 1 to 8 (got ${U}).`);
+  const lr = o.lr ?? 3e-3;
+  if (!(lr > 0 && lr < 1)) throw new InvalidOptionError(`lr must be in (0, 1) (got ${lr}).`);
+  const ceWeight = o.ceWeight ?? 0.5;
+  const evalDepth = o.evalDepth ?? 6;
+  const batchRows = o.batchRows ?? 256;
+  const window = o.window ?? 48;
+  if (!Number.isInteger(window) || window < 2 || window > 4096) throw new InvalidOptionError(`window must be an integer from 2 to 4096 (got ${window}).`);
+  const nEval = seqs.length >= 2 ? Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1))) : 0;
+  const trainSeqs = seqs.slice(0, seqs.length - nEval);
+  const held = nEval > 0 ? seqs.slice(seqs.length - nEval) : seqs;
+  const train = trainSeqs.flatMap((s) => windows(s, window, H));
+  if (nEval === 0) log("only one sequence: evaluating on the training data");
+  // Pack sequences into minibatches of about batchRows rows.
+  const rng = new Rng(o.seed ?? 0);
+  const order = train.map((_, i) => i);
+  const packs = (): number[][] => {
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const out: number[][] = [];
+    let cur: number[] = [];
+    let rows = 0;
+    for (const i of order) {
+      const L = train[i]!.tokens.length - 1;
+      if (cur.length > 0 && rows + L > batchRows) {
+        out.push(cur);
+        cur = [];
+        rows = 0;
+      }
+      cur.push(i);
+      rows += L;
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  };
+  const trainPositions = train.reduce((a, s) => a + s.tokens.length - 1, 0);
+  const stepsPerEpoch = packs().length;
+  const epochs = o.epochs ?? Math.min(200, Math.max(2, Math.ceil(300 / stepsPerEpoch)));
+  const totalSteps = Math.min(o.maxSteps ?? Infinity, epochs * stepsPerEpoch);
+  const fz = makeFrozen(target, config);
+  const params = o.init ? paramsFromWeights(config, o.init) : initParams(config, o.seed ?? 0);
+  const vars = paramList(params);
+  const opt = tf.train.adam(lr, 0.9, 0.95, 1e-8);
+  const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
+  const warmup = Math.min(50, Math.max(1, Math.ceil(0.05 * totalSteps)));
+  // Warmup, then cosine decay over the run: its steps, or its time budget when that ends it sooner.
+  const lrAt = (t: number, secs: number) => {
+    if (t < warmup) return (lr * (t + 1)) / warmup;
+    const byStep = (t - warmup) / Math.max(1, totalSteps - warmup);
+    const progress = Math.min(1, Math.max(byStep, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0));
+    return lr * (0.05 + 0.475 * (1 + Math.cos(Math.PI * progress)));
+  };
+  const from = (set: typeof seqs) => (i: number) => Math.max(0, set[i]!.firstTarget - 1);
+  const rate = (e: { hits: number[]; tries: number[] }) => e.hits.map((h, d) => round4(h / Math.max(1, e.tries[d]!)));
+
+  const initial = evaluate(config, params, fz, held, evalDepth, from(held));
+  log(
+    `training an EAGLE head (hidden ${H}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
+      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps, lr ${lr}, CE weight ${ceWeight}`,
+  );
+  log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
+  const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
+  const t0 = performance.now();
+  let step = 0;
+  let positions = 0;
+  let accLoss = 0;
+  let accN = 0;
+  let epochsRun = 0;
+  let lastLog = t0;
+  outer: for (let e = 0; e < epochs; e++) {
+    epochsRun = e + 1;
+    for (const pack of packs()) {
+      if (step >= totalSteps) break outer;
+      if (o.maxSeconds !== undefined && (performance.now() - t0) / 1000 >= o.maxSeconds) {
+        log(`time budget of ${o.maxSeconds}s reached after ${step} steps`);
+        break outer;
+      }
+      // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
+      const bs = pack.map((i) => makeBatch([train[i]!], H, U));
+      setLr(lrAt(step, (performance.now() - t0) / 1000));
+      const perStep = tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, U, ceWeight))).div(bs.length) as tf.Scalar, vars);
+        // Global-norm clipping at 1.0.
+        const names = Object.keys(grads);
+        const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
+        const scale = norm > 1 ? 1 / norm : 1;
+        opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
+        accLoss += value.dataSync()[0]!;
+        return value;
+      });
+      perStep.dispose();
+      accN++;
+      step++;
+      positions += bs.reduce((a, b) => a + b.n, 0);
+      const now = performance.now();
+      if (step % logEvery === 0 || step === totalSteps || now - lastLog > 30_000) {
+        lastLog = now;
+        const secs = (performance.now() - t0) / 1000;
+        log(`step ${step}/${totalSteps} epoch ${e + 1}/${epochs}  loss ${(accLoss / accN).toFixed(4)}  (${Math.round(positions / Math.max(secs, 1e-9))} positions/s)`);
+        accLoss = 0;
+        accN = 0;
+      }
+    }
+  }
+  const trainSeconds = (performance.now() - t0) / 1000;
+  const final = evaluate(config, params, fz, held, evalDepth, from(held));
+  const depthTop1 = rate(final);
+  log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
+  const chainThrough = final.through.map(round4);
+  log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
+  return {
+    params,
+    dispose: () => {
+      disposeFrozen(fz);
+      tf.dispose(vars);
+      opt.dispose();
+    },
+    report: {
+      hiddenSize: H,
+      vocabSize: config.vocabSize,
+      trainSequences: trainSeqs.length,
+      evalSequences: nEval,
+      trainPositions,
+      evalPositions: final.positions,
+      epochs: epochsRun,
+      steps: step,
+      unroll: U,
+      lr,
+      ceWeight,
+      trainSeconds: Math.round(trainSeconds * 100) / 100,
+      positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
+      chance: 1 / config.vocabSize,
+      initialDepthTop1: rate(initial),
+      depthTop1,
+      chainThrough,
+      chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
+    },
+  };
+}
+
+export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init"> {
+  model: string;
+  /** Continue training the head in this directory. */
+  init?: string;
+  /** Output directory (default <model>/eagle). */
+  out?: string;
+  selfDistill?: number;
+  data?: string;
+  promptIds?: string;
+  maxNewTokens?: number;
+  maxLength?: number;
+  temperature?: number;
+  chat?: boolean;
+  threads?: number;
+  device?: Device;
+}
+
+export interface TrainEagleReport extends EagleTrainingReport {
+  out: string;
+  files: string[];
+  model: string;
+  data: { source: "self-distill" | "text"; sequences: number; tokens: number; seconds: number; temperature?: number; file?: string; promptIds?: string };
+}
+
+/** The `spec-decode train-eagle` job: data, training, files, report. */
+export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport> {
+  const model = resolve(o.model);
+  const log = o.onLog ?? (() => {});
+  if (o.selfDistill === undefined && o.data === undefined) {
+    throw new InvalidOptionError("Give training data: --self-distill N (the target generates N sequences) and/or --data FILE.");
+  }
+  if (o.selfDistill !== undefined && (!Number.isInteger(o.selfDistill) || o.selfDistill < 1)) {
+    throw new InvalidOptionError(`--self-distill must be an integer >= 1 (got ${o.selfDistill}).`);
+  }
+  const target = readEagleTargetParts(model);
+  const config = eagleConfigFor(target.cfg, model);
+  let init: EagleHeadWeights | undefined;
+  if (o.init) {
+    const h = readEagleHead(o.init);
+    checkHeadAgainstTarget(h.config, target.cfg, `The head given with --init (${o.init})`);
+    if (h.config.numHeads !== config.numHeads || h.config.intermediateSize !== config.intermediateSize) {
+      throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);
+    }
+    init = h.weights;
+  }
+  const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
+  try {
+    if (!lm.info.hasFeatures) {
+      throw new ModelInterfaceError(`${lm.label} has no features output; rebuild the model with \`spec-decode build\` (features are on by default).`);
+    }
+    if (lm.info.vocabSize !== undefined && lm.info.vocabSize !== config.vocabSize) {
+      throw new BuildError(`The ONNX graph has vocabulary ${lm.info.vocabSize} but the checkpoint has ${config.vocabSize}; rebuild the model.`);
+    }
+    const tok = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(model) : undefined;
+    const t0 = performance.now();
+    const progress = (what: string) => (done: number, total: number, tokens: number) => {
+      if (done === total || done % Math.max(1, Math.round(total / 10)) === 0) log(`${what}: ${done}/${total} sequences, ${tokens} tokens`);
+    };
+    let seqs: TrainingSequence[];
+    if (o.selfDistill !== undefined) {
+      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
+      const entries = o.data && !promptIds ? readDataFile(o.data) : undefined;
+      seqs = await selfDistill(lm, tok, {
+        count: o.selfDistill,
+        maxNewTokens: o.maxNewTokens ?? 128,
+        prompts: entries,
+        promptIds,
+        temperature: o.temperature,
+        seed: o.seed,
+        chat: o.chat,
+        collect: "features",
+        onProgress: progress("self-distillation"),
+      });
+    } else {
+      seqs = await textSequences(lm, tok, readDataFile(o.data!), { maxLength: o.maxLength ?? 512, collect: "features", onProgress: progress("features") });
+    }
+    const dataSeconds = (performance.now() - t0) / 1000;
+    const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
+    const { params, report, dispose } = await trainEagleHead(seqs, target, config, { ...o, init });
+    try {
+      const out = resolve(o.out ?? join(model, "eagle"));
+      const files = writeEagleHead(out, { ...config, depthAccuracy: report.depthTop1 }, weightsFromParams(config, params), {
+        trained_by: "spec-decode train-eagle",
+        data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
+        ...(o.init ? { continued_from: resolve(o.init) } : {}),
+        unroll: report.unroll,
+        steps: report.steps,
+        chain_accepted_length: report.chainAcceptedLength,
+      });
+      log(`wrote ${files.join(", ")}`);
+      return {
+        ...report,
+        out,
+        files,
+        model,
+        data: {
+          source: o.selfDistill !== undefined ? "self-distill" : "text",
+          sequences: seqs.length,
+          tokens,
+          seconds: Math.round(dataSeconds * 100) / 100,
+          ...(o.selfDistill !== undefined ? { temperature: o.temperature ?? 0 } : {}),
+          ...(o.data ? { file: resolve(o.data) } : {}),
+          ...(o.promptIds ? { promptIds: resolve(o.promptIds) } : {}),
+        },
+      };
+    } finally {
+      dispose();
+    }
+  } finally {
+    await lm.dispose();
+  }
+}

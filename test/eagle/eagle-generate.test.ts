@@ -1,0 +1,87 @@
+/** EAGLE decoding: greedy equals plain greedy for every tree budget, even with random heads. */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { SpecEngine } from "../../src/api.js";
+import { createEagleProposer, eagleSettings, loadEagleHead } from "../../src/decoding/eagle.js";
+import { generateTokens } from "../../src/decoding/generate.js";
+import { CausalLM } from "../../src/engine/causal-lm.js";
+import { InvalidOptionError } from "../../src/errors.js";
+import { Rng } from "../../src/sampling/index.js";
+import { fixture, tempDir } from "../helpers/fixtures.js";
+import { writeRandomEagleHead } from "./helpers.js";
+
+const FIXTURES = [
+  { layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 },
+  { arch: "qwen2" as const, layers: 2, hidden: 48, heads: 4, kvHeads: 1, vocab: 300, seed: 7, tieEmbeddings: true },
+];
+
+describe("EAGLE generation", () => {
+  const root = tempDir("eagle-gen");
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  for (const [fi, fx] of FIXTURES.entries()) {
+    it(`greedy EAGLE output equals plain greedy output for every tree budget (fixture ${fi}, random heads and prompts)`, async () => {
+      const dir = await fixture(fx);
+      const lm = await CausalLM.load(dir);
+      const rng = new Rng(100 + fi);
+      const budgets = [
+        { treeTotal: 1, treeDepth: 1, treeTopK: 1 },
+        { treeTotal: 4, treeDepth: 4, treeTopK: 1 },
+        { treeTotal: 8, treeDepth: 3, treeTopK: 4 },
+        {},
+        { treeTotal: 60, treeDepth: 6, treeTopK: 10 },
+      ];
+      for (const [hi, scale] of [0.5, 3].entries()) {
+        const head = await loadEagleHead(writeRandomEagleHead(join(root, `h${fi}-${hi}`), dir, 31 + hi + fi, scale), dir);
+        for (let trial = 0; trial < 3; trial++) {
+          const len = 1 + Math.floor(rng.next() * 12);
+          const prompt = Array.from({ length: len }, () => Math.floor(rng.next() * fx.vocab));
+          const maxNewTokens = 1 + Math.floor(rng.next() * 40);
+          const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens, eosIds: [] });
+          for (const b of budgets) {
+            const proposer = createEagleProposer(lm, head, eagleSettings(b));
+            const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens, eosIds: [], proposer });
+            expect(res.tokens).toEqual(base.tokens);
+            if (maxNewTokens > 2) expect(res.stats.extra.eagleHeadRuns).toBeGreaterThan(0);
+          }
+        }
+        await head.dispose();
+      }
+      await lm.dispose();
+    });
+  }
+
+  it("drafts stay inside the context: generation up to the last position equals plain greedy", async () => {
+    const dir = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 64, seed: 2, maxPositions: 40 });
+    const lm = await CausalLM.load(dir);
+    const head = await loadEagleHead(writeRandomEagleHead(join(root, "ctx"), dir, 8), dir);
+    const prompt = [1, 9, 4, 33, 2, 7, 7, 12, 5, 3];
+    const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 30, eosIds: [] });
+    for (const b of [{}, { treeTotal: 40, treeDepth: 16, treeTopK: 4 }]) {
+      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 30, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings(b)) });
+      expect(res.tokens).toEqual(base.tokens);
+    }
+    await head.dispose();
+    await lm.dispose();
+  });
+
+  it("runs through SpecEngine (explicit and auto), sampling runs, bad tree sizes are clear errors", async () => {
+    const dir = await fixture(FIXTURES[0]!);
+    const headDir = writeRandomEagleHead(join(root, "engine"), dir, 5);
+    const engine = new SpecEngine();
+    try {
+      const base = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "baseline" });
+      const res = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "eagle", heads: headDir, methodOptions: { treeTotal: 10 } });
+      expect(res.tokens).toEqual(base.tokens);
+      const auto = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "auto", heads: headDir });
+      expect(auto.method).toBe("eagle");
+      const sampled = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "eagle", heads: headDir, sampling: { temperature: 0.8, seed: 3 } });
+      expect(sampled.tokens.length).toBe(20);
+      await expect(engine.generate({ model: dir, promptIds: [1], maxNewTokens: 5, method: "eagle", heads: headDir, methodOptions: { treeTotal: 0 } })).rejects.toThrow(InvalidOptionError);
+      await expect(engine.generate({ model: dir, promptIds: [1], maxNewTokens: 5, method: "eagle" })).rejects.toThrow(/--heads DIR/);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});

@@ -1,0 +1,82 @@
+/** The EAGLE head's ONNX graph (decoding) and its TensorFlow.js twin (training) compute the same thing. */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { afterAll, describe, expect, it } from "vitest";
+import { SeededRandom } from "../../src/builder/fixture.js";
+import { readEagleHead, readEagleTargetParts } from "../../src/builder/eagle-head.js";
+import { readDecoderConfig } from "../../src/builder/config.js";
+import { loadEagleHead } from "../../src/decoding/eagle.js";
+import { CausalLM } from "../../src/engine/causal-lm.js";
+import { headForward, headLogits, makeFrozen, paramsFromWeights, tfReady } from "../../src/eagle/model.js";
+import { fixture, tempDir } from "../helpers/fixtures.js";
+import { writeRandomEagleHead } from "./helpers.js";
+
+describe("EAGLE head graph", () => {
+  const root = tempDir("eagle-graph");
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("the target's features output is the last layer before the final norm (final norm of it = hidden_states)", async () => {
+    const dir = await fixture({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 });
+    const lm = await CausalLM.load(dir);
+    expect(lm.info.hasFeatures).toBe(true);
+    const out = await lm.forward(lm.newCache(), [1, 7, 9, 200], { hidden: true, features: true });
+    const { finalNorm } = readEagleTargetParts(dir);
+    const H = 64;
+    const eps = readDecoderConfig(dir).rmsNormEps;
+    let max = 0;
+    for (let r = 0; r < 4; r++) {
+      const f = out.features!.subarray(r * H, (r + 1) * H);
+      const rms = Math.sqrt(f.reduce((a, x) => a + x * x, 0) / H + eps);
+      for (let j = 0; j < H; j++) max = Math.max(max, Math.abs((f[j]! / rms) * finalNorm[j]! - out.hidden![r * H + j]!));
+    }
+    expect(max).toBeLessThan(1e-4);
+    await lm.dispose();
+  });
+
+  it("ONNX head (with KV cache and a tree mask) matches the tfjs head used for training", async () => {
+    await tfReady();
+    const dir = await fixture({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 });
+    const headDir = writeRandomEagleHead(join(root, "h"), dir, 9, 1.5);
+    const head = await loadEagleHead(headDir, dir);
+    const { config, weights } = readEagleHead(headDir);
+    const H = config.hiddenSize;
+    const V = config.vocabSize;
+    const rng = new SeededRandom(4);
+    const feats = (n: number) => Float32Array.from({ length: n * H }, () => rng.normal());
+    // 5 committed rows (causal), then 3 tree rows: two children of the last row and one grandchild.
+    const t1 = [3, 17, 250, 4, 99];
+    const f1 = feats(5);
+    const t2 = [7, 8, 9];
+    const f2 = feats(3);
+    const pos2 = [5, 5, 6];
+    const mask2 = new Uint8Array(3 * 8);
+    for (let r = 0; r < 3; r++) mask2.fill(1, r * 8, r * 8 + 5);
+    mask2[0 * 8 + 5] = 1;
+    mask2[1 * 8 + 6] = 1;
+    mask2[2 * 8 + 5] = 1;
+    mask2[2 * 8 + 7] = 1;
+    const cache = head.newCache();
+    const o1 = await head.run(cache, t1, [0, 1, 2, 3, 4], f1);
+    const o2 = await head.run(cache, t2, pos2, f2, mask2);
+    expect(cache.length).toBe(8);
+
+    const p = paramsFromWeights(config, weights);
+    const fz = makeFrozen(readEagleTargetParts(dir), config);
+    const causal = tf.tensor2d(Array.from({ length: 25 }, (_, i) => (i % 5 <= Math.floor(i / 5) ? 1 : 0)), [5, 5], "bool");
+    const r1 = headForward(config, p, fz, tf.tensor1d(t1, "int32"), tf.tensor2d(f1, [5, H]), tf.tensor1d([0, 1, 2, 3, 4], "int32"), causal);
+    const r2 = headForward(config, p, fz, tf.tensor1d(t2, "int32"), tf.tensor2d(f2, [3, H]), tf.tensor1d(pos2, "int32"), tf.tensor2d(Array.from(mask2), [3, 8], "bool"), [{ k: r1.k, v: r1.v }]);
+    const close = (a: Float32Array, b: ArrayLike<number>) => {
+      expect(a.length).toBe(b.length);
+      let max = 0;
+      for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+      expect(max).toBeLessThan(2e-3);
+    };
+    close(o1.features, r1.out.dataSync());
+    close(o2.features, r2.out.dataSync());
+    close(o1.logits, headLogits(config, fz, r1.out).dataSync());
+    close(o2.logits, headLogits(config, fz, r2.out).dataSync());
+    expect(o2.logits.length).toBe(3 * V);
+    await head.dispose();
+  });
+});

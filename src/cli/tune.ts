@@ -24,7 +24,7 @@ const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer 
 
 Sweeps K for the draft model (--draft) or the target's early exit (--exit-layer), interleaved with plain
 decoding on the same prompts, and reports measured vs predicted speedup per K, the best setting and the
-equivalent vLLM / llama.cpp / transformers settings.`;
+equivalent vLLM / SGLang / llama.cpp / transformers settings.`;
 
 export async function tuneCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -104,7 +104,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       if (twin) console.log(`Synthetic twin models (divergence ${twin.divergence}); text is gibberish, speed and acceptance are what is measured.\n`);
       console.log(`Baseline ${res.baselineTokensPerSecond.toFixed(1)} tok/s; ${measurement.prompts} prompts x ${measurement.repeats} repeats, ${measurement.maxNewTokens} new tokens.\n`);
       console.log(tuneTable(rest));
-      console.log(`\nvLLM: ${res.equivalents.vllm.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`);
+      console.log(`\nvLLM: ${res.equivalents.vllm.commandLine}\nSGLang: ${res.equivalents.sglang.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`);
     }
   } finally {
     await engine.dispose();

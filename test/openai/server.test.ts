@@ -168,7 +168,11 @@ describe("OpenAI-compatible server (openai npm client)", () => {
       await it1.next(); // generating now
       // One more waits in the queue (limit 1) ...
       const queued = sclient.completions.create({ model: "tiny", prompt: "next", max_tokens: 5, temperature: 0 });
-      await new Promise((r) => setTimeout(r, 50));
+      // Wait until the server has it queued (no fixed sleep: the machine may be busy).
+      for (let i = 0; i < 500; i++) {
+        if (/^vllm:num_requests_waiting\{[^}]*\} 1$/m.test((await raw(`${sbase}/metrics`, {})).body)) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
       // ... and a third is refused.
       const third = await raw(`${sbase}/v1/completions`, {
         method: "POST",

@@ -4,6 +4,9 @@
  *
  *  - vLLM: `--speculative-config '{"model": DRAFT, "num_speculative_tokens": K}'` (fixed K only;
  *    vLLM has no per-round adaptive K, so adaptive settings map to their mean K).
+ *  - SGLang: `--speculative-algorithm STANDALONE --speculative-draft-model-path DRAFT
+ *    --speculative-num-steps K --speculative-eagle-topk 1 --speculative-num-draft-tokens K+1` (a chain
+ *    of K drafted tokens; fixed K, so adaptive settings map to their mean K, as for vLLM).
  *  - llama.cpp (llama-server / llama-speculative): `-md DRAFT --draft-max K --draft-min N
  *    --draft-p-min P`; `--draft-p-min` is a draft-confidence stop like our "confidence" controller.
  *  - Hugging Face transformers `generate(assistant_model=..., ...)`: `num_assistant_tokens=K`,
@@ -29,6 +32,7 @@ export interface DraftSetting {
 
 export interface PeerSettings {
   vllm: { num_speculative_tokens: number; commandLine: string; note: string };
+  sglang: { algorithm: "STANDALONE"; num_steps: number; eagle_topk: number; num_draft_tokens: number; flags: string[]; commandLine: string; note: string };
   llamaCpp: { draftMax: number; draftMin: number; draftPMin: number; commandLine: string; note: string };
   transformers: {
     num_assistant_tokens: number;
@@ -73,6 +77,19 @@ export function peerSettings(s: DraftSetting): PeerSettings {
         "Batching lowers the speedup: re-tune at your production batch size." +
         selfSpec,
     },
+    sglang: {
+      algorithm: "STANDALONE",
+      num_steps: fixedEquivalent,
+      eagle_topk: 1,
+      num_draft_tokens: fixedEquivalent + 1,
+      flags: sglangFlags(fixedEquivalent),
+      commandLine: `python -m sglang.launch_server --model-path <target-model> ${sglangFlags(fixedEquivalent).join(" ")}`,
+      note:
+        (c !== "fixed" ? `SGLang drafts a fixed number of steps; ${fixedEquivalent} is the mean K our ${c} controller drafted. ` : "") +
+        "A chain (topk 1) of K draft steps verified as K+1 tokens, as measured here; SGLang's trees (topk > 1) need their own tuning. " +
+        "Batching lowers the speedup: re-tune at your production batch size." +
+        selfSpec,
+    },
     llamaCpp: {
       draftMax,
       draftMin: 0,
@@ -100,4 +117,15 @@ export function peerSettings(s: DraftSetting): PeerSettings {
               : "The constant schedule with assistant_confidence_threshold=0 keeps K fixed, as measured here.") + selfSpec,
     },
   };
+}
+
+/** SGLang's flags for a chain of K tokens from a separate draft model. */
+function sglangFlags(k: number): string[] {
+  return [
+    "--speculative-algorithm STANDALONE",
+    "--speculative-draft-model-path <draft-model>",
+    `--speculative-num-steps ${k}`,
+    "--speculative-eagle-topk 1",
+    `--speculative-num-draft-tokens ${k + 1}`,
+  ];
 }

@@ -16,6 +16,7 @@ import { resolveModel } from "../hub/index.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, type Options, threadsOpt } from "./args.js";
 import { progressBar } from "./progress.js";
+import { BENCH_ENDPOINT_OPTIONS, BENCH_ENDPOINT_USAGE, benchEndpointCommand } from "./bench-endpoint.js";
 
 const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
   [--methods baseline,draft,early-exit,prompt-lookup,lookahead,medusa,eagle]
@@ -108,13 +109,16 @@ export async function benchCommand(argv: string[]): Promise<number> {
       ks: { type: "string" },
       sweep: { type: "string" },
       out: { type: "string" },
+      ...BENCH_ENDPOINT_OPTIONS,
     },
     USAGE,
   );
   if (v.help) {
-    console.log(USAGE);
+    console.log(`${USAGE}\n\n${BENCH_ENDPOINT_USAGE}`);
     return 0;
   }
+  if (v.endpoint !== undefined || v["endpoint-baseline"] !== undefined) return benchEndpointCommand(v);
+  for (const k of Object.keys(BENCH_ENDPOINT_OPTIONS)) if (v[k] !== undefined) throw new InvalidOptionError(`--${k} applies with --endpoint only.`);
   const bar = progressBar("bench", process.stderr, { quiet: Boolean(v.quiet) });
   const note = (s: string) => bar.log(s);
 

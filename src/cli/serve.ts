@@ -3,16 +3,24 @@ import { DEVICES, type Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
 import { stderrLogger, type LogLevel } from "../mcp/context.js";
 import { DEFAULT_HTTP_PORT, TOKEN_ENV } from "../mcp/http.js";
+import { DEFAULT_OPENAI_PORT } from "../openai/defaults.js";
 import { MODEL_ROOTS_ENV, ModelRoots, configuredModelRoots } from "../mcp/roots.js";
 import { intOpt, numOpt, parse, threadsOpt } from "./args.js";
+import { SERVE_OPENAI_OPTIONS, serveOpenAI } from "./serve-openai.js";
 
 export const SERVE_USAGE = `Usage: spec-decode serve [--model-root DIR]... [--device cpu|webgpu|cuda] [--threads N] [--max-memory GIB]
   [--http [--host 127.0.0.1] [--port ${DEFAULT_HTTP_PORT}] [--token SECRET] [--allow-origin URL]... [--allowed-host NAME]...]
   [--log-level debug|info|warn|error]
+       spec-decode serve --openai --model DIR|REPO [--draft DIR] [--heads PATH] [--method M] [--k N|auto] [--exit-layer M]
+  [--host 127.0.0.1] [--port ${DEFAULT_OPENAI_PORT}] [--token SECRET] [--served-model-name NAME] [--max-queue N] [--max-tokens N]
+  [--max-body-bytes N] [--device cpu|webgpu|cuda] [--threads N]
 Runs the MCP server on stdio (for Claude Code: claude mcp add speculative-decoding -- spec-decode serve),
 or on Streamable HTTP at http://HOST:PORT/mcp with --http. Models are read only inside the model roots
 (--model-root, repeatable, or ${MODEL_ROOTS_ENV}; default ~/.cache/speculative-decoding and the Hugging Face
-cache). Binding --host beyond loopback needs --token (or ${TOKEN_ENV}).`;
+cache). Binding --host beyond loopback needs --token (or ${TOKEN_ENV}).
+With --openai: an OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions with SSE
+streaming, /metrics in Prometheus format with vLLM's spec-decode counter names) for one model, with the
+given method as every request's default (a request may override it in the extra field "speculation").`;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -29,6 +37,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       "allow-origin": { type: "string", multiple: true },
       "allowed-host": { type: "string", multiple: true },
       "log-level": { type: "string" },
+      ...SERVE_OPENAI_OPTIONS,
       help: { type: "boolean", short: "h", default: false },
     },
     SERVE_USAGE,
@@ -54,6 +63,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     },
     logger: stderrLogger(level as LogLevel),
   };
+  if (v.openai) return serveOpenAI(v, common);
+  for (const k of Object.keys(SERVE_OPENAI_OPTIONS)) if (v[k] !== undefined && v[k] !== false) throw new InvalidOptionError(`--${k} applies to --openai only.`);
   if (!v.http) {
     if (v.host || v.port || v.token) throw new InvalidOptionError("--host, --port and --token apply to --http only.");
     const { runStdio } = await import("../mcp/stdio.js");

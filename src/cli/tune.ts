@@ -25,7 +25,7 @@ const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer 
 
 Sweeps K for the draft model (--draft) or the target's early exit (--exit-layer), interleaved with plain
 decoding on the same prompts, and reports measured vs predicted speedup per K, the best setting and the
-equivalent vLLM / llama.cpp / transformers settings. The "verify cost" column is the measured cost curve:
+equivalent vLLM / SGLang / llama.cpp / transformers settings. The "verify cost" column is the measured cost curve:
 a target forward over K+1 tokens / a plain one (flat for float weights, steep for int4); the prediction
 uses it. --variant q4 / --draft-variant q4 tune the quantized builds (spec-decode build --quantize).`;
 
@@ -111,7 +111,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       if (twin) console.log(`Synthetic twin models (divergence ${twin.divergence}); text is gibberish, speed and acceptance are what is measured.\n`);
       console.log(`Baseline ${res.baselineTokensPerSecond.toFixed(1)} tok/s; ${measurement.prompts} prompts x ${measurement.repeats} repeats, ${measurement.maxNewTokens} new tokens.\n`);
       console.log(tuneTable(rest));
-      console.log(`\nvLLM: ${res.equivalents.vllm.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`);
+      console.log(`\nvLLM: ${res.equivalents.vllm.commandLine}\nSGLang: ${res.equivalents.sglang.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`);
     }
   } finally {
     await engine.dispose();

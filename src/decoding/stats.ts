@@ -24,6 +24,8 @@ export interface GenerationStats {
   /** newTokens / decode seconds. */
   tokensPerSecond: number;
   draftedTokens: number;
+  /** Rounds that proposed at least one token (vLLM's num_drafts). */
+  draftRounds: number;
   acceptedTokens: number;
   acceptanceRate: number;
   meanAcceptedLength: number;
@@ -51,6 +53,7 @@ export class StatsCollector {
   prefillMs = 0;
   decodeMs = 0;
   drafted = 0;
+  draftRounds = 0;
   accepted = 0;
   draftMs = 0;
   targetMs = 0;
@@ -83,6 +86,7 @@ export class StatsCollector {
     this.rounds++;
     this.newTokens += emitted;
     this.drafted += offered;
+    if (offered > 0) this.draftRounds++;
     this.accepted += accepted;
     for (let i = 0; i < offered; i++) {
       this.posAttempts[i] = (this.posAttempts[i] ?? 0) + 1;
@@ -110,6 +114,7 @@ export class StatsCollector {
       elapsedMs: round3(this.prefillMs + this.decodeMs),
       tokensPerSecond: decodeS > 0 ? round3(this.newTokens / decodeS) : 0,
       draftedTokens: this.drafted,
+      draftRounds: this.draftRounds,
       acceptedTokens: this.accepted,
       acceptanceRate: this.drafted > 0 ? round4(this.accepted / this.drafted) : 0,
       meanAcceptedLength: this.rounds > 0 ? round4(this.newTokens / this.rounds) : 0,

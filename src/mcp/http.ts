@@ -72,10 +72,73 @@ export function hostOf(header: string): string {
   return i >= 0 && h.indexOf(":") === i ? h.slice(0, i) : h;
 }
 
-function sameToken(given: string, expected: string): boolean {
+export function sameToken(given: string, expected: string): boolean {
   const a = createHash("sha256").update(given).digest();
   const b = createHash("sha256").update(expected).digest();
   return timingSafeEqual(a, b);
+}
+
+/** A non-loopback bind needs a bearer token; the message names both fixes. */
+export function assertTokenForHost(host: string, token: string | undefined): void {
+  if (isLoopbackHost(host) || token) return;
+  throw new InvalidOptionError(
+    `Binding to ${host} exposes the server beyond this machine, so it needs a bearer token: pass --token <secret> ` +
+      `or set ${TOKEN_ENV}, and give clients the header "Authorization: Bearer <secret>". Or bind to 127.0.0.1.`,
+  );
+}
+
+export interface GuardOptions {
+  host: string;
+  token?: string;
+  allowedOrigins?: string[];
+  allowedHosts?: string[];
+  /** The bound port (read per request: it is known only after listen). */
+  port: () => number;
+}
+
+/** Why a request is refused (status, message, extra headers), or undefined when it may proceed. */
+export type GuardVerdict = { status: number; message: string; headers?: Record<string, string> } | undefined;
+
+/**
+ * The checks every HTTP surface runs before anything else: Host header (DNS rebinding), Origin,
+ * bearer token. Shared by the MCP transport and the OpenAI-compatible server.
+ */
+export function createRequestGuard(opts: GuardOptions): (req: IncomingMessage) => GuardVerdict {
+  const { host, token } = opts;
+  const loopback = isLoopbackHost(host);
+  const wildcard = host === "0.0.0.0" || host === "::";
+  const allowedHosts = new Set([...LOOPBACK_NAMES, ...(loopback || wildcard ? [] : [hostOf(host)]), ...(opts.allowedHosts ?? []).map((h) => hostOf(h))]);
+  const hostAllowed = (h: string | undefined): boolean => {
+    if (!h) return false;
+    if (wildcard && !opts.allowedHosts?.length) return true; // token-protected; any interface name
+    return allowedHosts.has(hostOf(h));
+  };
+  const originAllowed = (origin: string): boolean => {
+    if ((opts.allowedOrigins ?? []).includes(origin)) return true;
+    try {
+      const u = new URL(origin);
+      const own = u.port === String(opts.port()) && (u.protocol === "http:" || u.protocol === "https:");
+      return own && allowedHosts.has(u.hostname.toLowerCase());
+    } catch {
+      return false;
+    }
+  };
+  return (req) => {
+    if (!hostAllowed(req.headers.host)) {
+      return { status: 403, message: `Host ${JSON.stringify(req.headers.host ?? "")} is not allowed (DNS rebinding protection). Use --allowed-host to add a name.` };
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !originAllowed(origin)) {
+      return { status: 403, message: `Origin ${origin} is not allowed. Start the server with --allow-origin ${origin} to permit it.` };
+    }
+    if (token) {
+      const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? "");
+      if (!m || !sameToken(m[1]!.trim(), token)) {
+        return { status: 401, message: "Missing or wrong bearer token (Authorization: Bearer <token>).", headers: { "www-authenticate": 'Bearer realm="spec-decode"' } };
+      }
+    }
+    return undefined;
+  };
 }
 
 function reject(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
@@ -86,7 +149,7 @@ function reject(res: ServerResponse, status: number, message: string, headers: R
 /** Bodies over the limit are drained (not stored) up to this many bytes so the client reads our 413. */
 const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
 
-async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   const declared = Number(req.headers["content-length"] ?? NaN);
@@ -129,13 +192,7 @@ function requestIds(body: unknown): (string | number)[] {
 export async function startHttpServer(opts: HttpServerOptions = {}): Promise<RunningHttpServer> {
   const host = opts.host ?? "127.0.0.1";
   const token = opts.token ?? (process.env[TOKEN_ENV] || undefined);
-  const loopback = isLoopbackHost(host);
-  if (!loopback && !token) {
-    throw new InvalidOptionError(
-      `Binding to ${host} exposes the server beyond this machine, so it needs a bearer token: pass --token <secret> ` +
-        `or set ${TOKEN_ENV}, and give clients the header "Authorization: Bearer <secret>". Or bind to 127.0.0.1.`,
-    );
-  }
+  assertTokenForHost(host, token);
   const path = opts.path ?? "/mcp";
   const maxSessions = opts.maxSessions ?? 32;
   const maxBody = opts.maxBodyBytes ?? 4 * 1024 * 1024;
@@ -195,43 +252,15 @@ export async function startHttpServer(opts: HttpServerOptions = {}): Promise<Run
     }
   }, Math.max(250, Math.min(60_000, idleMs / 2)));
   sweep.unref();
-  const wildcard = host === "0.0.0.0" || host === "::";
   let port = 0;
-
-  const allowedHosts = new Set([...LOOPBACK_NAMES, ...(loopback || wildcard ? [] : [hostOf(host)]), ...(opts.allowedHosts ?? []).map((h) => hostOf(h))]);
-  const hostAllowed = (h: string | undefined): boolean => {
-    if (!h) return false;
-    if (wildcard && !opts.allowedHosts?.length) return true; // token-protected; any interface name
-    return allowedHosts.has(hostOf(h));
-  };
-  const originAllowed = (origin: string): boolean => {
-    if ((opts.allowedOrigins ?? []).includes(origin)) return true;
-    try {
-      const u = new URL(origin);
-      const own = u.port === String(port) && (u.protocol === "http:" || u.protocol === "https:");
-      return own && allowedHosts.has(u.hostname.toLowerCase());
-    } catch {
-      return false;
-    }
-  };
+  const guard = createRequestGuard({ host, token, allowedOrigins: opts.allowedOrigins, allowedHosts: opts.allowedHosts, port: () => port });
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://placeholder");
-    if (!hostAllowed(req.headers.host)) {
-      logger.log("warn", `refused request with Host ${JSON.stringify(req.headers.host)}`);
-      return reject(res, 403, `Host ${JSON.stringify(req.headers.host ?? "")} is not allowed (DNS rebinding protection). Use --allowed-host to add a name.`);
-    }
-    const origin = req.headers.origin;
-    if (origin !== undefined && !originAllowed(origin)) {
-      logger.log("warn", `refused request from Origin ${origin}`);
-      return reject(res, 403, `Origin ${origin} is not allowed. Start the server with --allow-origin ${origin} to permit it.`);
-    }
-    if (token) {
-      const auth = req.headers.authorization ?? "";
-      const m = /^Bearer\s+(.+)$/i.exec(auth);
-      if (!m || !sameToken(m[1]!.trim(), token)) {
-        return reject(res, 401, "Missing or wrong bearer token (Authorization: Bearer <token>).", { "www-authenticate": 'Bearer realm="spec-decode"' });
-      }
+    const refused = guard(req);
+    if (refused) {
+      logger.log("warn", `refused request (${refused.status}): ${refused.message}`);
+      return reject(res, refused.status, refused.message, refused.headers);
     }
     if (url.pathname !== path) return reject(res, 404, `Not found. The MCP endpoint is ${path}.`);
     if (!["POST", "GET", "DELETE"].includes(req.method ?? "")) return reject(res, 405, "Method not allowed.", { allow: "GET, POST, DELETE" });

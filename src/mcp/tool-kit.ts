@@ -160,6 +160,7 @@ export const statsSchema = z.object({
   draftedTokens: z.number(),
   acceptedTokens: z.number(),
   acceptanceRate: z.number(),
+  draftRounds: z.number().describe("Rounds that proposed at least one token."),
   meanAcceptedLength: z.number().describe("New tokens per target forward, bonus token included (1.0 = plain decoding)."),
   perPositionAcceptance: z.array(z.number()),
   acceptanceHistogram: z.array(z.number()),

@@ -44,6 +44,10 @@ describe("peer settings", () => {
     expect(p.llamaCpp.draftPMin).toBe(0);
     expect(p.transformers.num_assistant_tokens_schedule).toBe("constant");
     expect(p.transformers.code).toContain("num_assistant_tokens=5");
+    expect(p.sglang.commandLine).toContain("--speculative-algorithm STANDALONE");
+    expect(p.sglang.flags).toContain("--speculative-num-steps 5");
+    expect(p.sglang.flags).toContain("--speculative-num-draft-tokens 6");
+    expect(p.sglang.eagle_topk).toBe(1);
   });
   it("maps adaptive controllers to their closest equivalents", () => {
     const h = peerSettings({ method: "draft", controller: "heuristic", k: 4, meanK: 6.2 });
@@ -55,6 +59,7 @@ describe("peer settings", () => {
     expect(c.llamaCpp.draftMax).toBe(8);
     expect(c.transformers.assistant_confidence_threshold).toBe(0.4);
     expect(c.vllm.num_speculative_tokens).toBe(3);
+    expect(c.sglang.num_steps).toBe(3);
     const cost = peerSettings({ method: "early-exit", controller: "cost", k: 8, meanK: 2.6 });
     expect(cost.transformers.num_assistant_tokens).toBe(3);
     expect(cost.vllm.note).toMatch(/early-exit/);

@@ -76,6 +76,15 @@ export const outputSchema = {
   }),
   equivalents: z.object({
     vllm: z.object({ num_speculative_tokens: z.number(), commandLine: z.string(), note: z.string() }),
+    sglang: z.object({
+      algorithm: z.literal("STANDALONE"),
+      num_steps: z.number(),
+      eagle_topk: z.number(),
+      num_draft_tokens: z.number(),
+      flags: z.array(z.string()),
+      commandLine: z.string(),
+      note: z.string(),
+    }),
     llamaCpp: z.object({ draftMax: z.number(), draftMin: z.number(), draftPMin: z.number(), commandLine: z.string(), note: z.string() }),
     transformers: z.object({
       num_assistant_tokens: z.number(),
@@ -96,7 +105,7 @@ export const config = {
     "Find the best number of drafted tokens K for draft-model or early-exit speculation: sweeps fixed K and the adaptive " +
     "controllers (heuristic, confidence, cost) against plain decoding, and returns per-K tokens/s, speedup, acceptance, " +
     "per-position acceptance, the speedup curve predicted from measured acceptance and draft cost, the best setting, and the " +
-    "equivalent settings for vLLM, llama.cpp and Hugging Face transformers. Long: sends progress; cancellable.",
+    "equivalent settings for vLLM, SGLang, llama.cpp and Hugging Face transformers. Long: sends progress; cancellable.",
   inputSchema,
   outputSchema: z.looseObject(outputSchema),
   annotations: { title: "Tune draft K", readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -131,7 +140,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
       )
       .join("\n") +
     `\nBest: ${res.best.label} (${res.best.reason})\nPredicted best K: ${res.predictedBestK}` +
-    `\nvLLM: ${res.equivalents.vllm.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`;
+    `\nvLLM: ${res.equivalents.vllm.commandLine}\nSGLang: ${res.equivalents.sglang.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`;
   return textResult(text, { ...rest, prompts: measurement.prompts, repeats: measurement.repeats, elapsedMs: measurement.elapsedMs });
 }
 

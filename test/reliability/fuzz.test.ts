@@ -20,6 +20,8 @@ import * as listModels from "../../src/mcp/tools/list-models.js";
 import * as loadModel from "../../src/mcp/tools/load-model.js";
 import * as measure from "../../src/mcp/tools/measure-speedup.js";
 import * as modelInfo from "../../src/mcp/tools/model-info.js";
+import * as pullModel from "../../src/mcp/tools/pull-model.js";
+import * as suggestDraft from "../../src/mcp/tools/suggest-draft.js";
 import * as tune from "../../src/mcp/tools/tune-draft-k.js";
 import * as unloadModel from "../../src/mcp/tools/unload-model.js";
 import { callOk, makeMcpFixtures, textOf, type McpFixtures } from "../mcp/helpers.js";
@@ -28,17 +30,17 @@ import { Rng } from "../../src/sampling/index.js";
 type Json = Record<string, any>;
 type Args = Record<string, unknown>;
 
-const MODULES = [generate, tune, measure, listModels, loadModel, unloadModel, modelInfo, buildModel];
+const MODULES = [generate, tune, measure, listModels, loadModel, unloadModel, modelInfo, buildModel, pullModel, suggestDraft];
 
 let fx: McpFixtures;
 let client: Client;
 let store: ModelStore;
 
 /**
- * Tools whose valid boundary values may run long (builds, benchmarks): only values that are
- * invalid by construction are sent to them.
+ * Tools whose valid boundary values may run long (builds, benchmarks) or reach the network
+ * (pull_model): only values that are invalid by construction are sent to them.
  */
-const HEAVY = new Set(["build_model", "measure_speedup", "tune_draft_k"]);
+const HEAVY = new Set(["build_model", "measure_speedup", "tune_draft_k", "pull_model"]);
 
 function baseArgs(tool: string): Args {
   switch (tool) {
@@ -142,6 +144,9 @@ function checkAnswer(tool: string, args: Args, r: Awaited<ReturnType<Client["cal
 }
 
 beforeAll(async () => {
+  // No call of this suite may reach a Hub: offline mode, and an endpoint nothing listens on.
+  process.env.HF_HUB_OFFLINE = "1";
+  process.env.HF_ENDPOINT = "http://127.0.0.1:9";
   fx = await makeMcpFixtures("fuzz");
   store = new ModelStore({ maxBytes: 256 * 2 ** 20 });
   const server = createServer({ store, roots: [fx.root], logger: silentLogger });

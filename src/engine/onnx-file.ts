@@ -80,6 +80,36 @@ class Reader {
   }
 }
 
+/**
+ * The model's metadata_props (ModelProto field 14), read without loading the graph or weights
+ * (onnxruntime-node does not expose custom metadata). The engine's own reader, so that engine/
+ * does not depend on builder/ (which has the same function for its writers).
+ */
+export function readOnnxMetadataProps(file: string): Record<string, string> {
+  const fd = openSync(file, "r");
+  try {
+    const size = fstatSync(fd).size;
+    const r = new Reader(fd, size, file);
+    const out: Record<string, string> = {};
+    r.fields(0, size, (field, wire, s, e) => {
+      if (field !== 14 || wire !== 2 || e - s > 1 << 20) return;
+      const entry = r.bytes(s, e);
+      let key = "";
+      let value = "";
+      r.fields(s, e, (ef, ew, es, ee) => {
+        if (ew !== 2) return;
+        const str = entry.subarray(es - s, ee - s).toString("utf8");
+        if (ef === 1) key = str;
+        else if (ef === 2) value = str;
+      });
+      out[key] = value;
+    });
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Walk `file`; returns its external-data references. Throws ModelLoadError when it is truncated. */
 export function readOnnxExternalData(file: string): ExternalDataRef[] {
   const fd = openSync(file, "r");

@@ -4,7 +4,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { DeviceError, ModelInterfaceError, ModelLoadError } from "../errors.js";
-import { readOnnxMetadata } from "../builder/onnx-graph.js";
+import { readOnnxMetadataProps } from "./onnx-file.js";
 import type { KvDtype } from "./kv-cache.js";
 import { layerName, type KvNameTemplates } from "./model-dir.js";
 
@@ -219,7 +219,7 @@ export function describeSession(
 function readMetadata(file: string): Record<string, string> {
   // onnxruntime-node 1.30 does not expose custom metadata props: read them from the file's header.
   try {
-    return readOnnxMetadata(file);
+    return readOnnxMetadataProps(file);
   } catch {
     return {};
   }

@@ -164,6 +164,21 @@ describe("in-flight work survives", () => {
     await callOk(h.client, "generate_speculative", { ...good(), model: dir });
   });
 
+  it("build_model during generations on the same model waits for them; the rebuilt model then serves identical tokens", async () => {
+    const dir = h.fx.buildDir;
+    await callOk(h.client, "build_model", { model: dir });
+    const before = await callOk(h.client, "generate_speculative", { model: dir, promptIds: [1, 2, 3], maxNewTokens: 8, method: "baseline" });
+    await callOk(h.client, "unload_model", { model: dir }); // the calls below all start with a load, then queue
+    const calls = [0, 1, 2, 3].map((i) =>
+      h.client.callTool({ name: "generate_speculative", arguments: { model: dir, promptIds: [1, 2, 3 + i], maxNewTokens: 300, method: "baseline" } }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await callOk(h.client, "build_model", { model: dir });
+    for (const r of await Promise.all(calls)) expect(r.isError, textOf(r)).toBeFalsy();
+    const after = await callOk(h.client, "generate_speculative", { model: dir, promptIds: [1, 2, 3], maxNewTokens: 8, method: "baseline" });
+    expect(after.tokens).toEqual(before.tokens);
+  }, 60_000);
+
   it("a client that disconnects over HTTP cancels its generation", async () => {
     const dir = h.copyModel("disconnect");
     const sid = await rawSession(h.srv.url);

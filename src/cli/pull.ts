@@ -66,8 +66,10 @@ export async function pullCommand(argv: string[]): Promise<number> {
     if (v.json) console.log(JSON.stringify(summary, null, 2));
     else {
       console.log(
-        `${r.repo}@${r.revision} (${r.commit.slice(0, 12)}): ${r.plan.files.length} files, ${formatBytes(r.totalBytes)} ` +
-          `(${formatBytes(r.downloadedBytes)} downloaded now)${r.built ? ", built to ONNX" : ""}`,
+        r.plan.files.length === 0
+          ? `${r.repo}@${r.revision} (${r.commit.slice(0, 12)}): complete in the cache (HF_HUB_OFFLINE is set, the Hub was not asked)`
+          : `${r.repo}@${r.revision} (${r.commit.slice(0, 12)}): ${r.plan.files.length} files, ${formatBytes(r.totalBytes)} ` +
+              `(${formatBytes(r.downloadedBytes)} downloaded now)${r.built ? ", built to ONNX" : ""}`,
       );
       console.log(r.dir);
     }

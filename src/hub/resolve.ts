@@ -126,6 +126,29 @@ export async function pullModel(refIn: RepoRef | string, o: ResolveOptions = {})
   if (!ref) {
     throw new HubError("HUB_NOT_FOUND", `"${String(refIn)}" is not a Hugging Face repo id; write it as org/name, org/name@revision or org/name:variant.`);
   }
+  const s = hubSettings(o);
+  if (s.offline) {
+    // Like `hf download` offline: a complete cached snapshot is the answer; anything else names what is missing.
+    const c = lookupCache(ref, o.kind ?? "model", s.cacheDir, s.env);
+    if (c.ok) {
+      return {
+        repo: ref.repo,
+        revision: ref.revision,
+        commit: c.commit,
+        snapshot: c.snapshot,
+        plan: { kind: c.built ? "safetensors" : "onnx", files: [] },
+        downloadedBytes: 0,
+        totalBytes: 0,
+        dir: c.dir,
+        built: c.built,
+        variant: loaderVariant(ref.variant),
+      };
+    }
+    throw new HubError(
+      "HUB_OFFLINE",
+      `HF_HUB_OFFLINE is set and ${formatRepoRef(ref)} is not complete in the Hugging Face cache ${s.cacheDir} (missing: ${c.missing}). Unset HF_HUB_OFFLINE to download it.`,
+    );
+  }
   const r = await pullSnapshot({ repo: ref.repo, revision: ref.revision, variant: ref.variant, kind: o.kind }, o);
   if (r.plan.kind === "safetensors") {
     const dir = await buildSnapshot(ref.repo, r.commit, r.snapshot, o);

@@ -225,6 +225,10 @@ describe("access, offline, disk, MCP-style no-download", () => {
     expect(missing.message).toMatch(/Unset HF_HUB_OFFLINE/);
     const never = await failure(resolveModel("test-org/never-pulled", { env: off }));
     expect(never.code).toBe("HUB_OFFLINE");
+    // An explicit pull offline answers from a complete cache, and names what is missing otherwise.
+    const cachedPull = await pullModel("test-org/tiny", { env: off });
+    expect(cachedPull).toMatchObject({ dir: r.dir, downloadedBytes: 0 });
+    expect((await failure(pullModel("test-org/tiny:q4", { env: off }))).message).toMatch(/missing: variant "q4"/);
     expect(hub.log.length).toBe(mark);
   }, 60_000);
 

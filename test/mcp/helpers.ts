@@ -19,6 +19,8 @@ import * as measure from "../../src/mcp/tools/measure-speedup.js";
 import * as modelInfo from "../../src/mcp/tools/model-info.js";
 import * as tune from "../../src/mcp/tools/tune-draft-k.js";
 import * as unloadModel from "../../src/mcp/tools/unload-model.js";
+import * as pullModel from "../../src/mcp/tools/pull-model.js";
+import * as suggestDraft from "../../src/mcp/tools/suggest-draft.js";
 
 export { REPO, CLI, ensureBuilt } from "../helpers/dist.js";
 
@@ -54,7 +56,7 @@ export async function makeMcpFixtures(tag: string): Promise<McpFixtures> {
 
 /** The output schema each tool registers: raw shapes are closed objects, zod objects as given. */
 const OUTPUT_SCHEMAS: Record<string, z.ZodType> = Object.fromEntries(
-  [generate, tune, measure, listModels, loadModel, unloadModel, modelInfo, buildModel].map((t) => {
+  [generate, tune, measure, listModels, loadModel, unloadModel, modelInfo, buildModel, pullModel, suggestDraft].map((t) => {
     const s = t.config.outputSchema as z.ZodRawShape | z.ZodType;
     return [t.name, s instanceof z.ZodType ? s : z.object(s).strict()];
   }),
@@ -224,6 +226,13 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
   expect(b.files.some((f: string) => f.endsWith("early_exit_1.onnx"))).toBe(true);
   const built = await ok("generate_speculative", { model: fx.buildDir, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 4 });
   expect(built.tokens.length).toBeGreaterThan(0);
+
+  // Hub tools: suggest_draft checks a local pair; pull_model, whose roots here exclude the Hugging Face
+  // cache, refuses to write outside them (its download path runs against a local Hub in test/hub/mcp-hub.test.ts).
+  const pair = await ok("suggest_draft", { model: fx.model, draft: fx.model });
+  expect(pair.checks[0].compatible).toBe(true);
+  expect(await callErr(client, "pull_model", { model: "org/name" })).toMatch(/not a model root[\s\S]*--model-root/);
+  called.add("pull_model");
 
   const u = await ok("unload_model", { model: fx.model });
   expect(u.unloaded).toBeGreaterThanOrEqual(1);

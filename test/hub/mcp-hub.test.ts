@@ -87,6 +87,10 @@ describe("MCP tools with Hugging Face repo ids", () => {
     expect(st?.hub?.needsBuild).toBe(true);
     const refused = await client.callTool({ name: "load_model", arguments: { model: "test-org/mcp-st" } });
     expect(text(refused)).toMatch(/pull_model.*builds ONNX/);
+    // build_model never writes into the HF snapshot (shared with Python tools): it names pull_model.
+    const snapshotBuild = await client.callTool({ name: "build_model", arguments: { model: "test-org/mcp-st" } });
+    expect(snapshotBuild.isError).toBe(true);
+    expect(text(snapshotBuild)).toMatch(/never writes into the HF cache.*pull_model/);
     const pulled = await client.callTool({ name: "pull_model", arguments: { model: "test-org/mcp-st" } });
     expect(pulled.isError, text(pulled)).toBeFalsy();
     expect((pulled.structuredContent as { built: boolean; dir: string }).built).toBe(true);

@@ -1,4 +1,5 @@
 /** `build_model`: convert a safetensors checkpoint to ONNX with our interface, plus early-exit drafts. */
+import { InvalidOptionError } from "../../errors.js";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { statSync } from "node:fs";
 import { z } from "zod";
@@ -59,6 +60,13 @@ export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
       const dir = ctx.roots.resolve(args.model, "model", { directory: true });
+      // A Hugging Face snapshot is shared with Python tools and named by content: never build into it.
+      if (/(^|[\\/])models--[^\\/]+[\\/]snapshots[\\/]/.test(dir)) {
+        throw new InvalidOptionError(
+          `model ${JSON.stringify(args.model)} is a Hugging Face cache snapshot (${dir}); build_model never writes into the HF cache. ` +
+            `Call pull_model with this repo id instead: a safetensors-only repo is built into our own cache.`,
+        );
+      }
       const progress = progressSender(extra);
       return ctx.exclusive(`build:${dir}`, async () => {
         throwIfCancelled(extra);

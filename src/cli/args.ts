@@ -1,6 +1,6 @@
 /** Small helpers shared by the CLI commands: typed option parsing with errors that name the fix. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { maxThreads } from "../engine/session.js";
+import { maxThreads, type Device } from "../engine/session.js";
 import { InvalidOptionError } from "../errors.js";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -54,4 +54,48 @@ export const COMMON_MODEL_OPTIONS: Options = {
 /** --threads: 1 .. the core count (omit it to let onnxruntime choose). */
 export function threadsOpt(v: unknown): number | undefined {
   return intOpt(v, "threads", 1, maxThreads());
+}
+
+/**
+ * Flags every self-distilling trainer takes (train-medusa, train-eagle): the model, where to
+ * write, the data (generated from prompts / token ids, or a text file) and the runtime.
+ */
+export const SELF_DISTILL_OPTIONS: Options = {
+  model: { type: "string" },
+  out: { type: "string" },
+  "self-distill": { type: "string" },
+  data: { type: "string" },
+  "prompt-ids": { type: "string" },
+  "max-new-tokens": { type: "string" },
+  "max-length": { type: "string" },
+  temperature: { type: "string" },
+  seed: { type: "string" },
+  "no-chat": { type: "boolean", default: false },
+  "max-steps": { type: "string" },
+  epochs: { type: "string" },
+  lr: { type: "string" },
+  threads: { type: "string" },
+  device: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+};
+
+/** The trainer options named by SELF_DISTILL_OPTIONS, checked (threads capped like every command's). */
+export function selfDistillArgs(v: Record<string, unknown>, usage: string, epochsMax = Number.MAX_SAFE_INTEGER) {
+  return {
+    model: required(v.model as string | undefined, "model", usage),
+    out: v.out as string | undefined,
+    selfDistill: intOpt(v["self-distill"], "self-distill", 1),
+    data: v.data as string | undefined,
+    promptIds: v["prompt-ids"] as string | undefined,
+    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 2),
+    maxLength: intOpt(v["max-length"], "max-length", 3),
+    temperature: numOpt(v.temperature, "temperature"),
+    seed: intOpt(v.seed, "seed"),
+    chat: !v["no-chat"],
+    maxSteps: intOpt(v["max-steps"], "max-steps", 1),
+    epochs: intOpt(v.epochs, "epochs", 1, epochsMax),
+    lr: numOpt(v.lr, "lr"),
+    threads: threadsOpt(v.threads),
+    device: v.device as Device | undefined,
+  };
 }

@@ -1,7 +1,6 @@
 /** `spec-decode train-eagle`: train an EAGLE draft head on a model's own features (target frozen). */
-import type { Device } from "../engine/session.js";
 import { trainEagle } from "../eagle/train.js";
-import { intOpt, numOpt, parse, required } from "./args.js";
+import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U]
@@ -28,29 +27,14 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
     argv,
     {
-      model: { type: "string" },
-      out: { type: "string" },
+      ...SELF_DISTILL_OPTIONS,
       init: { type: "string" },
-      "self-distill": { type: "string" },
-      data: { type: "string" },
-      "prompt-ids": { type: "string" },
-      epochs: { type: "string" },
-      "max-steps": { type: "string" },
       "max-seconds": { type: "string" },
       "batch-rows": { type: "string" },
       window: { type: "string" },
-      lr: { type: "string" },
       unroll: { type: "string" },
       "ce-weight": { type: "string" },
       "eval-depth": { type: "string" },
-      "max-new-tokens": { type: "string" },
-      "max-length": { type: "string" },
-      temperature: { type: "string" },
-      seed: { type: "string" },
-      "no-chat": { type: "boolean", default: false },
-      threads: { type: "string" },
-      device: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
     },
     USAGE,
   );
@@ -59,28 +43,14 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const report = await trainEagle({
-    model: required(v.model as string | undefined, "model", USAGE),
-    out: v.out as string | undefined,
+    ...selfDistillArgs(v, USAGE, 10_000),
     init: v.init as string | undefined,
-    selfDistill: intOpt(v["self-distill"], "self-distill", 1),
-    data: v.data as string | undefined,
-    promptIds: v["prompt-ids"] as string | undefined,
-    epochs: intOpt(v.epochs, "epochs", 1, 10_000),
-    maxSteps: intOpt(v["max-steps"], "max-steps", 1),
     maxSeconds: numOpt(v["max-seconds"], "max-seconds"),
     batchRows: intOpt(v["batch-rows"], "batch-rows", 8, 8192),
     window: intOpt(v.window, "window", 2, 4096),
-    lr: numOpt(v.lr, "lr"),
     unroll: intOpt(v.unroll, "unroll", 1, 8),
     ceWeight: numOpt(v["ce-weight"], "ce-weight"),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
-    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 2),
-    maxLength: intOpt(v["max-length"], "max-length", 3),
-    temperature: numOpt(v.temperature, "temperature"),
-    seed: intOpt(v.seed, "seed"),
-    chat: !v["no-chat"],
-    threads: intOpt(v.threads, "threads", 0),
-    device: v.device as Device | undefined,
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));

@@ -1,7 +1,6 @@
 /** `spec-decode train-medusa`: train Medusa heads on a base model's own hidden states (Medusa-1, base frozen). */
-import type { Device } from "../engine/session.js";
 import { trainMedusa } from "../medusa/train.js";
-import { intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
+import { intOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-medusa --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--heads H] [--out DIR] [--epochs E] [--batch N] [--lr LR] [--train-lm-head]
@@ -27,26 +26,11 @@ export async function trainMedusaCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
     argv,
     {
-      model: { type: "string" },
-      out: { type: "string" },
+      ...SELF_DISTILL_OPTIONS,
       heads: { type: "string" },
-      "self-distill": { type: "string" },
-      data: { type: "string" },
-      "prompt-ids": { type: "string" },
-      epochs: { type: "string" },
       batch: { type: "string" },
-      lr: { type: "string" },
       "train-lm-head": { type: "boolean", default: false },
-      "max-new-tokens": { type: "string" },
-      "max-length": { type: "string" },
-      temperature: { type: "string" },
-      seed: { type: "string" },
-      "no-chat": { type: "boolean", default: false },
       "tree-nodes": { type: "string" },
-      "max-steps": { type: "string" },
-      threads: { type: "string" },
-      device: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
     },
     USAGE,
   );
@@ -55,25 +39,11 @@ export async function trainMedusaCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const report = await trainMedusa({
-    model: required(v.model as string | undefined, "model", USAGE),
-    out: v.out as string | undefined,
+    ...selfDistillArgs(v, USAGE),
     heads: intOpt(v.heads, "heads", 1, 16),
-    selfDistill: intOpt(v["self-distill"], "self-distill", 1),
-    data: v.data as string | undefined,
-    promptIds: v["prompt-ids"] as string | undefined,
-    epochs: intOpt(v.epochs, "epochs", 1),
     batchSize: intOpt(v.batch, "batch", 1),
-    lr: numOpt(v.lr, "lr"),
     trainLmHead: Boolean(v["train-lm-head"]),
-    maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 2),
-    maxLength: intOpt(v["max-length"], "max-length", 3),
-    temperature: numOpt(v.temperature, "temperature"),
-    seed: intOpt(v.seed, "seed"),
-    chat: !v["no-chat"],
     treeNodes: intOpt(v["tree-nodes"], "tree-nodes", 1, 512),
-    maxSteps: intOpt(v["max-steps"], "max-steps", 1),
-    threads: threadsOpt(v.threads),
-    device: v.device as Device | undefined,
     onLog: (line) => process.stderr.write(`[train-medusa] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));

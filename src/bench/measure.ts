@@ -34,7 +34,7 @@
  *    exit graph...) is dropped and reported in `skipped` with the reason, instead of failing the run.
  */
 import { SpecEngine, type ChatMessage } from "../api.js";
-import { K_MAX, K_MIN, resolveControllerOptions } from "../decoding/controllers.js";
+import { fitCostLine, K_MAX, K_MIN, resolveControllerOptions } from "../decoding/controllers.js";
 import { registeredMethods, type MethodName, type MethodOptions } from "../decoding/methods.js";
 import type { GenerationStats } from "../decoding/stats.js";
 import { CancelledError, InvalidOptionError } from "../errors.js";
@@ -600,17 +600,8 @@ export function summarizeTune(
   const vLine = (T: number): number => {
     if (vPts.length === 0) return 1;
     if (vPts.length === 1) return Math.max(1, vPts[0]![1]);
-    const pts: (readonly [number, number])[] = [[1, 1], ...vPts];
-    const mt = pts.reduce((s, [t]) => s + t, 0) / pts.length;
-    const mv = pts.reduce((s, [, v]) => s + v, 0) / pts.length;
-    let num = 0;
-    let den = 0;
-    for (const [t, v] of pts) {
-      num += (t - mt) * (v - mv);
-      den += (t - mt) ** 2;
-    }
-    const b = den > 0 ? Math.max(0, num / den) : 0;
-    return Math.max(1, mv + b * (T - mt));
+    const { a, b } = fitCostLine([[1, 1], ...vPts]);
+    return Math.max(1, a + b * T);
   };
   const verifyAt = (k: number): number => vPts.find(([t]) => t === k + 1)?.[1] ?? vLine(k + 1);
   const predictedCurve = Array.from({ length: maxK }, (_, i) => ({

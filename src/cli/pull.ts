@@ -1,6 +1,6 @@
 /** `spec-decode pull`: download one variant of a Hugging Face model into the HF cache (and build safetensors-only repos). */
 import { formatBytes } from "../hub/disk.js";
-import { pullModel, parseRepoRef } from "../hub/index.js";
+import { pullModel, pullSummary, parseRepoRef } from "../hub/index.js";
 import { InvalidOptionError } from "../errors.js";
 import { parseArgs } from "node:util";
 import { hubProgress } from "./hub-progress.js";
@@ -51,18 +51,7 @@ export async function pullCommand(argv: string[]): Promise<number> {
   try {
     const r = await pullModel(ref, { ...progress, kind: v.heads ? "heads" : "model" });
     progress.done();
-    const summary = {
-      repo: r.repo,
-      revision: r.revision,
-      commit: r.commit,
-      dir: r.dir,
-      snapshot: r.snapshot,
-      built: r.built,
-      modelFile: r.plan.modelFile ?? null,
-      files: r.plan.files.map((f) => f.path),
-      downloadedBytes: r.downloadedBytes,
-      totalBytes: r.totalBytes,
-    };
+    const summary = pullSummary(r);
     if (v.json) console.log(JSON.stringify(summary, null, 2));
     else {
       console.log(

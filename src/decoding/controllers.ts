@@ -280,17 +280,7 @@ export class CostController implements KController {
   verifyCost(T: number): number {
     const pts = [...this.targetByT].filter(([, xs]) => xs.length > 0).map(([t, xs]) => [t, median(xs)] as const);
     if (pts.length < 2) return 1;
-    const n = pts.length;
-    const mt = pts.reduce((s, [t]) => s + t, 0) / n;
-    const mv = pts.reduce((s, [, v]) => s + v, 0) / n;
-    let num = 0;
-    let den = 0;
-    for (const [t, v] of pts) {
-      num += (t - mt) * (v - mv);
-      den += (t - mt) ** 2;
-    }
-    const b = den > 0 ? Math.max(0, num / den) : 0;
-    const a = mv - b * mt;
+    const { a, b } = fitCostLine(pts);
     const v1 = a + b;
     if (!(v1 > 0)) return 1;
     return Math.max(1, (a + b * T) / v1);
@@ -395,4 +385,22 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Least-squares line v = a + b * T through cost points [T, v], the slope clamped at >= 0 (verifying
+ * more tokens never costs less). Used by the cost controller and by tune's prediction.
+ */
+export function fitCostLine(pts: readonly (readonly [number, number])[]): { a: number; b: number } {
+  const n = pts.length;
+  const mt = pts.reduce((s, [t]) => s + t, 0) / n;
+  const mv = pts.reduce((s, [, v]) => s + v, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [t, v] of pts) {
+    num += (t - mt) * (v - mv);
+    den += (t - mt) ** 2;
+  }
+  const b = den > 0 ? Math.max(0, num / den) : 0;
+  return { a: mv - b * mt, b };
 }

@@ -120,6 +120,22 @@ export interface PulledModel extends PullResult {
   variant?: string;
 }
 
+/** What a pull reports to a person or a client (CLI --json, pull_model's structured result). */
+export function pullSummary(r: PulledModel) {
+  return {
+    repo: r.repo,
+    revision: r.revision,
+    commit: r.commit,
+    dir: r.dir,
+    snapshot: r.snapshot,
+    built: r.built,
+    modelFile: r.plan.modelFile ?? null,
+    files: r.plan.files.map((f) => f.path),
+    downloadedBytes: r.downloadedBytes,
+    totalBytes: r.totalBytes,
+  };
+}
+
 /** Always ask the Hub for the revision's commit, fetch what is missing, build when safetensors-only. */
 export async function pullModel(refIn: RepoRef | string, o: ResolveOptions = {}): Promise<PulledModel> {
   const ref = typeof refIn === "string" ? parseRepoRef(refIn) : refIn;

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { InvalidOptionError } from "../../errors.js";
 import { userModelDir } from "../../hub/cache.js";
 import { formatBytes } from "../../hub/disk.js";
-import { hubSettings, parseRepoRef, pullModel } from "../../hub/index.js";
+import { hubSettings, parseRepoRef, pullModel, pullSummary } from "../../hub/index.js";
 import type { ToolContext } from "../context.js";
 import { progressSender, runTool, textResult } from "../tool-kit.js";
 
@@ -78,18 +78,7 @@ export function register(server: McpServer, ctx: ToolContext) {
           },
         }),
       );
-      const out = {
-        repo: r.repo,
-        revision: r.revision,
-        commit: r.commit,
-        dir: r.dir,
-        snapshot: r.snapshot,
-        built: r.built,
-        modelFile: r.plan.modelFile ?? null,
-        files: r.plan.files.map((f) => f.path),
-        downloadedBytes: r.downloadedBytes,
-        totalBytes: r.totalBytes,
-      };
+      const out = pullSummary(r);
       return textResult(
         `${r.repo}@${r.revision} (${r.commit.slice(0, 12)}): ${out.files.length} files, ${formatBytes(r.totalBytes)} in the cache ` +
           `(${formatBytes(r.downloadedBytes)} downloaded now)${r.built ? ", ONNX built from safetensors" : ""}. Use model "${args.model}" (or ${r.dir}).`,

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { benchEndpoints, remoteBenchMarkdown } from "../bench/remote.js";
 import { InvalidOptionError } from "../errors.js";
 import { intOpt, numOpt, type Options } from "./args.js";
-import { loadPrompts } from "./bench.js";
+import { loadPrompts } from "./prompts.js";
 import { progressBar } from "./progress.js";
 
 export const BENCH_ENDPOINT_OPTIONS: Options = {

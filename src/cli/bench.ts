@@ -9,13 +9,13 @@ import { runBench } from "../bench/bench.js";
 import { renderBenchChart } from "../bench/chart.js";
 import { benchChartInput, benchMarkdown } from "../bench/report.js";
 import { ensureTwin } from "../bench/twin.js";
-import { findSpecBenchQuestions, parseWorkloadSpec, readPromptsFile, selectPrompts, type BenchPrompt } from "../bench/workload.js";
 import { METHOD_NAMES, type MethodName } from "../decoding/methods.js";
 import { DEVICES, type Device } from "../engine/session.js";
 import { resolveModel } from "../hub/index.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, type Options, threadsOpt } from "./args.js";
 import { progressBar } from "./progress.js";
+import { loadPrompts } from "./prompts.js";
 import { BENCH_ENDPOINT_OPTIONS, BENCH_ENDPOINT_USAGE, benchEndpointCommand } from "./bench-endpoint.js";
 
 const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
@@ -179,35 +179,3 @@ export function parseMethods(s: string): MethodName[] {
   return names as MethodName[];
 }
 
-/** --workload / --prompts / --category / --per-category / --chat -> prompts and a description. */
-export async function loadPrompts(v: Record<string, unknown>): Promise<{ prompts: BenchPrompt[]; source: string }> {
-  const chat = Boolean(v.chat);
-  if (v.workload !== undefined && v.prompts !== undefined) throw new InvalidOptionError("Give --workload or --prompts, not both.");
-  let prompts: BenchPrompt[];
-  let source: string;
-  if (v.prompts !== undefined) {
-    let file = String(v.prompts);
-    if (file === "spec-bench") {
-      const found = findSpecBenchQuestions();
-      if (!found) {
-        throw new InvalidOptionError(
-          "Spec-Bench's question.jsonl was not found (looked at $SPEC_BENCH_QUESTIONS and ../shared/workloads/spec-bench-questions.jsonl). Pass its path to --prompts.",
-        );
-      }
-      file = found;
-    }
-    prompts = await readPromptsFile(resolve(file), { chat });
-    source = file;
-  } else {
-    const spec = (v.workload as string | undefined) ?? "builtin";
-    prompts = parseWorkloadSpec(spec, { chat });
-    source = spec;
-  }
-  const perCategory = intOpt(v["per-category"], "per-category", 1);
-  const category = v.category as string | undefined;
-  if (category !== undefined || perCategory !== undefined) {
-    prompts = selectPrompts(prompts, { category, perCategory });
-    source += `${category ? ` category ${category}` : ""}${perCategory ? ` (first ${perCategory} per category)` : ""}`;
-  }
-  return { prompts, source };
-}

@@ -13,7 +13,8 @@ import { machineInfo, tuneTable } from "../bench/report.js";
 import { readTwinInfo } from "../bench/twin.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, threadsOpt } from "./args.js";
-import { BENCH_COMMON_OPTIONS, deviceOpt, loadPrompts, resolveModels } from "./bench.js";
+import { BENCH_COMMON_OPTIONS, deviceOpt, resolveModels } from "./bench.js";
+import { loadPrompts } from "./prompts.js";
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M] | --twin [--agreement X | --divergence S] [--early-exit])

@@ -42,6 +42,7 @@ import { isGreedy, type SamplingOptions } from "../sampling/index.js";
 import { alphaFromAcceptedLength, bestPredictedK, expectedAcceptedLength, predictedSpeedup } from "./ideal.js";
 import { peerSettings, type Controller, type PeerSettings } from "./peers.js";
 import { median, round4, summarizeRatios, type RatioSummary } from "./statistics.js";
+import { speedupVerdict, type Verdict } from "./verdict.js";
 import type { BenchPrompt } from "./workload.js";
 
 /** One configuration to measure. */
@@ -523,9 +524,27 @@ export interface TuneDraftKResult {
   predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number; verifyCost: number }[];
   /** K that maximizes the predicted curve. */
   predictedBestK: number;
-  best: { label: string; k: number | null; controller: Controller; speedup: number; methodOptions: MethodOptions; reason: string };
-  equivalents: PeerSettings;
+  /** The fastest measured setting (by point estimate), whether or not it beats plain decoding. */
+  best: { label: string; k: number | null; controller: Controller; speedup: number; reason: string };
+  /**
+   * Whether to speculate here (verdict.ts). Policy: the fastest setting is recommended when its
+   * point estimate beats plain decoding (> 1x) and its greedy output matched; the verdict on it is
+   * "speculation helps here" when its 95% interval is above 1, else an honest "no clear gain". When
+   * no setting's point estimate beats plain decoding: "use plain decoding", no recommendation.
+   */
+  verdict: Verdict;
+  /** The recommended setting with generate_speculative's argument names (method, k, methodOptions), or null. */
+  recommended: RecommendedSetting | null;
+  /** Peer-stack settings for the recommended setting only (null when nothing is recommended). */
+  equivalents: PeerSettings | null;
   measurement: MeasureSpeedupResult;
+}
+
+/** A tuned setting as generate_speculative arguments: spread it into a call as is. */
+export interface RecommendedSetting {
+  method: "draft" | "early-exit";
+  k: number | "auto";
+  methodOptions: MethodOptions;
 }
 
 /**
@@ -648,8 +667,19 @@ export function summarizeTune(
       ? `K=${top.k} had the highest measured speedup (${x(top.speedup.mean)}${ciText(top.speedup)})`
       : `the ${top.controller} controller (mean K ${top.meanDrafted.toFixed(1)}) beat the best fixed K${bestFixed ? ` (K=${bestFixed.k}, ${x(bestFixed.speedup.mean)})` : ""} with ${x(top.speedup.mean)}${ciText(top.speedup)}`) +
     ` over ${m.prompts} prompt(s) x ${m.repeats} repeat(s).`;
+  const recommend = top.speedup.mean > 1 && top.greedyIdentical !== false;
+  const verdict: Verdict = recommend
+    ? speedupVerdict(top.speedup)
+    : {
+        verdict: "use plain decoding",
+        text:
+          `use plain decoding: no setting beat plain decoding (fastest: ${top.label} at ${x(top.speedup.mean)}${ciText(top.speedup)}` +
+          `${top.greedyIdentical === false ? ", and its output differed from plain decoding" : ""})`,
+      };
+  const { k: topK, ...topOptions } = topArm.methodOptions;
+  const recommended: RecommendedSetting | null = recommend ? { method, k: (topK ?? "auto") as number | "auto", methodOptions: topOptions } : null;
   const resolved = resolveControllerOptions(topArm.methodOptions);
-  const equivalents = peerSettings({
+  const equivalents = !recommend ? null : peerSettings({
     method,
     controller: top.controller,
     k: resolved.k,
@@ -666,7 +696,9 @@ export function summarizeTune(
     costRatio,
     predictedCurve,
     predictedBestK: vPts.length > 0 ? predictedCurve.reduce((b, p) => (p.predictedSpeedup > b.predictedSpeedup ? p : b)).k : bestPredictedK(alpha, costRatio, maxK),
-    best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, methodOptions: topArm.methodOptions, reason },
+    best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, reason },
+    verdict,
+    recommended,
     equivalents,
     measurement: m,
   };

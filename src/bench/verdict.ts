@@ -6,6 +6,7 @@
  *  - interval spans 1, or fewer than 2 paired runs (no interval) -> "no clear gain";
  *  - interval entirely below 1 -> "use plain decoding".
  */
+import { z } from "zod";
 import type { RatioSummary } from "./statistics.js";
 
 export const VERDICTS = ["speculation helps here", "no clear gain", "use plain decoding"] as const;
@@ -31,3 +32,8 @@ export function speedupVerdict(s: RatioSummary): Verdict {
   if (s.high < 1) return { verdict: "use plain decoding", text: `use plain decoding: ${ci} is below 1` };
   return { verdict: "no clear gain", text: `no clear gain: ${ci} includes 1; use more prompts or repeats to decide` };
 }
+
+/** The verdict as it appears in tool outputs (measure_speedup per method, tune_draft_k). */
+export const verdictSchema = z
+  .object({ verdict: z.enum(VERDICTS), text: z.string() })
+  .describe('From the speedup\'s 95% interval: above 1 "speculation helps here", includes 1 "no clear gain", below 1 "use plain decoding".');

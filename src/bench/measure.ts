@@ -667,17 +667,8 @@ export function summarizeTune(
       ? `K=${top.k} had the highest measured speedup (${x(top.speedup.mean)}${ciText(top.speedup)})`
       : `the ${top.controller} controller (mean K ${top.meanDrafted.toFixed(1)}) beat the best fixed K${bestFixed ? ` (K=${bestFixed.k}, ${x(bestFixed.speedup.mean)})` : ""} with ${x(top.speedup.mean)}${ciText(top.speedup)}`) +
     ` over ${m.prompts} prompt(s) x ${m.repeats} repeat(s).`;
-  const recommend = top.speedup.mean > 1 && top.greedyIdentical !== false;
-  const verdict: Verdict = recommend
-    ? speedupVerdict(top.speedup)
-    : {
-        verdict: "use plain decoding",
-        text:
-          `use plain decoding: no setting beat plain decoding (fastest: ${top.label} at ${x(top.speedup.mean)}${ciText(top.speedup)}` +
-          `${top.greedyIdentical === false ? ", and its output differed from plain decoding" : ""})`,
-      };
-  const { k: topK, ...topOptions } = topArm.methodOptions;
-  const recommended: RecommendedSetting | null = recommend ? { method, k: (topK ?? "auto") as number | "auto", methodOptions: topOptions } : null;
+  const { verdict, recommended } = tuneRecommendation(method, top, topArm.methodOptions);
+  const recommend = recommended !== null;
   const resolved = resolveControllerOptions(topArm.methodOptions);
   const equivalents = !recommend ? null : peerSettings({
     method,
@@ -702,6 +693,25 @@ export function summarizeTune(
     equivalents,
     measurement: m,
   };
+}
+
+/**
+ * The verdict and recommended setting of a K sweep from its fastest point (see TuneDraftKResult.verdict):
+ * recommended when its speedup's point estimate beats plain decoding and its greedy output matched.
+ */
+export function tuneRecommendation(
+  method: "draft" | "early-exit",
+  top: Pick<TunePoint, "label" | "speedup" | "greedyIdentical">,
+  options: MethodOptions,
+): { verdict: Verdict; recommended: RecommendedSetting | null } {
+  if (top.speedup.mean > 1 && top.greedyIdentical !== false) {
+    const { k, ...methodOptions } = options;
+    return { verdict: speedupVerdict(top.speedup), recommended: { method, k: (k ?? "auto") as number | "auto", methodOptions } };
+  }
+  const text =
+    `use plain decoding: no setting beat plain decoding (fastest: ${top.label} at ${top.speedup.mean.toFixed(2)}x${ciText(top.speedup)}` +
+    `${top.greedyIdentical === false ? ", and its output differed from plain decoding" : ""})`;
+  return { verdict: { verdict: "use plain decoding", text }, recommended: null };
 }
 
 function ciText(s: RatioSummary): string {

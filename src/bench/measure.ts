@@ -42,6 +42,7 @@ import { isGreedy, type SamplingOptions } from "../sampling/index.js";
 import { alphaFromAcceptedLength, bestPredictedK, expectedAcceptedLength, predictedSpeedup } from "./ideal.js";
 import { peerSettings, type Controller, type PeerSettings } from "./peers.js";
 import { median, round4, summarizeRatios, type RatioSummary } from "./statistics.js";
+import { speedupVerdict, type Verdict } from "./verdict.js";
 import type { BenchPrompt } from "./workload.js";
 
 /** One configuration to measure. */
@@ -523,9 +524,27 @@ export interface TuneDraftKResult {
   predictedCurve: { k: number; expectedAcceptedLength: number; predictedSpeedup: number; verifyCost: number }[];
   /** K that maximizes the predicted curve. */
   predictedBestK: number;
-  best: { label: string; k: number | null; controller: Controller; speedup: number; methodOptions: MethodOptions; reason: string };
-  equivalents: PeerSettings;
+  /** The fastest measured setting (by point estimate), whether or not it beats plain decoding. */
+  best: { label: string; k: number | null; controller: Controller; speedup: number; reason: string };
+  /**
+   * Whether to speculate here (verdict.ts). Policy: the fastest setting is recommended when its
+   * point estimate beats plain decoding (> 1x) and its greedy output matched; the verdict on it is
+   * "speculation helps here" when its 95% interval is above 1, else an honest "no clear gain". When
+   * no setting's point estimate beats plain decoding: "use plain decoding", no recommendation.
+   */
+  verdict: Verdict;
+  /** The recommended setting with generate_speculative's argument names (method, k, methodOptions), or null. */
+  recommended: RecommendedSetting | null;
+  /** Peer-stack settings for the recommended setting only (null when nothing is recommended). */
+  equivalents: PeerSettings | null;
   measurement: MeasureSpeedupResult;
+}
+
+/** A tuned setting as generate_speculative arguments: spread it into a call as is. */
+export interface RecommendedSetting {
+  method: "draft" | "early-exit";
+  k: number | "auto";
+  methodOptions: MethodOptions;
 }
 
 /**
@@ -639,8 +658,10 @@ export function summarizeTune(
       ? `K=${top.k} had the highest measured speedup (${x(top.speedup.mean)}${ciText(top.speedup)})`
       : `the ${top.controller} controller (mean K ${top.meanDrafted.toFixed(1)}) beat the best fixed K${bestFixed ? ` (K=${bestFixed.k}, ${x(bestFixed.speedup.mean)})` : ""} with ${x(top.speedup.mean)}${ciText(top.speedup)}`) +
     ` over ${m.prompts} prompt(s) x ${m.repeats} repeat(s).`;
+  const { verdict, recommended } = tuneRecommendation(method, top, topArm.methodOptions);
+  const recommend = recommended !== null;
   const resolved = resolveControllerOptions(topArm.methodOptions);
-  const equivalents = peerSettings({
+  const equivalents = !recommend ? null : peerSettings({
     method,
     controller: top.controller,
     k: resolved.k,
@@ -657,10 +678,31 @@ export function summarizeTune(
     costRatio,
     predictedCurve,
     predictedBestK: vPts.length > 0 ? predictedCurve.reduce((b, p) => (p.predictedSpeedup > b.predictedSpeedup ? p : b)).k : bestPredictedK(alpha, costRatio, maxK),
-    best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, methodOptions: topArm.methodOptions, reason },
+    best: { label: top.label, k: top.k, controller: top.controller, speedup: top.speedup.mean, reason },
+    verdict,
+    recommended,
     equivalents,
     measurement: m,
   };
+}
+
+/**
+ * The verdict and recommended setting of a K sweep from its fastest point (see TuneDraftKResult.verdict):
+ * recommended when its speedup's point estimate beats plain decoding and its greedy output matched.
+ */
+export function tuneRecommendation(
+  method: "draft" | "early-exit",
+  top: Pick<TunePoint, "label" | "speedup" | "greedyIdentical">,
+  options: MethodOptions,
+): { verdict: Verdict; recommended: RecommendedSetting | null } {
+  if (top.speedup.mean > 1 && top.greedyIdentical !== false) {
+    const { k, ...methodOptions } = options;
+    return { verdict: speedupVerdict(top.speedup), recommended: { method, k: (k ?? "auto") as number | "auto", methodOptions } };
+  }
+  const text =
+    `use plain decoding: no setting beat plain decoding (fastest: ${top.label} at ${top.speedup.mean.toFixed(2)}x${ciText(top.speedup)}` +
+    `${top.greedyIdentical === false ? ", and its output differed from plain decoding" : ""})`;
+  return { verdict: { verdict: "use plain decoding", text }, recommended: null };
 }
 
 function ciText(s: RatioSummary): string {

@@ -129,3 +129,9 @@ function sglangFlags(k: number): string[] {
     `--speculative-num-draft-tokens ${k + 1}`,
   ];
 }
+
+/** The peer command lines, one per stack; empty when nothing is recommended (no commands for a losing setting). */
+export function peerCommandText(eq: PeerSettings | null): string {
+  if (!eq) return "";
+  return `vLLM: ${eq.vllm.commandLine}\nSGLang: ${eq.sglang.commandLine}\nllama.cpp: ${eq.llamaCpp.commandLine}\ntransformers: ${eq.transformers.code}`;
+}

@@ -13,6 +13,7 @@ import { InvalidOptionError } from "../errors.js";
 import { scrapeSpecMetrics, type ScrapedSpec } from "../openai/metrics.js";
 import { median, round4, summarizeRatios, type RatioSummary } from "./statistics.js";
 import type { BenchPrompt } from "./workload.js";
+import { speedupVerdict } from "./verdict.js";
 
 export interface EndpointSpec {
   /** Base URL of the OpenAI API, e.g. http://127.0.0.1:8080/v1 (a URL without /v1 gets it added). */
@@ -258,11 +259,9 @@ function addScrapes(acc: { before: ScrapedSpec | null; after: ScrapedSpec | null
   };
 }
 
+/** The verdict line of `bench --endpoint`: the shared speedup verdict (verdict.ts). */
 export function verdictOf(s: RatioSummary): string {
-  if (s.n < 2 || s.low === null || s.high === null) return `inconclusive (${s.n} paired run${s.n === 1 ? "" : "s"}; use more prompts or --repeats)`;
-  if (s.low > 1) return `faster: ${s.mean.toFixed(2)}x, 95% CI [${s.low.toFixed(2)}, ${s.high.toFixed(2)}] excludes 1`;
-  if (s.high < 1) return `slower: ${s.mean.toFixed(2)}x, 95% CI [${s.low.toFixed(2)}, ${s.high.toFixed(2)}] excludes 1`;
-  return `no significant difference: ${s.mean.toFixed(2)}x, 95% CI [${s.low.toFixed(2)}, ${s.high.toFixed(2)}] includes 1`;
+  return speedupVerdict(s).text;
 }
 
 export async function benchEndpoints(o: RemoteBenchOptions): Promise<RemoteBenchResult> {

@@ -154,7 +154,8 @@ export function tuneTable(t: Omit<TuneDraftKResult, "measurement">): string {
   );
   return [
     `K sweep (${t.method}${t.exitLayer !== undefined ? `, exit layer ${t.exitLayer}` : ""}): fitted alpha ${num(t.alpha, 3)}, draft/target cost c ${num(t.costRatio, 3)}, ` +
-      `predicted best K ${t.predictedBestK}; best measured: ${t.best.label} (${t.best.reason})`,
+      `predicted best K ${t.predictedBestK}; fastest measured: ${t.best.label} (${t.best.reason})`,
+    `Verdict: ${t.verdict.text}`,
     "",
     head,
     sep,

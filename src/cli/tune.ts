@@ -11,6 +11,7 @@ import { renderBenchChart } from "../bench/chart.js";
 import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveController } from "../bench/measure.js";
 import { machineInfo, tuneTable } from "../bench/report.js";
 import { readTwinInfo } from "../bench/twin.js";
+import { peerCommandText } from "../bench/peers.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, threadsOpt } from "./args.js";
 import { BENCH_COMMON_OPTIONS, deviceOpt, resolveModels } from "./bench.js";
@@ -25,7 +26,8 @@ const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer 
   [--json] [--chart FILE.png] [--quiet]
 
 Sweeps K for the draft model (--draft) or the target's early exit (--exit-layer), interleaved with plain
-decoding on the same prompts, and reports measured vs predicted speedup per K, the best setting and the
+decoding on the same prompts, and reports measured vs predicted speedup per K, a verdict (does speculation
+help here?), and only when a setting beats plain decoding: that setting as generate flags and the
 equivalent vLLM / SGLang / llama.cpp / transformers settings. The "verify cost" column is the measured cost curve:
 a target forward over K+1 tokens / a plain one (flat for float weights, steep for int4); the prediction
 uses it. --variant q4 / --draft-variant q4 tune the quantized builds (spec-decode build --quantize).`;
@@ -112,7 +114,11 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       if (twin) console.log(`Synthetic twin models (divergence ${twin.divergence}); text is gibberish, speed and acceptance are what is measured.\n`);
       console.log(`Baseline ${res.baselineTokensPerSecond.toFixed(1)} tok/s; ${measurement.prompts} prompts x ${measurement.repeats} repeats, ${measurement.maxNewTokens} new tokens.\n`);
       console.log(tuneTable(rest));
-      console.log(`\nvLLM: ${res.equivalents.vllm.commandLine}\nSGLang: ${res.equivalents.sglang.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`);
+      if (res.recommended) {
+        const o = res.recommended;
+        const flags = [`--method ${o.method}`, `--k ${o.k}`, ...Object.entries(o.methodOptions).map(([key, val]) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${val}`)];
+        console.log(`\nRecommended: spec-decode generate --model ${model}${draft ? ` --draft ${draft}` : ""} ${flags.join(" ")}\n\n${peerCommandText(res.equivalents)}`);
+      } else console.log(`\nNo recommended setting and no peer settings: generate with --method baseline.`);
     }
   } finally {
     await engine.dispose();

@@ -71,7 +71,7 @@ describe("bench --endpoint against our own server", () => {
       expect(x.totalMs).toBeGreaterThanOrEqual(x.ttftMs);
     }
     expect(r.speedup!.n).toBe(4);
-    expect(r.verdict).toMatch(/faster|slower|no significant difference/);
+    expect(r.verdict).toMatch(/^(speculation helps here|no clear gain|use plain decoding):/);
     // The speculative server drafted; the plain one exposes the counters but never drafts.
     const acc = r.endpoint.acceptance!;
     expect(acc.source).toBe("vllm");
@@ -95,10 +95,10 @@ describe("bench --endpoint against our own server", () => {
   });
 
   it("verdicts, URLs and errors", async () => {
-    expect(verdictOf({ mean: 1.5, low: 1.2, high: 1.9, n: 6 })).toMatch(/^faster/);
-    expect(verdictOf({ mean: 0.8, low: 0.7, high: 0.9, n: 6 })).toMatch(/^slower/);
-    expect(verdictOf({ mean: 1.0, low: 0.9, high: 1.1, n: 6 })).toMatch(/^no significant/);
-    expect(verdictOf({ mean: 1.0, low: null, high: null, n: 1 })).toMatch(/^inconclusive/);
+    expect(verdictOf({ mean: 1.5, low: 1.2, high: 1.9, n: 6 })).toMatch(/^speculation helps here:/);
+    expect(verdictOf({ mean: 0.8, low: 0.7, high: 0.9, n: 6 })).toMatch(/^use plain decoding:/);
+    expect(verdictOf({ mean: 1.0, low: 0.9, high: 1.1, n: 6 })).toMatch(/^no clear gain:.*includes 1/);
+    expect(verdictOf({ mean: 1.0, low: null, high: null, n: 1 })).toMatch(/^no clear gain:.*too few/);
     expect(apiBase("http://h:1")).toBe("http://h:1/v1");
     expect(apiBase("http://h:1/v1/")).toBe("http://h:1/v1");
     expect(() => apiBase("nope")).toThrow(/not a URL/);

@@ -4,6 +4,7 @@
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
+import { speedupVerdict, verdictSchema } from "../../bench/verdict.js";
 import { measureSpeedup, type ArmSpec, type BenchProgress } from "../../bench/measure.js";
 import type { SamplingOptions } from "../../sampling/index.js";
 import { parseWorkloadSpec, type BenchPrompt } from "../../bench/workload.js";
@@ -79,6 +80,7 @@ export const armSchema = z.looseObject({
   runs: z.number(),
   medianTokensPerSecond: z.number(),
   speedup: ratioSchema,
+  verdict: verdictSchema.optional().describe("Does this method help here (methods only, not baseline)."),
   acceptanceRate: z.number(),
   meanAcceptedLength: z.number().describe("New tokens per target forward, bonus included."),
   perPositionAcceptance: z.array(z.number()),
@@ -189,12 +191,13 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const line = (a: typeof res.baseline) =>
     `- ${a.label}: ${fmt(a.medianTokensPerSecond, 1)} tok/s, speedup ${fmt(a.speedup.mean)}x` +
     (a.speedup.low !== null ? ` [${fmt(a.speedup.low)}, ${fmt(a.speedup.high ?? NaN)}]` : "") +
+    (a.method !== "baseline" ? ` (${speedupVerdict(a.speedup).verdict})` : "") +
     (a.method !== "baseline" ? `, acceptance ${fmt(a.acceptanceRate * 100, 1)}%, mean accepted length ${fmt(a.meanAcceptedLength)}` : "") +
     (a.greedyIdentical === false ? `, OUTPUT DIFFERS from baseline on ${a.mismatches.join(", ")}` : a.greedyIdentical ? ", greedy output identical" : "");
   const text =
     `${res.prompts} prompt(s) x ${res.repeats} repeat(s), ${res.maxNewTokens} new tokens, ${res.greedy ? "greedy" : "sampling"}:\n` +
     [res.baseline, ...res.arms].map(line).join("\n");
-  return textResult(text, { ...res });
+  return textResult(text, { ...res, arms: res.arms.map((a) => ({ ...a, verdict: speedupVerdict(a.speedup) })) });
 }
 
 export function register(server: McpServer, ctx: ToolContext) {

@@ -6,6 +6,8 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK } from "../../bench/measure.js";
 import { K_MAX, K_MIN } from "../../decoding/controllers.js";
+import { peerCommandText } from "../../bench/peers.js";
+import { verdictSchema } from "../../bench/verdict.js";
 import { resolveModelArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { benchPromptSchema, fmt, modelArg, ratioSchema, runTool, samplingSchema, textResult, type Extra } from "../tool-kit.js";
@@ -66,15 +68,21 @@ export const outputSchema = {
     }),
   ),
   predictedBestK: z.number(),
-  best: z.object({
-    label: z.string(),
-    k: z.number().nullable(),
-    controller: z.enum(["fixed", "heuristic", "confidence", "cost"]),
-    speedup: z.number(),
-    methodOptions: z.record(z.string(), z.unknown()),
-    reason: z.string(),
-  }),
-  equivalents: z.object({
+  best: z
+    .object({ label: z.string(), k: z.number().nullable(), controller: z.enum(["fixed", "heuristic", "confidence", "cost"]), speedup: z.number(), reason: z.string() })
+    .describe("The fastest measured setting, whether or not it beats plain decoding (see verdict, recommended)."),
+  verdict: verdictSchema.describe('Whether to speculate here: recommended only when the fastest setting beats plain decoding (> 1x); "speculation helps here" when its 95% interval is above 1, "no clear gain" when it includes 1, "use plain decoding" when no setting beat plain decoding.'),
+  recommended: z
+    .object({
+      method: z.enum(["draft", "early-exit"]),
+      draft: z.string().optional(),
+      k: z.union([z.number(), z.literal("auto")]),
+      methodOptions: z.record(z.string(), z.unknown()),
+    })
+    .nullable()
+    .describe("The recommended setting as generate_speculative arguments (spread into a call as is), or null: use plain decoding."),
+  equivalents: z
+    .object({
     vllm: z.object({ num_speculative_tokens: z.number(), commandLine: z.string(), note: z.string() }),
     sglang: z.object({
       algorithm: z.literal("STANDALONE"),
@@ -93,7 +101,9 @@ export const outputSchema = {
       code: z.string(),
       note: z.string(),
     }),
-  }),
+  })
+    .nullable()
+    .describe("vLLM / SGLang / llama.cpp / transformers settings for the recommended setting; null when nothing is recommended."),
   prompts: z.number(),
   repeats: z.number(),
   elapsedMs: z.number(),
@@ -104,8 +114,9 @@ export const config = {
   description:
     "Find the best number of drafted tokens K for draft-model or early-exit speculation: sweeps fixed K and the adaptive " +
     "controllers (heuristic, confidence, cost) against plain decoding, and returns per-K tokens/s, speedup, acceptance, " +
-    "per-position acceptance, the speedup curve predicted from measured acceptance and draft cost, the best setting, and the " +
-    "equivalent settings for vLLM, SGLang, llama.cpp and Hugging Face transformers. Long: sends progress; cancellable.",
+    "per-position acceptance, the speedup curve predicted from measured acceptance and draft cost, a verdict (does speculation help here?), and, " +
+    "only when a setting beats plain decoding, `recommended` (generate_speculative arguments: method, k, methodOptions, draft) " +
+    "and its equivalent settings for vLLM, SGLang, llama.cpp and Hugging Face transformers. Long: sends progress; cancellable.",
   inputSchema,
   outputSchema: z.looseObject(outputSchema),
   annotations: { title: "Tune draft K", readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -128,6 +139,8 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     confidenceThreshold: args.confidenceThreshold,
   });
   const { measurement, ...rest } = res;
+  // The draft argument as the caller gave it, so the object spreads into generate_speculative as is.
+  const recommended = res.recommended && { ...res.recommended, ...(res.recommended.method === "draft" && args.draft ? { draft: args.draft } : {}) };
   const text =
     `${res.method}: baseline ${fmt(res.baselineTokensPerSecond, 1)} tok/s; alpha ${fmt(res.alpha, 3)}, draft/target cost ${fmt(res.costRatio, 3)}\n` +
     res.points
@@ -139,9 +152,11 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
           (p.greedyIdentical === false ? ", OUTPUT DIFFERS from baseline" : ""),
       )
       .join("\n") +
-    `\nBest: ${res.best.label} (${res.best.reason})\nPredicted best K: ${res.predictedBestK}` +
-    `\nvLLM: ${res.equivalents.vllm.commandLine}\nSGLang: ${res.equivalents.sglang.commandLine}\nllama.cpp: ${res.equivalents.llamaCpp.commandLine}\ntransformers: ${res.equivalents.transformers.code}`;
-  return textResult(text, { ...rest, prompts: measurement.prompts, repeats: measurement.repeats, elapsedMs: measurement.elapsedMs });
+    `\nFastest measured: ${res.best.label} (${res.best.reason})\nPredicted best K: ${res.predictedBestK}\nVerdict: ${res.verdict.text}` +
+    (recommended
+      ? `\nRecommended generate_speculative arguments: ${JSON.stringify(recommended)}\n${peerCommandText(res.equivalents)}`
+      : "\nNo recommended setting: generate with method baseline.");
+  return textResult(text, { ...rest, recommended, prompts: measurement.prompts, repeats: measurement.repeats, elapsedMs: measurement.elapsedMs });
 }
 
 export function register(server: McpServer, ctx: ToolContext) {

@@ -109,14 +109,15 @@ describe("MCP server over Streamable HTTP (spawned dist/cli/main.js serve --http
   });
 
   it("closes idle sessions", async () => {
-    const srv = await startHttpServer({ host: "127.0.0.1", port: 0, roots: [fx.root], logger: silentLogger, sessionIdleMs: 150 });
+    const srv = await startHttpServer({ host: "127.0.0.1", port: 0, roots: [fx.root], logger: silentLogger, sessionIdleMs: 600 });
     try {
       const c = new Client({ name: "t", version: "1" });
       await c.connect(new StreamableHTTPClientTransport(new URL(srv.url)));
       expect(srv.sessions()).toBe(1);
-      // A client that keeps calling keeps its session.
-      for (let i = 0; i < 5; i++) {
-        await new Promise((r) => setTimeout(r, 60));
+      // A client that keeps calling keeps its session: 8 calls 150 ms apart span twice the idle time
+      // (the gaps leave 450 ms of slack for a slow call on a loaded machine).
+      for (let i = 0; i < 8; i++) {
+        await new Promise((r) => setTimeout(r, 150));
         expect((await c.listTools()).tools.length).toBe(TOOLS.length);
       }
       expect(srv.sessions()).toBe(1);

@@ -9,7 +9,7 @@ import { benchEndpoints, type EndpointSpec } from "../../bench/remote.js";
 import type { SamplingOptions } from "../../sampling/index.js";
 import { parseWorkloadSpec, type BenchPrompt } from "../../bench/workload.js";
 import { METHOD_NAMES, type MethodOptions } from "../../decoding/methods.js";
-import { InvalidOptionError } from "../../errors.js";
+import { InvalidOptionError, SpecDecodeError, errorMessage } from "../../errors.js";
 import { resolveModelArg, variantOfArg } from "../hub-args.js";
 import { ALLOW_ENDPOINT_FLAG, ENDPOINT_URL_MAX, checkEndpointUrl } from "../endpoints.js";
 import type { ToolContext } from "../context.js";
@@ -25,6 +25,7 @@ import {
   runTool,
   samplingSchema,
   textResult,
+  throwIfCancelled,
   type Extra,
   variantSchema,
 } from "../tool-kit.js";
@@ -280,6 +281,22 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   return textResult(text, { mode: "local", ...res });
 }
 
+/** fetch's network failures (refused, DNS, redirect refused, timeout) as errors that say what failed, not as bugs. */
+async function unreachableAsError<T>(fn: () => Promise<T>, extra: Extra): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof SpecDecodeError) throw err;
+    throwIfCancelled(extra);
+    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : "";
+    throw new SpecDecodeError(
+      "ENDPOINT",
+      `The endpoint could not be reached or answered unusably (${errorMessage(err)}${cause}). Check that the server is running at that URL and speaks the OpenAI API; redirects are not followed, so give its final URL.`,
+      { cause: err },
+    );
+  }
+}
+
 /**
  * Remote mode: `benchEndpoints` (src/bench/remote.ts, the function behind `spec-decode bench
  * --endpoint`) on URLs that passed the endpoint policy (endpoints.ts), redirects refused.
@@ -287,6 +304,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
 async function handleEndpoint(ctx: ToolContext, args: Args, extra: Extra) {
   const local = LOCAL_ONLY.filter((k) => args[k] !== undefined);
   if (local.length) throw new InvalidOptionError(`${local.join(", ")} appl${local.length > 1 ? "y" : "ies"} to local models; with endpoint the server decides the model and method. Drop ${local.join(", ")} or endpoint.`);
+  if (args.warmup === false) throw new InvalidOptionError("With endpoint every server always gets one warm-up request; drop warmup: false.");
   const allowed = ctx.allowedEndpoints ?? [];
   const spec = (url: string, argName: string, model: string | undefined): EndpointSpec => ({
     url: checkEndpointUrl(url, argName, allowed),
@@ -301,7 +319,7 @@ async function handleEndpoint(ctx: ToolContext, args: Args, extra: Extra) {
   if (s.topK !== undefined || s.topP !== undefined || s.minP !== undefined || s.repetitionPenalty !== undefined) {
     throw new InvalidOptionError("With endpoint only sampling.temperature and seed are sent; drop sampling.topK / topP / minP / repetitionPenalty.");
   }
-  const res = await benchEndpoints({
+  const res = await unreachableAsError(() => benchEndpoints({
     endpoint,
     baseline,
     prompts: normalizePrompts(common.prompts),
@@ -311,7 +329,7 @@ async function handleEndpoint(ctx: ToolContext, args: Args, extra: Extra) {
     seed: s.seed,
     signal: extra.signal,
     onProgress: (done, total, message) => common.onProgress({ done, total, message } as BenchProgress),
-  });
+  }), extra);
   // Per-run texts stay out of the MCP result (up to prompts x repeats x maxNewTokens tokens each); mismatches names the prompts.
   const arm = (a: NonNullable<typeof res.baseline>) => ({ ...a, runs: a.runs.map(({ text: _text, ...r }) => r) });
   const line = (a: NonNullable<typeof res.baseline>, label: string) =>

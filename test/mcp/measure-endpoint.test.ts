@@ -13,6 +13,7 @@ import { SpecEngine } from "../../src/api.js";
 import { silentLogger } from "../../src/mcp/context.js";
 import { checkEndpointUrl, isLoopbackHost, parseAllowedEndpoints } from "../../src/mcp/endpoints.js";
 import { createServer } from "../../src/mcp/server.js";
+import { inToolVocabulary } from "../../src/mcp/tools/measure-speedup.js";
 import { startOpenAIServer, type RunningOpenAIServer } from "../../src/openai/server.js";
 import { ModelStore } from "../../src/engine/model-store.js";
 import { callOk, makeMcpFixtures, textOf, type McpFixtures } from "./helpers.js";
@@ -107,6 +108,16 @@ describe("measure_speedup with endpoint (MCP)", () => {
     expect(r.endpoint.medianDecodeTokensPerSecond).toBeGreaterThan(0);
   }, 60_000);
 
+  it("speaks in argument names, not CLI flags: an absent model id, an inconclusive verdict", async () => {
+    const t = await callErr({ endpoint: spec.url, endpointModel: "absent", prompts: [PROMPTS[0]], maxNewTokens: 2, repeats: 1 });
+    expect(t).toMatch(/404/);
+    const noModels = await callErr({ endpoint: redirectUrl.replace(/\d+\/v1$/, "9/v1"), prompts: [PROMPTS[0]] });
+    expect(noModels).toMatch(/Error \(ENDPOINT\)/);
+    const r = await callOk(client, "measure_speedup", { endpoint: spec.url, endpointBaseline: plain.url, prompts: [PROMPTS[0]], maxNewTokens: 4, repeats: 1 });
+    expect(r.verdict).toMatch(/^inconclusive .*use more prompts or repeats\)$/);
+    expect(r.verdict).not.toMatch(/--/);
+  }, 60_000);
+
   it("refuses non-loopback hosts and names --allow-endpoint", async () => {
     for (const url of ["http://10.0.0.1:8000/v1", "http://169.254.169.254/latest", "http://127.0.0.1.nip.io:8080/v1", "http://[::ffff:a00:1]:80/v1"]) {
       const t = await callErr({ endpoint: url, prompts: PROMPTS });
@@ -152,6 +163,11 @@ describe("measure_speedup with endpoint (MCP)", () => {
 });
 
 describe("endpoint policy", () => {
+  it("CLI flags in remote.ts messages become argument names", () => {
+    expect(inToolVocabulary("Check the URL and --api-key, or pass --endpoint-model.")).toBe("Check the URL and apiKey, or pass endpointModel (baselineModel for endpointBaseline).");
+    expect(inToolVocabulary("lists no model; pass --endpoint-model NAME.")).toBe("lists no model; pass endpointModel (baselineModel for endpointBaseline).");
+  });
+
   it("loopback hosts after URL normalization", () => {
     for (const h of ["localhost", "127.0.0.1", "127.255.0.9", "[::1]"]) expect(isLoopbackHost(h), h).toBe(true);
     for (const h of ["10.0.0.1", "localhost.evil", "127.0.0.1.evil", "[::ffff:7f00:1]", "0.0.0.0"]) expect(isLoopbackHost(h), h).toBe(false);

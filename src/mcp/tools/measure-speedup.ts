@@ -281,11 +281,23 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   return textResult(text, { mode: "local", ...res });
 }
 
+/** The CLI flag names src/bench/remote.ts uses in its messages, as this tool's argument names. */
+const FLAG_TO_ARG: [RegExp, string][] = [
+  [/--endpoint-model( NAME)?/g, "endpointModel (baselineModel for endpointBaseline)"],
+  [/--api-key/g, "apiKey"],
+  [/--repeats/g, "repeats"],
+];
+
+export function inToolVocabulary(text: string): string {
+  return FLAG_TO_ARG.reduce((t, [re, arg]) => t.replace(re, arg), text);
+}
+
 /** fetch's network failures (refused, DNS, redirect refused, timeout) as errors that say what failed, not as bugs. */
 async function unreachableAsError<T>(fn: () => Promise<T>, extra: Extra): Promise<T> {
   try {
     return await fn();
   } catch (err) {
+    if (err instanceof InvalidOptionError) throw new InvalidOptionError(inToolVocabulary(err.message), { cause: err });
     if (err instanceof SpecDecodeError) throw err;
     throwIfCancelled(extra);
     const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : "";
@@ -342,7 +354,7 @@ async function handleEndpoint(ctx: ToolContext, args: Args, extra: Extra) {
     ...(res.baseline ? [line(res.baseline, "endpointBaseline")] : []),
     ...(res.speedup
       ? [
-          `speedup ${fmt(res.speedup.mean)}x` + (res.speedup.low !== null ? ` [${fmt(res.speedup.low)}, ${fmt(res.speedup.high ?? NaN)}]` : "") + `: ${res.verdict}`,
+          `speedup ${fmt(res.speedup.mean)}x` + (res.speedup.low !== null ? ` [${fmt(res.speedup.low)}, ${fmt(res.speedup.high ?? NaN)}]` : "") + `: ${inToolVocabulary(res.verdict ?? "")}`,
           res.greedyIdentical === true ? "greedy outputs identical" : res.greedyIdentical === false ? `greedy OUTPUTS DIFFER on ${res.mismatches.join(", ")}` : "",
         ].filter(Boolean)
       : []),
@@ -357,7 +369,7 @@ async function handleEndpoint(ctx: ToolContext, args: Args, extra: Extra) {
     ...(res.baseline ? { endpointBaseline: arm(res.baseline) } : {}),
     ...(res.speedup ? { speedup: res.speedup } : {}),
     ...(res.ttftRatio ? { ttftRatio: res.ttftRatio } : {}),
-    ...(res.verdict !== undefined ? { verdict: res.verdict } : {}),
+    ...(res.verdict !== undefined ? { verdict: inToolVocabulary(res.verdict) } : {}),
     greedyIdentical: res.greedyIdentical,
     mismatches: res.mismatches,
     elapsedMs: res.elapsedMs,

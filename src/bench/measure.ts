@@ -188,7 +188,7 @@ interface Run {
   peakRss: number;
 }
 
-function normalizePrompts(prompts: (string | Partial<BenchPrompt>)[]): BenchPrompt[] {
+export function normalizePrompts(prompts: (string | Partial<BenchPrompt>)[]): BenchPrompt[] {
   if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidOptionError("Give at least one prompt (or use the built-in workload).");
   return prompts.map((p, i) => {
     const id = `prompt-${i + 1}`;

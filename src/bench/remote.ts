@@ -23,6 +23,8 @@ export interface EndpointSpec {
   apiKey?: string;
   /** Prometheus page (default: the server's origin + /metrics). */
   metricsUrl?: string;
+  /** fetch's redirect mode (default "follow"); the MCP tool uses "error" so an allowed host cannot bounce requests elsewhere. */
+  redirect?: "follow" | "error";
 }
 
 export interface RemoteBenchOptions {
@@ -118,7 +120,7 @@ function headers(ep: EndpointSpec): Record<string, string> {
 }
 
 async function firstModel(ep: EndpointSpec, signal?: AbortSignal): Promise<string> {
-  const res = await fetch(`${apiBase(ep.url)}/models`, { headers: headers(ep), signal });
+  const res = await fetch(`${apiBase(ep.url)}/models`, { headers: headers(ep), signal, redirect: ep.redirect });
   if (!res.ok) throw new InvalidOptionError(`GET ${apiBase(ep.url)}/models answered ${res.status}: ${(await res.text()).slice(0, 300)}. Check the URL and --api-key, or pass --endpoint-model.`);
   const body = (await res.json()) as { data?: Array<{ id: string }> };
   const id = body.data?.[0]?.id;
@@ -129,7 +131,7 @@ async function firstModel(ep: EndpointSpec, signal?: AbortSignal): Promise<strin
 async function scrape(ep: EndpointSpec, signal?: AbortSignal): Promise<ScrapedSpec | null> {
   const url = ep.metricsUrl ?? `${new URL(apiBase(ep.url)).origin}/metrics`;
   try {
-    const res = await fetch(url, { headers: ep.apiKey ? { authorization: `Bearer ${ep.apiKey}` } : {}, signal });
+    const res = await fetch(url, { headers: ep.apiKey ? { authorization: `Bearer ${ep.apiKey}` } : {}, signal, redirect: ep.redirect });
     if (!res.ok) return null;
     return scrapeSpecMetrics(await res.text());
   } catch {
@@ -155,7 +157,7 @@ export async function streamOnce(
   };
   const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(o.timeoutMs)]) : AbortSignal.timeout(o.timeoutMs);
   const t0 = performance.now();
-  const res = await fetch(`${apiBase(ep.url)}/${chat ? "chat/completions" : "completions"}`, { method: "POST", headers: headers(ep), body: JSON.stringify(body), signal });
+  const res = await fetch(`${apiBase(ep.url)}/${chat ? "chat/completions" : "completions"}`, { method: "POST", headers: headers(ep), body: JSON.stringify(body), signal, redirect: ep.redirect });
   if (!res.ok || !res.body) {
     throw new InvalidOptionError(`${ep.url} answered ${res.status} to prompt ${prompt.id}: ${(await res.text()).slice(0, 500)}`);
   }

@@ -29,6 +29,8 @@ export interface ToolContext {
   store: ModelStore;
   roots: ModelRoots;
   logger: Logger;
+  /** URL prefixes beyond loopback that measure_speedup's endpoint arguments may reach (`serve --allow-endpoint`, parsed by endpoints.ts). */
+  allowedEndpoints?: readonly string[];
   /** Serializes work per key (e.g. two builds of the same directory). */
   exclusive<T>(key: string, fn: () => Promise<T>): Promise<T>;
 }

@@ -10,6 +10,7 @@ import { SpecEngine } from "../api.js";
 import { ModelStore, type ModelStoreOptions } from "../engine/model-store.js";
 import { makeExclusive, stderrLogger, type Logger, type ToolContext } from "./context.js";
 import { ModelRoots, configuredModelRoots } from "./roots.js";
+import { parseAllowedEndpoints } from "./endpoints.js";
 import { withStrictArguments } from "./tool-kit.js";
 import { TOOLS } from "./tools/index.js";
 
@@ -31,6 +32,8 @@ export interface CreateServerOptions {
   /** Model roots (default: --model-root / SPEC_DECODE_MODEL_ROOTS / the defaults). */
   roots?: ModelRoots | string[];
   logger?: Logger;
+  /** `--allow-endpoint` URL prefixes: non-loopback servers measure_speedup may measure (see endpoints.ts). */
+  allowEndpoints?: string[];
   /** Shared by all servers of one process (HTTP sessions); made when absent. */
   exclusive?: ToolContext["exclusive"];
 }
@@ -50,6 +53,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
     store,
     roots,
     logger: opts.logger ?? stderrLogger(),
+    allowedEndpoints: parseAllowedEndpoints(opts.allowEndpoints),
     exclusive: opts.exclusive ?? makeExclusive(),
   };
   const server = new McpServer(

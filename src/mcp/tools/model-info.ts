@@ -3,15 +3,16 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { describeModel } from "../../decoding/capabilities.js";
 import { METHOD_NAMES, registeredMethods } from "../../decoding/methods.js";
-import { resolveModelArg } from "../hub-args.js";
+import { resolveModelArg, variantOfArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { onnxBytes } from "../models.js";
-import { modelArg, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
+import { modelArg, runTool, textResult, throwIfCancelled, variantSchema } from "../tool-kit.js";
 
 export const name = "model_info";
 
 export const inputSchema = {
   model: modelArg,
+  variant: variantSchema,
 };
 
 export const outputSchema = {
@@ -54,7 +55,7 @@ export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
-      const m = await ctx.store.load(dir);
+      const m = await ctx.store.load(dir, { variant: args.variant ?? variantOfArg(args.model) });
       throwIfCancelled(extra);
       const d = describeModel(m.lm);
       const registered = new Set(registeredMethods().map((x) => x.name));

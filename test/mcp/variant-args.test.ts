@@ -1,0 +1,74 @@
+/**
+ * `variant` on model_info and measure_speedup, `draftVariant` on measure_speedup (issue 10): the
+ * same onnx-community variant names as generate_speculative. A model directory in the root holds
+ * the float model and an int4 (MatMulNBits) model_q4.onnx made by our builder.
+ */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildModelDir } from "../../src/builder/index.js";
+import { silentLogger } from "../../src/mcp/context.js";
+import { createServer } from "../../src/mcp/server.js";
+import { ModelStore } from "../../src/engine/model-store.js";
+import { callOk, makeMcpFixtures, textOf, type McpFixtures } from "./helpers.js";
+
+let fx: McpFixtures;
+let client: Client;
+let store: ModelStore;
+
+beforeAll(async () => {
+  fx = await makeMcpFixtures("variant");
+  await buildModelDir(fx.model, { quantize: { kind: "int4", lmHead: true } }); // adds onnx/model_q4.onnx beside model.onnx
+  store = new ModelStore({ maxBytes: 256 * 2 ** 20 });
+  const server = createServer({ store, roots: [fx.root], logger: silentLogger });
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  await server.connect(a);
+  client = new Client({ name: "variant-test", version: "1" });
+  await client.connect(b);
+}, 180_000);
+
+afterAll(async () => {
+  await client?.close();
+  await store?.dispose();
+  fx?.cleanup();
+});
+
+describe("variant arguments", () => {
+  it("model_info: the float model by default, the int4 build with variant q4 (and by file name)", async () => {
+    const plain = await callOk(client, "model_info", { model: fx.model });
+    expect(plain.file).toMatch(/onnx[\\/]model\.onnx$/);
+    expect(plain.weightFormat).toMatch(/^float32/);
+    for (const variant of ["q4", "model_q4.onnx"]) {
+      const q = await callOk(client, "model_info", { model: fx.model, variant });
+      expect(q.file).toMatch(/model_q4\.onnx$/);
+      expect(q.weightFormat).toMatch(/^int4 \(MatMulNBits, block 32\)/);
+      expect(q.weightBytesPerToken).toBeLessThan(plain.weightBytesPerToken);
+    }
+  }, 60_000);
+
+  it("model_info: an absent variant or a path is refused", async () => {
+    const r = await client.callTool({ name: "model_info", arguments: { model: fx.model, variant: "q8" } });
+    expect(r.isError).toBe(true);
+    expect(textOf(r)).toMatch(/q8|model_q8/);
+    const r2 = await client.callTool({ name: "model_info", arguments: { model: fx.model, variant: "../model.onnx" } });
+    expect(r2.isError).toBe(true);
+    expect(textOf(r2)).toMatch(/no paths/);
+  });
+
+  it("measure_speedup: variant q4 measures the int4 build (greedy identical across methods); draftVariant reaches the draft", async () => {
+    const r = await callOk(client, "measure_speedup", { model: fx.model, variant: "q4", methods: ["prompt-lookup"], prompts: ["one two three one two three one two"], maxNewTokens: 6, repeats: 1, warmup: false });
+    expect(r.mode).toBe("local");
+    expect(r.arms[0].greedyIdentical).toBe(true);
+    const bad = await client.callTool({ name: "measure_speedup", arguments: { model: fx.model, variant: "q8", methods: ["baseline"], prompts: ["x"], maxNewTokens: 2, repeats: 1 } });
+    expect(bad.isError).toBe(true);
+    expect(textOf(bad)).toMatch(/q8/);
+    const badDraft = await client.callTool({
+      name: "measure_speedup",
+      arguments: { model: fx.model, draft: fx.model, draftVariant: "q8", methods: ["draft"], prompts: ["x"], maxNewTokens: 2, repeats: 1 },
+    });
+    expect(badDraft.isError).toBe(true);
+    expect(textOf(badDraft)).toMatch(/q8/);
+    const q4Draft = await callOk(client, "measure_speedup", { model: fx.model, draft: fx.model, draftVariant: "q4", methods: ["draft"], prompts: ["one two three"], maxNewTokens: 6, repeats: 1, warmup: false });
+    expect(q4Draft.arms[0].greedyIdentical).toBe(true);
+  }, 120_000);
+});

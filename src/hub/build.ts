@@ -6,7 +6,8 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { BUILD_COMPLETE, buildDirFor, isBuilt } from "./cache.js";
+import { BUILD_COMPLETE, buildDirFor, isBuilt, variantName } from "./cache.js";
+import { HubError } from "./errors.js";
 import { assertDiskRoom, formatBytes } from "./disk.js";
 import { withFileLock } from "./download.js";
 import type { HubOptions } from "./pull.js";
@@ -27,9 +28,38 @@ export async function estimateBuildBytes(dir: string): Promise<number> {
   return Math.ceil(elements * 4 * 1.02);
 }
 
-export async function buildSnapshot(repo: string, commit: string, snapshot: string, o: HubOptions & { build?: BuildPassThrough } = {}): Promise<string> {
+/** Variants a safetensors-only repo can be built as: onnx-community names -> builder options. */
+const BUILDABLE: Record<string, { quantize?: { kind: "int4" | "int8" | "uint8" | "bnb4" }; ioDtype?: "float16" }> = {
+  fp32: {},
+  q4: { quantize: { kind: "int4" } },
+  q4f16: { quantize: { kind: "int4" }, ioDtype: "float16" },
+  int8: { quantize: { kind: "int8" } },
+  uint8: { quantize: { kind: "uint8" } },
+  bnb4: { quantize: { kind: "bnb4" } },
+};
+
+/**
+ * The build a `:variant` asks of a safetensors-only repo: `org/name:q4` builds int4 MatMulNBits
+ * (onnx/model_q4.onnx, the builder's defaults: block 32, accuracy level 4) into its own folder
+ * (`<commit>-q4`), so each variant is built once and float32 stays beside it.
+ */
+export function buildForVariant(variant: string | undefined): { tag?: string; options: BuildPassThrough } {
+  if (variant === undefined) return { options: {} };
+  const name = variantName(variant);
+  const b = BUILDABLE[name];
+  if (!b) {
+    throw new HubError(
+      "HUB_NOT_FOUND",
+      `variant "${variant}" cannot be built from safetensors; buildable variants: ${Object.keys(BUILDABLE).join(", ")} (spec-decode build --quantize for other settings).`,
+    );
+  }
+  return { tag: name === "fp32" ? undefined : name, options: { ...(b.quantize ? { quantize: b.quantize } : {}), ...(b.ioDtype ? { ioDtype: b.ioDtype } : {}) } };
+}
+
+export async function buildSnapshot(repo: string, commit: string, snapshot: string, o: HubOptions & { build?: BuildPassThrough; variant?: string } = {}): Promise<string> {
   const env = o.env ?? process.env;
-  const out = buildDirFor(repo, commit, env);
+  const wanted = buildForVariant(o.variant);
+  const out = buildDirFor(repo, commit, env, wanted.tag);
   if (isBuilt(out)) return out;
   mkdirSync(dirname(out), { recursive: true });
   return withFileLock(`${out}.lock`, async () => {
@@ -50,6 +80,7 @@ export async function buildSnapshot(repo: string, commit: string, snapshot: stri
       const { buildModelDir } = await import("../builder/build-dir.js");
       await buildModelDir(staging, {
         ...(o.build ?? {}),
+        ...wanted.options,
         onProgress: (m: string) => {
           o.log?.(m);
           o.onProgress?.({ phase: "build", file: m, bytes: 0, total: 0 });

@@ -47,9 +47,9 @@ export function snapshotDir(folder: string, commit: string): string {
   return join(folder, "snapshots", commit);
 }
 
-/** Where an automatic build of a safetensors-only snapshot goes. */
-export function buildDirFor(repo: string, commit: string, env: NodeJS.ProcessEnv = process.env): string {
-  return join(userModelDir(env), "hub-builds", repoFolderName(repo), commit);
+/** Where an automatic build of a safetensors-only snapshot goes (`tag`: a quantized variant such as "q4"). */
+export function buildDirFor(repo: string, commit: string, env: NodeJS.ProcessEnv = process.env, tag?: string): string {
+  return join(userModelDir(env), "hub-builds", repoFolderName(repo), tag ? `${commit}-${tag}` : commit);
 }
 
 /** Marker written last by a completed build. */

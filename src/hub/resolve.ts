@@ -9,7 +9,7 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { buildSnapshot, type BuildPassThrough } from "./build.js";
+import { buildForVariant, buildSnapshot, type BuildPassThrough } from "./build.js";
 import { buildDirFor, isBuilt, onnxFilesIn, readRef, repoFolder, snapshotDir, variantName } from "./cache.js";
 import { HubError } from "./errors.js";
 import { hubSettings, pullSnapshot, type HubOptions, type PullResult } from "./pull.js";
@@ -57,14 +57,21 @@ export function lookupCache(ref: RepoRef, kind: "model" | "heads", cacheDir: str
     return { ok: false, missing: "config.json" };
   }
   const onnx = onnxFilesIn(snap);
-  if (ref.variant) {
+  if (ref.variant && onnx.length > 0) {
     if (!variantCandidates(ref.variant).some((p) => p.endsWith(".onnx") && existsSync(join(snap, p)))) {
       return { ok: false, missing: `variant "${ref.variant}" (cached: ${onnx.map(variantName).join(", ") || "none"})` };
     }
     return { ok: true, dir: snap, snapshot: snap, commit, built: false };
   }
   if (onnx.length > 0) return { ok: true, dir: snap, snapshot: snap, commit, built: false };
-  const built = buildDirFor(ref.repo, commit, env);
+  // Safetensors only: our build of the variant asked for (float32 without one).
+  let tag: string | undefined;
+  try {
+    tag = buildForVariant(ref.variant).tag;
+  } catch (err) {
+    return { ok: false, missing: (err as Error).message };
+  }
+  const built = buildDirFor(ref.repo, commit, env, tag);
   if (isBuilt(built)) return { ok: true, dir: built, snapshot: snap, commit, built: true };
   const hasWeights = existsSync(join(snap, "model.safetensors")) || existsSync(join(snap, "model.safetensors.index.json"));
   if (hasWeights) return { ok: false, missing: "an ONNX build of the safetensors", needsBuild: { snapshot: snap, commit } };
@@ -84,7 +91,7 @@ export async function resolveModel(arg: string, o: ResolveOptions = {}): Promise
   const cached = lookupCache(ref, kind, s.cacheDir, s.env);
   if (cached.ok) return { ...base, dir: cached.dir, source: "cache", commit: cached.commit, snapshot: cached.snapshot, built: cached.built };
   if (cached.needsBuild && download) {
-    const dir = await buildSnapshot(ref.repo, cached.needsBuild.commit, cached.needsBuild.snapshot, o);
+    const dir = await buildSnapshot(ref.repo, cached.needsBuild.commit, cached.needsBuild.snapshot, { ...o, variant: ref.variant });
     return { ...base, dir, source: "cache", commit: cached.needsBuild.commit, snapshot: cached.needsBuild.snapshot, built: true };
   }
   const name = formatRepoRef(ref);
@@ -167,8 +174,8 @@ export async function pullModel(refIn: RepoRef | string, o: ResolveOptions = {})
   }
   const r = await pullSnapshot({ repo: ref.repo, revision: ref.revision, variant: ref.variant, kind: o.kind }, o);
   if (r.plan.kind === "safetensors") {
-    const dir = await buildSnapshot(ref.repo, r.commit, r.snapshot, o);
-    return { ...r, dir, built: true };
+    const dir = await buildSnapshot(ref.repo, r.commit, r.snapshot, { ...o, variant: ref.variant });
+    return { ...r, dir, built: true, variant: loaderVariant(ref.variant) };
   }
   return { ...r, dir: r.snapshot, built: false, variant: loaderVariant(ref.variant) };
 }

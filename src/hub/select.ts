@@ -69,7 +69,9 @@ export function selectFiles(repo: string, listing: RepoFile[], opts: { variant?:
   }
 
   let chosen: string | undefined;
-  if (opts.variant) {
+  if (opts.variant && onnx.length === 0 && safetensors.some((f) => f.path.endsWith(".safetensors"))) {
+    // Safetensors only: the variant is built after the download (hub/build.ts buildForVariant).
+  } else if (opts.variant) {
     chosen = variantCandidates(opts.variant).find((p) => byPath.has(p) && p.endsWith(".onnx"));
     if (!chosen) {
       const have = onnx.map((f) => variantName(f.path));

@@ -123,6 +123,28 @@ describe("pull by repo id", () => {
     expect(res.tokens).toEqual(expected);
     await engine.dispose();
   }, 120_000);
+
+  it("org/name:q4 on a safetensors-only repo builds int4 into its own folder and matches a local int4 build", async () => {
+    const e = env();
+    const r = await resolveModel("test-org/tiny-st:q4", { env: e });
+    expect(r.built).toBe(true);
+    expect(r.dir).toMatch(/hub-builds\/models--test-org--tiny-st\/[0-9a-f]{40}-q4$/);
+    expect(existsSync(join(r.dir, "onnx", "model_q4.onnx"))).toBe(true);
+    expect(existsSync(join(r.snapshot!, "onnx"))).toBe(false);
+    const local = await fixture({ ...FIXTURE, quantize: { kind: "int4" } });
+    const engine = new SpecEngine({ hub: { env: e } });
+    try {
+      const want = await engine.generate({ model: local, variant: "q4", prompt: "the cat", maxNewTokens: 10 });
+      const got = await engine.generate({ model: "test-org/tiny-st:q4", prompt: "the cat", maxNewTokens: 10 });
+      expect(got.tokens).toEqual(want.tokens);
+      // Cached now: the float32 build and the q4 build live side by side; an unbuildable variant says which are.
+      expect((await resolveModel("test-org/tiny-st:q4", { env: { ...e, HF_HUB_OFFLINE: "1" } })).dir).toBe(r.dir);
+      const err = await failure(resolveModel("test-org/tiny-st:q3", { env: e }));
+      expect(err.message).toMatch(/buildable variants: fp32, q4, q4f16, int8, uint8, bnb4/);
+    } finally {
+      await engine.dispose();
+    }
+  }, 120_000);
 });
 
 describe("resume, integrity, concurrency", () => {

@@ -323,9 +323,9 @@ export const eagleMethod: MethodDefinition = {
     }
     const path = req.heads;
     checkAgainstTarget(inspectEagleHead(path), lm);
-    const { stamp } = ensureEagleHeadOnnx(path, lm.info.dir);
+    const { stamp, onnxFile } = ensureEagleHeadOnnx(path, lm.info.dir);
     const opts = { device: req.store.device, threads: req.store.threads };
-    const heads = await req.store.loadExtra(path, JSON.stringify(["eagle-head", opts]), stamp, () => loadEagleHead(path, lm.info.dir, opts));
+    const heads = await req.store.loadExtra(path, JSON.stringify(["eagle-head", opts]), stamp, () => loadEagleHead(path, lm.info.dir, opts), onnxFile);
     return { heads };
   },
   unavailableReason(res) {

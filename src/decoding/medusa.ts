@@ -265,9 +265,9 @@ export const medusaMethod: MethodDefinition = {
     }
     checkHeadsAgainstBase(inspectMedusaHeads(req.heads), lm); // before building their ONNX graph
     const path = req.heads;
-    const { stamp } = ensureMedusaHeadsOnnx(path);
+    const { stamp, onnxFile } = ensureMedusaHeadsOnnx(path);
     const opts = { device: req.store.device, threads: req.store.threads };
-    const heads = await req.store.loadExtra(path, JSON.stringify(["medusa-heads", opts]), stamp, () => loadMedusaHeads(path, opts));
+    const heads = await req.store.loadExtra(path, JSON.stringify(["medusa-heads", opts]), stamp, () => loadMedusaHeads(path, opts), onnxFile);
     return { heads };
   },
   unavailableReason(res) {

@@ -59,7 +59,7 @@ export class ModelStore {
   private readonly models = new Map<string, StoreEntry>();
   private readonly locks = new Map<string, Promise<void>>();
   /** Other loaded sessions (e.g. Medusa heads), keyed, owned by a directory for unload(). */
-  private readonly extras = new Map<string, { dir: string; version: string; p: Promise<Disposable> }>();
+  private readonly extras = new Map<string, { dir: string; version: string; bytes: number; p: Promise<Disposable> }>();
   /** The entry each loaded model came from (pins are counted per entry, not per key). */
   private readonly entryOf = new WeakMap<LoadedModel, StoreEntry>();
   private roots: readonly string[];
@@ -149,7 +149,7 @@ export class ModelStore {
   async usage(): Promise<{ usedBytes: number; maxBytes: number; models: (LoadedModel & { dir: string; device: string; threads: number | null })[] }> {
     const all = await this.loaded();
     return {
-      usedBytes: all.reduce((s, m) => s + m.bytes, 0),
+      usedBytes: all.reduce((s, m) => s + m.bytes, 0) + this.extraBytes(),
       maxBytes: this.maxBytes,
       models: all.map((m) => {
         const [dir, , device, threads] = JSON.parse(m.key) as [string, string, string, number];
@@ -161,9 +161,10 @@ export class ModelStore {
   /**
    * Load (or reuse) something other than a decoder that belongs to the directory `dir` — e.g.
    * Medusa heads. It is freed by unload(dir) and dispose(), like the models. When `version`
-   * changes (the files were rebuilt), the old one is freed and the new one loaded.
+   * changes (the files were rebuilt), the old one is freed and the new one loaded. `file` (its ONNX
+   * graph) sizes it: extras count against the memory bound like models (room is made before loading).
    */
-  async loadExtra<T extends Disposable>(dir: string, key: string, version: string, load: () => Promise<T>): Promise<T> {
+  async loadExtra<T extends Disposable>(dir: string, key: string, version: string, load: () => Promise<T>, file?: string): Promise<T> {
     const k = JSON.stringify([resolve(dir), key]);
     let e = this.extras.get(k);
     if (e && e.version !== version) {
@@ -172,8 +173,10 @@ export class ModelStore {
       e = undefined;
     }
     if (!e) {
+      const bytes = file ? fileBytes(file) : 0;
+      this.makeRoom(bytes, dir);
       const p = load();
-      const entry = { dir: resolve(dir), version, p };
+      const entry = { dir: resolve(dir), version, bytes, p };
       this.extras.set(k, entry);
       p.catch(() => this.extras.get(k) === entry && this.extras.delete(k));
       e = entry;
@@ -281,9 +284,14 @@ export class ModelStore {
    * settled models nobody is using (they are freed once their lock is free). When the models in use
    * (or still loading) leave no room, the load is refused rather than exceeding the bound.
    */
+  private extraBytes(): number {
+    return [...this.extras.values()].reduce((s, e) => s + e.bytes, 0);
+  }
+
   private makeRoom(bytes: number, dir: string): void {
     const entries = [...this.models.values()];
-    let total = entries.reduce((s, e) => s + e.bytes, 0);
+    // Extras (heads) are freed with their directory, not evicted on their own: they only take room.
+    let total = entries.reduce((s, e) => s + e.bytes, 0) + this.extraBytes();
     if (total + bytes <= this.maxBytes) return;
     const idle = entries.filter((e) => e.settled && e.pins === 0).sort((a, b) => a.settled!.lastUsed - b.settled!.lastUsed);
     for (const e of idle) {
@@ -296,7 +304,7 @@ export class ModelStore {
       const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
       throw new ModelLoadError(
         `Loading ${dir} (${mib(bytes)}) would exceed the memory bound (${mib(this.maxBytes)}, --max-memory): ${mib(total)} ` +
-          `are held by models that running requests are using. Retry when they finish, unload a model (unload_model), ` +
+          `are held by models that running requests are using (and loaded heads). Retry when they finish, unload a model (unload_model), ` +
           `or restart the server with a larger --max-memory.`,
       );
     }

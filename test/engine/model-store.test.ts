@@ -1,3 +1,5 @@
+import { statSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ModelStore } from "../../src/engine/model-store.js";
 import { fixture } from "../helpers/fixtures.js";
@@ -40,6 +42,23 @@ describe("ModelStore", () => {
     store.unpin(a);
     const c = await store.load(d2);
     expect((await store.loaded()).map((m) => m.key)).toEqual([c.key]);
+    await store.dispose();
+  });
+
+  it("counts extras (heads) against the memory bound and refuses one that does not fit beside a model in use", async () => {
+    const d1 = await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 12 });
+    const file = join(d1, "onnx", "model.onnx");
+    const size = statSync(file).size;
+    const store = new ModelStore({ maxBytes: Math.floor(size * 1.5) });
+    const a = await store.load(d1);
+    store.pin(a);
+    const heads = () => store.loadExtra(d1, "heads", "v1", async () => ({ dispose: async () => undefined }), file);
+    await expect(heads()).rejects.toThrow(/memory bound .*--max-memory/);
+    store.unpin(a);
+    await heads(); // the idle model is evicted to make room
+    const u = await store.usage();
+    expect(u.usedBytes).toBeGreaterThanOrEqual(size);
+    expect(u.usedBytes).toBeLessThanOrEqual(u.maxBytes);
     await store.dispose();
   });
 });

@@ -28,15 +28,14 @@
  *           tree_attention_mask uint8 [1, S, past + S] (1 = may attend)
  *   outputs logits float32 [1, S, V], next_features float32 [1, S, H], present.0.key/value.
  */
-import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
 import { checkpointNames, getWeight } from "./checkpoint.js";
 import { readDecoderConfig, ropeTables, type DecoderConfig } from "./config.js";
 import { transposeInto } from "./llama.js";
-import { GraphBuilder, attr, dtypeCode, readOnnxMetadata } from "./onnx-graph.js";
+import { ensureDerivedOnnx } from "./derived-onnx.js";
+import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
 import { SafetensorsSource, openSafetensorsDir, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
@@ -329,15 +328,6 @@ export function buildEagleHeadOnnx(
   }
 }
 
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The ONNX file of the head at `headPath` for the target checkpoint in `modelDir`, built on first
  * use beside the head (or under the OS temp dir when that directory is read-only); rebuilt when
@@ -353,20 +343,18 @@ export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgre
     return `${s.size}:${Math.round(s.mtimeMs)}`;
   });
   const stamp = `${EAGLE_GRAPH_VERSION}:${st.size}:${Math.round(st.mtimeMs)}:${tstamp.join(",")}`;
-  const besides = join(dir, EAGLE_ONNX_FILE);
-  const cache = join(tmpdir(), "spec-decode-eagle", createHash("sha256").update(file).digest("hex").slice(0, 16), EAGLE_ONNX_FILE);
-  for (const c of [besides, cache]) {
-    if (!existsSync(c)) continue;
-    try {
-      if (readOnnxMetadata(c)["spec_decode.eagle_source"] === stamp) return { onnxFile: c, stamp };
-    } catch {
-      /* unreadable: rebuild */
-    }
-  }
-  const out = writable(dir) ? besides : cache;
-  mkdirSync(dirname(out), { recursive: true });
-  onProgress?.(`building ${out}`);
-  const { config, weights } = readEagleHead(headPath);
-  buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp });
-  return { onnxFile: out, stamp };
+  const { onnxFile } = ensureDerivedOnnx({
+    source: file,
+    dir,
+    name: EAGLE_ONNX_FILE,
+    namespace: "spec-decode-eagle",
+    stampKey: "spec_decode.eagle_source",
+    stamp,
+    build: (out) => {
+      const { config, weights } = readEagleHead(headPath);
+      buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp });
+    },
+    onProgress,
+  });
+  return { onnxFile, stamp };
 }

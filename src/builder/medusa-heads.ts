@@ -24,12 +24,11 @@
  * heads are stored once; when all heads share one (heads trained with the base's frozen LM head),
  * their rows go through a single Gemm, so the [vocab, hidden] matrix is read once per call.
  */
-import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
-import { GraphBuilder, attr, readOnnxMetadata } from "./onnx-graph.js";
+import { ensureDerivedOnnx } from "./derived-onnx.js";
+import { GraphBuilder, attr } from "./onnx-graph.js";
 import { atomicWriteFileSync } from "../util/atomic-file.js";
 import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
@@ -343,15 +342,6 @@ function sourceStamp(file: string): string {
   return `${MEDUSA_GRAPH_VERSION}:${s.size}:${Math.round(s.mtimeMs)}`;
 }
 
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The ONNX file of the heads at `path`, built on first use: `medusa_heads.onnx` beside the
  * safetensors (or in a cache directory under the OS temp dir when that directory is read-only).
@@ -360,23 +350,17 @@ function writable(dir: string): boolean {
 export function ensureMedusaHeadsOnnx(pathIn: string, onProgress?: (msg: string) => void): { onnxFile: string; built: boolean; stamp: string } {
   const { file, dir } = locateMedusaHeads(pathIn);
   const stamp = sourceStamp(file);
-  const besides = join(dir, MEDUSA_ONNX_FILE);
-  const cacheDir = join(tmpdir(), "spec-decode-medusa", createHash("sha256").update(file).digest("hex").slice(0, 16));
-  const candidates = [besides, join(cacheDir, MEDUSA_ONNX_FILE)];
-  for (const c of candidates) {
-    if (!existsSync(c)) continue;
-    try {
-      if (readOnnxMetadata(c)["spec_decode.medusa_source"] === stamp) return { onnxFile: c, built: false, stamp };
-    } catch {
-      /* unreadable: rebuild */
-    }
-  }
-  const out = writable(dir) ? besides : join(cacheDir, MEDUSA_ONNX_FILE);
-  mkdirSync(dirname(out), { recursive: true });
-  onProgress?.(`building ${out} from ${file}`);
-  const w = readMedusaHeads(pathIn);
-  buildMedusaHeadsOnnx(w, out, { "spec_decode.medusa_source": stamp });
-  return { onnxFile: out, built: true, stamp };
+  const r = ensureDerivedOnnx({
+    source: file,
+    dir,
+    name: MEDUSA_ONNX_FILE,
+    namespace: "spec-decode-medusa",
+    stampKey: "spec_decode.medusa_source",
+    stamp,
+    build: (out) => buildMedusaHeadsOnnx(readMedusaHeads(pathIn), out, { "spec_decode.medusa_source": stamp }),
+    onProgress,
+  });
+  return { ...r, stamp };
 }
 
 /**

@@ -36,7 +36,7 @@ import type { Device } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, selfDistill, textSequences, type TrainingSequence } from "../medusa/data.js";
+import { readDataFile, selfDistill, textSequences, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
 import { idPromptsFor } from "../medusa/train.js";
 import {
   disposeFrozen,
@@ -463,7 +463,7 @@ export interface TrainEagleReport extends EagleTrainingReport {
   out: string;
   files: string[];
   model: string;
-  data: { source: "self-distill" | "text"; sequences: number; tokens: number; seconds: number; temperature?: number; file?: string; promptIds?: string };
+  data: TrainingDataSummary;
 }
 
 /** The `spec-decode train-eagle` job: data, training, files, report. */
@@ -537,15 +537,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
         out,
         files,
         model,
-        data: {
-          source: o.selfDistill !== undefined ? "self-distill" : "text",
-          sequences: seqs.length,
-          tokens,
-          seconds: Math.round(dataSeconds * 100) / 100,
-          ...(o.selfDistill !== undefined ? { temperature: o.temperature ?? 0 } : {}),
-          ...(o.data ? { file: resolve(o.data) } : {}),
-          ...(o.promptIds ? { promptIds: resolve(o.promptIds) } : {}),
-        },
+        data: trainingDataSummary(o, seqs.length, tokens, dataSeconds),
       };
     } finally {
       dispose();

@@ -10,6 +10,7 @@
  * Then one forward over each whole sequence collects the hidden states.
  */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { InvalidOptionError, TokenizerError } from "../errors.js";
 import { generateTokens } from "../decoding/generate.js";
@@ -227,4 +228,32 @@ export async function textSequences(
     o.onProgress?.(i + 1, entries.length, total);
   }
   return out;
+}
+
+/** Where a trainer's data came from, as its report states it (train-medusa, train-eagle). */
+export interface TrainingDataSummary {
+  source: "self-distill" | "text";
+  sequences: number;
+  tokens: number;
+  seconds: number;
+  temperature?: number;
+  file?: string;
+  promptIds?: string;
+}
+
+export function trainingDataSummary(
+  o: { selfDistill?: number; temperature?: number; data?: string; promptIds?: string },
+  sequences: number,
+  tokens: number,
+  seconds: number,
+): TrainingDataSummary {
+  return {
+    source: o.selfDistill !== undefined ? "self-distill" : "text",
+    sequences,
+    tokens,
+    seconds: Math.round(seconds * 100) / 100,
+    ...(o.selfDistill !== undefined ? { temperature: o.temperature ?? 0 } : {}),
+    ...(o.data ? { file: resolve(o.data) } : {}),
+    ...(o.promptIds ? { promptIds: resolve(o.promptIds) } : {}),
+  };
 }

@@ -29,7 +29,7 @@ import { createSession, type Device } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, type TrainingSequence } from "./data.js";
+import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
@@ -495,7 +495,7 @@ export interface TrainMedusaReport extends Omit<HeadsTrainingResult["report"], "
   out: string;
   files: string[];
   model: string;
-  data: { source: "self-distill" | "text"; sequences: number; tokens: number; temperature?: number; file?: string; seconds: number };
+  data: TrainingDataSummary;
   perHead: HeadReport[];
   /** The candidate tree written into config.json (medusa_choices). */
   tree: number[][];
@@ -606,14 +606,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
       out,
       files,
       model,
-      data: {
-        source: o.selfDistill !== undefined ? "self-distill" : "text",
-        sequences: seqs.length,
-        tokens,
-        ...(o.selfDistill !== undefined ? { temperature: o.temperature ?? 0 } : {}),
-        ...(o.data ? { file: resolve(o.data) } : {}),
-        seconds: Math.round(dataSeconds * 100) / 100,
-      },
+      data: trainingDataSummary(o, seqs.length, tokens, dataSeconds),
       tree,
       estimatedMeanAcceptedLength: estimated,
     };

@@ -36,7 +36,7 @@ import type { Device } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, selfDistill, textSequences, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
+import { readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
 import { idPromptsFor } from "../medusa/train.js";
 import {
   disposeFrozen,
@@ -470,12 +470,7 @@ export interface TrainEagleReport extends EagleTrainingReport {
 export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport> {
   const model = resolve(o.model);
   const log = o.onLog ?? (() => {});
-  if (o.selfDistill === undefined && o.data === undefined) {
-    throw new InvalidOptionError("Give training data: --self-distill N (the target generates N sequences) and/or --data FILE.");
-  }
-  if (o.selfDistill !== undefined && (!Number.isInteger(o.selfDistill) || o.selfDistill < 1)) {
-    throw new InvalidOptionError(`--self-distill must be an integer >= 1 (got ${o.selfDistill}).`);
-  }
+  checkTrainingDataOptions(o, "target");
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
   let init: EagleHeadWeights | undefined;

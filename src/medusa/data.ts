@@ -257,3 +257,13 @@ export function trainingDataSummary(
     ...(o.promptIds ? { promptIds: resolve(o.promptIds) } : {}),
   };
 }
+
+/** A trainer needs data: self-distillation (N >= 1 sequences the model generates) and/or a text file. */
+export function checkTrainingDataOptions(o: { selfDistill?: number; data?: string }, who: "target" | "base"): void {
+  if (o.selfDistill === undefined && o.data === undefined) {
+    throw new InvalidOptionError(`Give training data: --self-distill N (the ${who} generates N sequences) and/or --data FILE.`);
+  }
+  if (o.selfDistill !== undefined && (!Number.isInteger(o.selfDistill) || o.selfDistill < 1)) {
+    throw new InvalidOptionError(`--self-distill must be an integer >= 1 (got ${o.selfDistill}).`);
+  }
+}

@@ -29,7 +29,7 @@ import { createSession, type Device } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "./data.js";
+import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
@@ -537,12 +537,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
   const model = resolve(o.model);
   const K = o.heads ?? DEFAULT_HEADS;
   const log = o.onLog ?? (() => {});
-  if (o.selfDistill === undefined && o.data === undefined) {
-    throw new InvalidOptionError("Give training data: --self-distill N (the base generates N sequences) and/or --data FILE.");
-  }
-  if (o.selfDistill !== undefined && (!Number.isInteger(o.selfDistill) || o.selfDistill < 1)) {
-    throw new InvalidOptionError(`--self-distill must be an integer >= 1 (got ${o.selfDistill}).`);
-  }
+  checkTrainingDataOptions(o, "base");
   const lmHead = readBaseLmHead(model);
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   try {

@@ -32,11 +32,10 @@ import {
   type EagleTargetParts,
 } from "../builder/eagle-head.js";
 import { CausalLM } from "../engine/causal-lm.js";
-import type { Device } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
+import { readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
 import { idPromptsFor } from "../medusa/train.js";
 import {
   disposeFrozen,
@@ -442,21 +441,12 @@ export async function trainEagleHead(
   };
 }
 
-export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init"> {
+export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, SelfDistillDataOptions {
   model: string;
   /** Continue training the head in this directory. */
   init?: string;
   /** Output directory (default <model>/eagle). */
   out?: string;
-  selfDistill?: number;
-  data?: string;
-  promptIds?: string;
-  maxNewTokens?: number;
-  maxLength?: number;
-  temperature?: number;
-  chat?: boolean;
-  threads?: number;
-  device?: Device;
 }
 
 export interface TrainEagleReport extends EagleTrainingReport {

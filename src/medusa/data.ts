@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { CausalLM } from "../engine/causal-lm.js";
+import type { Device } from "../engine/session.js";
 import { InvalidOptionError, TokenizerError } from "../errors.js";
 import { generateTokens } from "../decoding/generate.js";
 import type { ChatMessage, TextTokenizer } from "../text/index.js";
@@ -266,4 +267,27 @@ export function checkTrainingDataOptions(o: { selfDistill?: number; data?: strin
   if (o.selfDistill !== undefined && (!Number.isInteger(o.selfDistill) || o.selfDistill < 1)) {
     throw new InvalidOptionError(`--self-distill must be an integer >= 1 (got ${o.selfDistill}).`);
   }
+}
+
+/** The data and runtime options every self-distilling trainer takes (train-medusa, train-eagle). */
+export interface SelfDistillDataOptions {
+  /** Generate this many sequences with the model (self-distillation). */
+  selfDistill?: number;
+  /** Text/jsonl file: training text, or the prompts for self-distillation. */
+  data?: string;
+  /**
+   * Self-distillation prompts as token ids (a file, one prompt per line). Without it, a model
+   * without tokenizer.json starts from BOS + a few tokens it samples itself.
+   */
+  promptIds?: string;
+  /** Self-distillation: tokens generated per sequence (default 128). */
+  maxNewTokens?: number;
+  /** Text data: tokens per sequence (default 512). */
+  maxLength?: number;
+  /** Self-distillation temperature (default 0 = greedy). */
+  temperature?: number;
+  /** Wrap prompts in the chat template when the tokenizer has one (default true). */
+  chat?: boolean;
+  threads?: number;
+  device?: Device;
 }

@@ -25,11 +25,11 @@ import { writeMedusaHeads, type MedusaHead } from "../builder/medusa-heads.js";
 import { openSafetensorsDir } from "../builder/safetensors.js";
 import { DEFAULT_TREE_NODES, sparseTree } from "../decoding/medusa-tree.js";
 import { CausalLM } from "../engine/causal-lm.js";
-import { createSession, type Device } from "../engine/session.js";
+import { createSession } from "../engine/session.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type TrainingDataSummary, type TrainingSequence } from "./data.js";
+import { readDataFile, readPromptIdsFile, sampledIdPrompts, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
@@ -464,31 +464,13 @@ export function readBaseLmHead(modelDir: string): { data: Float32Array; vocab: n
   return { data: t.data, vocab: cfg.vocabSize, hidden: cfg.hiddenSize };
 }
 
-export interface TrainMedusaOptions extends Omit<HeadsTrainingOptions, "heads"> {
+export interface TrainMedusaOptions extends Omit<HeadsTrainingOptions, "heads">, SelfDistillDataOptions {
   model: string;
   /** Output directory (default: <model>/medusa). */
   out?: string;
   heads?: number;
-  /** Generate this many sequences with the base (self-distillation). */
-  selfDistill?: number;
-  /** Text/jsonl file: training text, or the prompts for self-distillation. */
-  data?: string;
-  /**
-   * Self-distillation prompts as token ids (a file, one prompt per line). Without it, a model
-   * without tokenizer.json starts from BOS + a few tokens it samples itself.
-   */
-  promptIds?: string;
-  /** Self-distillation: tokens generated per sequence (default 128). */
-  maxNewTokens?: number;
-  /** Text data: tokens per sequence (default 512). */
-  maxLength?: number;
-  /** Self-distillation temperature (default 0 = greedy). */
-  temperature?: number;
-  /** Wrap prompts in the chat template when the tokenizer has one (default true). */
-  chat?: boolean;
   /** Nodes of the candidate tree written into config.json (default DEFAULT_TREE_NODES). */
   treeNodes?: number;
-  device?: Device;
 }
 
 export interface TrainMedusaReport extends Omit<HeadsTrainingResult["report"], "perHead"> {

@@ -3,12 +3,11 @@
  * in the other tools (cache only, never a download), list_models' hub fields, suggest_draft.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/mcp/context.js";
-import { createServer } from "../../src/mcp/server.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
+import { connectInMemory } from "../mcp/helpers.js";
 import { FakeHub } from "./fake-hub.js";
 
 let hub: FakeHub;
@@ -29,10 +28,9 @@ beforeAll(async () => {
   // This file runs in its own process (pool: forks), so the server reads these like a user's environment.
   Object.assign(process.env, { HF_ENDPOINT: hub.url, HF_HOME: join(root, "hf"), HF_HUB_CACHE: join(root, "hf", "hub"), SPEC_DECODE_CACHE: join(root, "ours") });
   for (const k of ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"]) delete process.env[k];
-  const server = createServer({ roots: [join(root, "ours"), join(root, "hf", "hub")], logger: silentLogger });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  client = new Client({ name: "test", version: "0" });
-  await Promise.all([server.connect(a), client.connect(b)]);
+  const c = await connectInMemory({ roots: [join(root, "ours"), join(root, "hf", "hub")], logger: silentLogger });
+  client = c.client;
+  const server = c.server;
   close = async () => {
     await client.close();
     await server.close();

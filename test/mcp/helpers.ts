@@ -5,7 +5,10 @@
 import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { createServer, type CreateServerOptions } from "../../src/mcp/server.js";
 import { z } from "zod";
 import { expect } from "vitest";
 import { fixture } from "../helpers/fixtures.js";
@@ -23,6 +26,15 @@ import * as pullModel from "../../src/mcp/tools/pull-model.js";
 import * as suggestDraft from "../../src/mcp/tools/suggest-draft.js";
 
 export { REPO, CLI, ensureBuilt } from "../helpers/dist.js";
+
+/** A server made by createServer(opts) and an SDK Client connected to it in memory. */
+export async function connectInMemory(opts: CreateServerOptions, name = "test"): Promise<{ client: Client; server: McpServer }> {
+  const server = createServer(opts);
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  const client = new Client({ name, version: "1" });
+  await Promise.all([server.connect(a), client.connect(b)]);
+  return { client, server };
+}
 
 export interface McpFixtures {
   /** Model root holding the target fixture (and the build dir). */

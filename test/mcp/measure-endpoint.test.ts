@@ -7,16 +7,14 @@
 import { createServer as createHttpServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpecEngine } from "../../src/api.js";
 import { silentLogger } from "../../src/mcp/context.js";
 import { checkEndpointUrl, isLoopbackHost, parseAllowedEndpoints } from "../../src/mcp/endpoints.js";
-import { createServer } from "../../src/mcp/server.js";
 import { inToolVocabulary } from "../../src/mcp/tools/measure-speedup.js";
 import { startOpenAIServer, type RunningOpenAIServer } from "../../src/openai/server.js";
 import { ModelStore } from "../../src/engine/model-store.js";
-import { callOk, makeMcpFixtures, textOf, type McpFixtures } from "./helpers.js";
+import { callOk, connectInMemory, makeMcpFixtures, textOf, type McpFixtures } from "./helpers.js";
 
 let fx: McpFixtures;
 let client: Client;
@@ -48,11 +46,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => redirector.listen(0, "127.0.0.1", r));
   redirectUrl = `http://127.0.0.1:${(redirector.address() as AddressInfo).port}/v1`;
   store = new ModelStore({ maxBytes: 256 * 2 ** 20 });
-  const server = createServer({ store, roots: [fx.root], logger: silentLogger });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(a);
-  client = new Client({ name: "endpoint-test", version: "1" });
-  await client.connect(b);
+  ({ client } = await connectInMemory({ store, roots: [fx.root], logger: silentLogger }, "endpoint-test"));
 }, 120_000);
 
 afterAll(async () => {
@@ -189,11 +183,7 @@ describe("endpoint policy", () => {
 
   it("a server started with allowEndpoints lets that host past the policy (then fails to connect, quickly)", async () => {
     const s2 = new ModelStore({ maxBytes: 2 ** 20 });
-    const server = createServer({ store: s2, roots: [fx.root], logger: silentLogger, allowEndpoints: ["http://localhost.invalid:9"] });
-    const [a, b] = InMemoryTransport.createLinkedPair();
-    await server.connect(a);
-    const c = new Client({ name: "allow-test", version: "1" });
-    await c.connect(b);
+    const { client: c } = await connectInMemory({ store: s2, roots: [fx.root], logger: silentLogger, allowEndpoints: ["http://localhost.invalid:9"] }, "allow-test");
     const r = await c.callTool({ name: "measure_speedup", arguments: { endpoint: "http://localhost.invalid:9/v1", prompts: PROMPTS, maxNewTokens: 2, repeats: 1 } });
     expect(r.isError).toBe(true);
     expect(textOf(r)).not.toMatch(/not a loopback address/);

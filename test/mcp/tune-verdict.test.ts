@@ -5,14 +5,12 @@
  * the same verdict per method. Runs are tiny (2 prompts, few tokens, 1 repeat).
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTwin } from "../../src/bench/twin.js";
 import { silentLogger } from "../../src/mcp/context.js";
-import { createServer } from "../../src/mcp/server.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { callOk, textOf } from "./helpers.js";
+import { callOk, connectInMemory, textOf } from "./helpers.js";
 
 let client: Client;
 let close: () => Promise<void>;
@@ -49,10 +47,9 @@ beforeAll(async () => {
   // the target and disagrees with it.
   loseTarget = await fixture({ layers: 4, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 21 });
   loseDraft = await fixture({ layers: 4, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 22 });
-  const server = createServer({ roots: [root, join(loseTarget, ".."), join(loseDraft, "..")], logger: silentLogger });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  client = new Client({ name: "test", version: "0" });
-  await Promise.all([server.connect(a), client.connect(b)]);
+  const c = await connectInMemory({ roots: [root, join(loseTarget, ".."), join(loseDraft, "..")], logger: silentLogger });
+  client = c.client;
+  const server = c.server;
   close = async () => {
     await client.close();
     await server.close();

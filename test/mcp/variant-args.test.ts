@@ -4,13 +4,11 @@
  * the float model and an int4 (MatMulNBits) model_q4.onnx made by our builder.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildModelDir } from "../../src/builder/index.js";
 import { silentLogger } from "../../src/mcp/context.js";
-import { createServer } from "../../src/mcp/server.js";
 import { ModelStore } from "../../src/engine/model-store.js";
-import { callOk, makeMcpFixtures, textOf, type McpFixtures } from "./helpers.js";
+import { callOk, connectInMemory, makeMcpFixtures, textOf, type McpFixtures } from "./helpers.js";
 
 let fx: McpFixtures;
 let client: Client;
@@ -20,11 +18,7 @@ beforeAll(async () => {
   fx = await makeMcpFixtures("variant");
   await buildModelDir(fx.model, { quantize: { kind: "int4", lmHead: true } }); // adds onnx/model_q4.onnx beside model.onnx
   store = new ModelStore({ maxBytes: 256 * 2 ** 20 });
-  const server = createServer({ store, roots: [fx.root], logger: silentLogger });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(a);
-  client = new Client({ name: "variant-test", version: "1" });
-  await client.connect(b);
+  ({ client } = await connectInMemory({ store, roots: [fx.root], logger: silentLogger }, "variant-test"));
 }, 180_000);
 
 afterAll(async () => {

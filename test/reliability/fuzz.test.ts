@@ -6,10 +6,8 @@
  * unknown names must be errors that name the nearest valid argument. RSS stays bounded.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { z } from "zod";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createServer } from "../../src/mcp/server.js";
 import { silentLogger } from "../../src/mcp/context.js";
 import { strictArgs } from "../../src/mcp/tool-kit.js";
 import { ModelStore } from "../../src/engine/model-store.js";
@@ -24,7 +22,7 @@ import * as pullModel from "../../src/mcp/tools/pull-model.js";
 import * as suggestDraft from "../../src/mcp/tools/suggest-draft.js";
 import * as tune from "../../src/mcp/tools/tune-draft-k.js";
 import * as unloadModel from "../../src/mcp/tools/unload-model.js";
-import { callOk, makeMcpFixtures, textOf, type McpFixtures } from "../mcp/helpers.js";
+import { callOk, connectInMemory, makeMcpFixtures, textOf, type McpFixtures } from "../mcp/helpers.js";
 import { Rng } from "../../src/sampling/index.js";
 
 type Json = Record<string, any>;
@@ -150,11 +148,7 @@ beforeAll(async () => {
   process.env.HF_ENDPOINT = "http://127.0.0.1:9";
   fx = await makeMcpFixtures("fuzz");
   store = new ModelStore({ maxBytes: 256 * 2 ** 20 });
-  const server = createServer({ store, roots: [fx.root], logger: silentLogger });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(a);
-  client = new Client({ name: "fuzz", version: "1" });
-  await client.connect(b);
+  ({ client } = await connectInMemory({ store, roots: [fx.root], logger: silentLogger }, "fuzz"));
   await goodCall();
 }, 120_000);
 

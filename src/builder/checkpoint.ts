@@ -3,8 +3,8 @@
  * errors name the tensor, the expected and the actual shape.
  */
 import { BuildError } from "../errors.js";
-import type { DecoderConfig } from "./config.js";
-import type { WeightSource } from "./safetensors.js";
+import { readDecoderConfig, type DecoderConfig } from "./config.js";
+import { openSafetensorsDir, type SafetensorsSource, type WeightSource } from "./safetensors.js";
 
 export interface LayerTensorNames {
   inputNorm: string;
@@ -142,4 +142,21 @@ export function checkCheckpoint(cfg: DecoderConfig, weights: WeightSource, numLa
     checkShape(weights, l.down, [H, I]);
   }
   return names;
+}
+
+/**
+ * config.json and the safetensors of `modelDir`, for code that reads a few of the model's own
+ * weights (head trainers and builders). `need` says what they are needed for, e.g. "EAGLE heads
+ * need the target's safetensors checkpoint and config.json", and opens the error when either fails.
+ */
+export function openCheckpoint(modelDir: string, need: string): { cfg: DecoderConfig; weights: SafetensorsSource; names: CheckpointNames } {
+  let cfg: DecoderConfig;
+  let weights: SafetensorsSource;
+  try {
+    cfg = readDecoderConfig(modelDir);
+    weights = openSafetensorsDir(modelDir);
+  } catch (err) {
+    throw new BuildError(`${need} in ${modelDir}: ${(err as Error).message}`, { cause: err });
+  }
+  return { cfg, weights, names: checkpointNames(cfg, weights) };
 }

@@ -31,12 +31,12 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
-import { checkpointNames, getWeight } from "./checkpoint.js";
-import { readDecoderConfig, ropeTables, type DecoderConfig } from "./config.js";
+import { getWeight, openCheckpoint } from "./checkpoint.js";
+import { ropeTables, type DecoderConfig } from "./config.js";
 import { transposeInto } from "./llama.js";
 import { ensureDerivedOnnx } from "./derived-onnx.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
-import { SafetensorsSource, openSafetensorsDir, writeSafetensors, type TensorToWrite } from "./safetensors.js";
+import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
 export const EAGLE_ONNX_FILE = "eagle_head.onnx";
@@ -195,19 +195,10 @@ export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleH
 
 /** The target's embedding, final norm and LM head from its safetensors checkpoint. */
 export function readEagleTargetParts(modelDir: string): EagleTargetParts {
-  let cfg: DecoderConfig;
-  let weights;
-  try {
-    cfg = readDecoderConfig(modelDir);
-    weights = openSafetensorsDir(modelDir);
-  } catch (err) {
-    throw new BuildError(
-      `EAGLE heads need the target's safetensors checkpoint and config.json in ${modelDir} (for its embedding, final norm ` +
-        `and LM head): ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
-  const names = checkpointNames(cfg, weights);
+  const { cfg, weights, names } = openCheckpoint(
+    modelDir,
+    "EAGLE heads need the target's safetensors checkpoint and config.json (for its embedding, final norm and LM head)",
+  );
   const { vocabSize: V, hiddenSize: H } = cfg;
   return {
     cfg,

@@ -19,10 +19,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
-import { checkpointNames } from "../builder/checkpoint.js";
-import { readDecoderConfig } from "../builder/config.js";
+import { openCheckpoint } from "../builder/checkpoint.js";
 import { writeMedusaHeads, type MedusaHead } from "../builder/medusa-heads.js";
-import { openSafetensorsDir } from "../builder/safetensors.js";
 import { DEFAULT_TREE_NODES, sparseTree } from "../decoding/medusa-tree.js";
 import { CausalLM } from "../engine/causal-lm.js";
 import { createSession } from "../engine/session.js";
@@ -444,19 +442,10 @@ function round4(x: number): number {
 
 /** The base model's LM head [vocab, hidden] from its safetensors checkpoint. */
 export function readBaseLmHead(modelDir: string): { data: Float32Array; vocab: number; hidden: number } {
-  let cfg;
-  let weights;
-  try {
-    cfg = readDecoderConfig(modelDir);
-    weights = openSafetensorsDir(modelDir);
-  } catch (err) {
-    throw new BuildError(
-      `Training Medusa heads needs the base model's safetensors checkpoint (for its LM head) and config.json in ` +
-        `${modelDir}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
-  const names = checkpointNames(cfg, weights);
+  const { cfg, weights, names } = openCheckpoint(
+    modelDir,
+    "Training Medusa heads needs the base model's safetensors checkpoint (for its LM head) and config.json",
+  );
   const t = weights.get(names.lmHead);
   if (t.dims.length !== 2 || t.dims[0] !== cfg.vocabSize || t.dims[1] !== cfg.hiddenSize) {
     throw new BuildError(`${names.lmHead} has shape [${t.dims.join(", ")}], expected [${cfg.vocabSize}, ${cfg.hiddenSize}].`);

@@ -183,7 +183,7 @@ describe("resume, integrity, concurrency", () => {
     const e = env();
     const real = readFileSync(join(src, "onnx", "model.onnx"));
     const bad = Buffer.from(real);
-    bad[bad.length - 10] ^= 0xff;
+    bad[bad.length - 10] = (bad[bad.length - 10] ?? 0) ^ 0xff;
     hub.corrupt = { path: "onnx/model.onnx", bytes: bad };
     try {
       const err = await failure(pullModel("test-org/tiny", { env: e }));

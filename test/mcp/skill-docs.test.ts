@@ -167,6 +167,6 @@ describe("SKILL.md and references/ against the code", () => {
     expect(skill).toContain(`\`maxNewTokens\` ${ms.maxNewTokens}, \`repeats\` ${ms.repeats}, \`warmup\` ${ms.warmup}`);
     expect(skill).toContain(`\`ks\` [${t.ks.join(", ")}], \`controllers\` all three, \`repeats\` ${t.repeats}`);
     expect(t.controllers.length).toBe(3);
-    expect(skill).toContain(`http://127.0.0.1:${DEFAULT_HTTP_PORT}/mcp`);
+    expect(readFileSync(join(refDir, "setup.md"), "utf8")).toContain(`http://127.0.0.1:${DEFAULT_HTTP_PORT}/mcp`);
   });
 });

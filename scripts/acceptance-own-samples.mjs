@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Mean accepted length of every method on a model's own samples as prompts (token-id space, so it
- * works for models without a tokenizer, like ../shared/models/stories260K).
+ * works for models without a tokenizer, like the stories260K checkpoint).
  *
  *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60]] [--medusa DIR] [--exit-layers 1,2,3]
  *     [--prompts 20] [--sampled 16] [--max-new-tokens 128] [--seed 7] [--json]

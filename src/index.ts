@@ -20,6 +20,7 @@ export { suggestDrafts, checkTokenizerCompat, DRAFT_TABLE } from "./hub/drafts.j
 export { createServer, type CreateServerOptions } from "./mcp/server.js";
 export { startHttpServer, type HttpServerOptions } from "./mcp/http.js";
 export { runStdio } from "./mcp/stdio.js";
-export { measureSpeedup, tuneDraftK } from "./bench/measure.js";
+export { measureSpeedup } from "./bench/measure.js";
+export { tuneDraftK } from "./bench/tune.js";
 export { startOpenAIServer, type OpenAIServerOptions, type RunningOpenAIServer } from "./openai/server.js";
 export { benchEndpoints, type RemoteBenchOptions, type RemoteBenchResult } from "./bench/remote.js";

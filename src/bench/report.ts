@@ -6,7 +6,8 @@
 import { createRequire } from "node:module";
 import { cpus, loadavg, platform, release, totalmem } from "node:os";
 import type { BenchChartInput } from "./chart.js";
-import type { ArmSummary, MeasureSpeedupResult, TuneDraftKResult } from "./measure.js";
+import type { ArmSummary, MeasureSpeedupResult } from "./measure.js";
+import type { TuneDraftKResult } from "./tune.js";
 import { quantMarkdown, type QuantReport } from "./quant.js";
 import type { TwinInfo } from "./twin.js";
 

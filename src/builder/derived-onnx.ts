@@ -7,7 +7,7 @@ import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { readOnnxMetadata } from "./onnx-graph.js";
+import { readOnnxMetadataProps } from "../engine/onnx-file.js";
 
 export interface DerivedOnnx {
   /** The weights file the graph is made from (names the temp-dir fallback). */
@@ -42,7 +42,7 @@ export function ensureDerivedOnnx(d: DerivedOnnx): { onnxFile: string; built: bo
   for (const c of [besides, cache]) {
     if (!existsSync(c)) continue;
     try {
-      if (readOnnxMetadata(c)[d.stampKey] === d.stamp) return { onnxFile: c, built: false };
+      if (readOnnxMetadataProps(c)[d.stampKey] === d.stamp) return { onnxFile: c, built: false };
     } catch {
       /* unreadable: rebuild */
     }

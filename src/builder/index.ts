@@ -16,7 +16,7 @@ export {
 } from "./config.js";
 export { fixtureConfigJson, fixtureTensors, makeFixture, SeededRandom, type FixtureOptions } from "./fixture.js";
 export { BUILDER_VERSION, buildDecoderOnnx, type BuildDecoderOptions } from "./llama.js";
-export { GraphBuilder, MS_DOMAIN, MS_OPSET, ONNX_IR_VERSION, ONNX_OPSET, attr, readOnnxMetadata, type DType, type Dim } from "./onnx-graph.js";
+export { GraphBuilder, MS_DOMAIN, MS_OPSET, ONNX_IR_VERSION, ONNX_OPSET, attr, type DType, type Dim } from "./onnx-graph.js";
 export { referenceLogits } from "./reference.js";
 export {
   ACCURACY_LEVELS,

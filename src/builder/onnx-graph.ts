@@ -11,7 +11,7 @@
  * (ONNX external data: data_location EXTERNAL + location/offset/length), which onnxruntime reads.
  * Spilled tensors are written to disk as soon as they are added and their memory is released.
  */
-import { closeSync, copyFileSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { openAtomic, safeWriteTarget } from "../util/atomic-file.js";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -530,60 +530,5 @@ function encodeAttr(name: string, v: AttrValue): onnxProto.onnx.IAttributeProto 
         type: T.TENSOR,
         t: { dims: v.dims, dataType: DTYPE_CODE[v.dtype], rawData: tensorBytes(v.dtype, v.data, numel(v.dims)) },
       };
-  }
-}
-
-/**
- * Read an ONNX file's metadata_props without loading its graph or weights (the top-level fields
- * are scanned and the graph field is skipped by its length). onnxruntime-node does not expose
- * custom metadata, so this is how `spec_decode.*` props are read back.
- */
-export function readOnnxMetadata(path: string): Record<string, string> {
-  const fd = openSync(path, "r");
-  try {
-    const size = fstatSync(fd).size;
-    const out: Record<string, string> = {};
-    const head = Buffer.alloc(20);
-    let pos = 0;
-    const varintAt = (buf: Uint8Array, start: number): [number, number] => {
-      let v = 0;
-      let mul = 1;
-      let i = start;
-      for (;;) {
-        if (i >= buf.length) throw new BuildError(`${path} is not a valid ONNX file (truncated varint). Rebuild or re-download it.`);
-        const b = buf[i++]!;
-        v += (b & 0x7f) * mul;
-        if (b < 0x80) return [v, i - start];
-        mul *= 128;
-      }
-    };
-    while (pos < size) {
-      const n = readSync(fd, head, 0, Math.min(20, size - pos), pos);
-      const view = head.subarray(0, n);
-      const [tag, tagLen] = varintAt(view, 0);
-      const field = Math.floor(tag / 8);
-      const wire = tag & 7;
-      if (wire === 0) {
-        const [, l] = varintAt(view, tagLen);
-        pos += tagLen + l;
-      } else if (wire === 1) pos += tagLen + 8;
-      else if (wire === 5) pos += tagLen + 4;
-      else if (wire === 2) {
-        const [len, l] = varintAt(view, tagLen);
-        const start = pos + tagLen + l;
-        if (field === 14) {
-          const body = Buffer.alloc(len);
-          readSync(fd, body, 0, len, start);
-          const entry = onnx.StringStringEntryProto.decode(body);
-          out[entry.key] = entry.value;
-        }
-        pos = start + len;
-      } else {
-        throw new BuildError(`${path} is not a valid ONNX file (wire type ${wire}). Rebuild or re-download it.`);
-      }
-    }
-    return out;
-  } finally {
-    closeSync(fd);
   }
 }

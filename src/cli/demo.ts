@@ -12,6 +12,7 @@ import { DEFAULT_TWIN_AGREEMENT, ensureTwin } from "../bench/twin.js";
 import { builtinWorkload, selectPrompts } from "../bench/workload.js";
 import type { MethodName } from "../decoding/methods.js";
 import { intOpt, numOpt, parse, threadsOpt } from "./args.js";
+import { displayText } from "../text/display.js";
 
 const USAGE = `Usage: spec-decode demo [--max-new-tokens N] [--agreement X] [--threads N] [--json]
 Builds the synthetic twin models once (a ~100M-parameter target and a 4.4M-parameter draft that
@@ -74,8 +75,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const s = one.stats;
     console.log("speculative-decoding demo — synthetic twin models (random weights: the text is gibberish)");
     console.log(`target ${twin.target}\ndraft  ${twin.draft}\n`);
-    console.log(`Prompt: ${JSON.stringify(first.prompt)}`);
-    console.log(`Draft-model output: ${JSON.stringify(one.text.slice(0, 160))}${one.text.length > 160 ? "..." : ""}`);
+    // JSON.stringify escapes C0 controls; on a terminal displayText shows the rest (C1, U+FFFD) escaped too.
+    const shown = (t: string | undefined) => (process.stdout.isTTY ? displayText(String(JSON.stringify(t))) : JSON.stringify(t));
+    console.log(`Prompt: ${shown(first.prompt)}`);
+    console.log(`Draft-model output: ${shown(one.text.slice(0, 160))}${one.text.length > 160 ? "..." : ""}`);
     console.log(
       `  ${s.newTokens} tokens in ${s.targetForwards} target forwards (mean accepted length ${s.meanAcceptedLength.toFixed(2)}, bonus included), ` +
         `acceptance ${(s.acceptanceRate * 100).toFixed(1)}%, ${s.tokensPerSecond.toFixed(1)} tok/s\n`,

@@ -8,6 +8,7 @@ import { InvalidOptionError } from "../errors.js";
 import type { SamplingOptions } from "../sampling/index.js";
 import { hubProgress } from "./hub-progress.js";
 import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
+import { displayText } from "../text/display.js";
 
 export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR|org/name[@rev][:variant] [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
   [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR|org/name] [--draft-variant NAME] [--heads PATH|org/name]
@@ -124,7 +125,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
     sampling: stripUndefined(sampling),
     stop: v.stop as string[] | undefined,
     methodOptions: stripUndefined(methodOptions),
-    onText: json ? undefined : (chunk) => process.stdout.write(chunk),
+    // On a terminal, control characters in the model's text are shown escaped (text/display.ts);
+    // piped output stays byte-exact, and --json carries the token ids.
+    onText: json ? undefined : (chunk) => process.stdout.write(process.stdout.isTTY ? displayText(chunk) : chunk),
   };
   try {
     const res = await engine.generate(req);

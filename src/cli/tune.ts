@@ -1,6 +1,6 @@
 /**
  * `spec-decode tune`: sweep K (and optionally the adaptive controllers) for draft-model or early-exit
- * speculation, through `tuneDraftK` (src/bench/measure.ts), the function behind the MCP tool
+ * speculation, through `tuneDraftK` (src/bench/tune.ts), the function behind the MCP tool
  * `tune_draft_k`. Table on stdout (or --json), --chart FILE.png draws speedup vs K with the
  * predicted curve.
  */
@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { SpecEngine } from "../api.js";
 import { renderBenchChart } from "../bench/chart.js";
-import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveController } from "../bench/measure.js";
+import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveController } from "../bench/tune.js";
 import { machineInfo, tuneTable } from "../bench/report.js";
 import { readTwinInfo } from "../bench/twin.js";
 import { peerCommandText } from "../bench/peers.js";

@@ -13,7 +13,7 @@
  *                and the measured cost ratio c = draft forward time / target forward time. When no
  *                K ≥ 1 beats plain decoding it proposes nothing (K = 0) and re-probes now and then.
  *
- * See shared/design/speculative-decoding-notes.md ("Adaptive K controllers", "Expected gain").
+ * See references/draft-model.md ("Parameters": the controllers) and references/tuning-k.md (expected gain).
  */
 import { InvalidOptionError } from "../errors.js";
 

@@ -1,5 +1,5 @@
 /**
- * The statistics every run returns. Conventions (shared/design notes):
+ * The statistics every run returns. Conventions (references/statistics.md):
  *  - acceptanceRate = accepted proposed tokens / proposed tokens (bonus tokens not counted);
  *    for trees, "proposed" counts one token per depth level reached (the best path's length
  *    it could have had), so the rate stays comparable with chains.

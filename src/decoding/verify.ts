@@ -2,7 +2,7 @@
  * Verification: one target forward over [cur, ...candidates, ...aux], then the acceptance rule,
  * then the cache keeps only cur + the accepted path.
  *
- * Acceptance rules (shared/design notes, "Exactness"):
+ * Acceptance rules (references/draft-model.md, "Acceptance rules"):
  *  - greedy: follow the child whose token equals the target's argmax; the first miss is the bonus.
  *  - sampling with draft probabilities (chain): accept x with prob min(1, p(x)/q(x)); on rejection
  *    sample the bonus from norm(max(0, p - q)); if all pass, sample the bonus from p.

@@ -35,8 +35,7 @@ import { CausalLM } from "../engine/causal-lm.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
-import { idPromptsFor } from "../medusa/train.js";
+import { idPromptsFor, readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
 import {
   disposeFrozen,
   headForward,

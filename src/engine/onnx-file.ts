@@ -82,8 +82,8 @@ class Reader {
 
 /**
  * The model's metadata_props (ModelProto field 14), read without loading the graph or weights
- * (onnxruntime-node does not expose custom metadata). The engine's own reader, so that engine/
- * does not depend on builder/ (which has the same function for its writers).
+ * (onnxruntime-node does not expose custom metadata). The one reader: the session reads the
+ * builder's `spec_decode.*` props with it, and builder/derived-onnx.ts its rebuild stamps.
  */
 export function readOnnxMetadataProps(file: string): Record<string, string> {
   const fd = openSync(file, "r");

@@ -12,6 +12,7 @@ import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../d
 import { METHOD_NAMES } from "../decoding/methods.js";
 import { CancelledError, SpecDecodeError, errorMessage } from "../errors.js";
 import type { ToolContext } from "./context.js";
+import { displayText } from "../text/display.js";
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -213,15 +214,16 @@ export const benchPromptSchema = z.union([
 // ---------------------------------------------------------------------------------------------
 // Results
 
+/** The reply: `text` shown with control characters escaped (model output can hold any); `structured` as is. */
 export function textResult(text: string, structured: Record<string, unknown>): CallToolResult {
-  return { content: [{ type: "text", text }], structuredContent: structured };
+  return { content: [{ type: "text", text: displayText(text) }], structuredContent: structured };
 }
 
 export function errorResult(err: unknown): CallToolResult {
   let text: string;
   if (err instanceof SpecDecodeError) text = `Error (${err.code}): ${err.message}`;
   else text = `Error: ${errorMessage(err)}. This looks like a bug in spec-decode; the server is still running.`;
-  return { content: [{ type: "text", text }], isError: true };
+  return { content: [{ type: "text", text: displayText(text) }], isError: true };
 }
 
 /** Run a tool body; any thrown error becomes an isError result (and is logged to stderr). */

@@ -291,3 +291,25 @@ export interface SelfDistillDataOptions {
   threads?: number;
   device?: Device;
 }
+
+/**
+ * Token-id prompts for self-distillation: from --prompt-ids, or (no tokenizer and no --data)
+ * BOS + a few tokens the model samples itself. Undefined = use text prompts.
+ */
+export async function idPromptsFor(
+  lm: CausalLM,
+  hasTokenizer: boolean,
+  o: { promptIds?: string; data?: string; selfDistill?: number; seed?: number },
+  log: (line: string) => void,
+): Promise<number[][] | undefined> {
+  if (o.promptIds) return readPromptIdsFile(o.promptIds, lm.info.vocabSize);
+  if (hasTokenizer) return undefined;
+  if (o.data) {
+    throw new InvalidOptionError(
+      `${lm.info.dir} has no tokenizer.json, so --data text cannot be encoded. Give prompts as token ids with --prompt-ids FILE, ` +
+        `or neither (the model then starts from BOS and a few tokens it samples itself).`,
+    );
+  }
+  log("no tokenizer: self-distilling in token-id space from BOS + 8 tokens the model samples itself (seeded)");
+  return sampledIdPrompts(lm, o.selfDistill ?? 1, { seed: o.seed });
+}

@@ -21,3 +21,4 @@ export {
   FIXTURE_MIN_VOCAB,
   FIXTURE_BYTE_LEVEL_MIN_VOCAB,
 } from "./fixture-tokenizer.js";
+export { displayText, type DisplayTextOptions } from "./display.js";

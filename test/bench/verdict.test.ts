@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { speedupVerdict } from "../../src/bench/verdict.js";
 import { summarizeRatios } from "../../src/bench/statistics.js";
-import { tuneRecommendation } from "../../src/bench/measure.js";
+import { tuneRecommendation } from "../../src/bench/tune.js";
 
 describe("speedupVerdict", () => {
   it("reads the 95% interval against 1", () => {

@@ -7,9 +7,9 @@ import {
   buildDecoderOnnx,
   makeFixture,
   openSafetensorsDir,
-  readOnnxMetadata,
   referenceLogits,
 } from "../../src/builder/index.js";
+import { readOnnxMetadataProps } from "../../src/engine/onnx-file.js";
 import { inspectModelDir } from "../../src/engine/model-dir.js";
 import { argmax, relErr, run } from "./helpers.js";
 
@@ -49,7 +49,7 @@ describe("decoder graph vs float64 reference", () => {
       const { logits } = await run(s, config, m, TOKENS);
       expect(relErr(logits as Float32Array, referenceLogits(config, weights, TOKENS, { numLayers: m }))).toBeLessThan(1e-4);
       await s.release();
-      expect(readOnnxMetadata(file)).toMatchObject({
+      expect(readOnnxMetadataProps(file)).toMatchObject({
         "spec_decode.builder": "1",
         "spec_decode.architecture": "qwen2",
         "spec_decode.num_layers": String(m),
@@ -57,7 +57,7 @@ describe("decoder graph vs float64 reference", () => {
         "spec_decode.early_exit": "true",
       });
     }
-    expect(readOnnxMetadata(join(dir, "onnx", "model.onnx"))).toMatchObject({ "spec_decode.num_layers": "3", "spec_decode.early_exit": "false" });
+    expect(readOnnxMetadataProps(join(dir, "onnx", "model.onnx"))).toMatchObject({ "spec_decode.num_layers": "3", "spec_decode.early_exit": "false" });
     // The engine's directory inspection picks the full model, and lists the drafts.
     const info = inspectModelDir(dir);
     expect(info.layout).toBe("onnx-community");

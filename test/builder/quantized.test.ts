@@ -9,10 +9,10 @@ import {
   makeFixture,
   openSafetensorsDir,
   quantizeMatrix,
-  readOnnxMetadata,
   referenceLogits,
   type QuantizeOptions,
 } from "../../src/builder/index.js";
+import { readOnnxMetadataProps } from "../../src/engine/onnx-file.js";
 import { InvalidOptionError } from "../../src/errors.js";
 import { quantizeFromArgs, resolveQuantize } from "../../src/builder/quantize.js";
 import { argmax, relErr, run } from "./helpers.js";
@@ -139,7 +139,7 @@ describe("quantized decoder graphs vs the dequantize-then-compute float64 refere
       expect(linear.length).toBe(4 * config.numLayers + (c.q.lmHead ? 1 : 0));
       expect(ms.filter((n) => n.opType === "GatherBlockQuantized").length).toBe(c.q.embeddings ? 1 : 0);
       expect(nodes.filter((n) => n.opType === "MatMulNBits" && n.domain !== "com.microsoft")).toEqual([]);
-      expect(readOnnxMetadata(file)).toMatchObject({ "spec_decode.quantize": c.q.kind, "spec_decode.quantize_accuracy_level": String(acc) });
+      expect(readOnnxMetadataProps(file)).toMatchObject({ "spec_decode.quantize": c.q.kind, "spec_decode.quantize_accuracy_level": String(acc) });
     });
   }
 

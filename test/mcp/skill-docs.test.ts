@@ -26,6 +26,7 @@ import * as pullModel from "../../src/mcp/tools/pull-model.js";
 import * as suggestDraft from "../../src/mcp/tools/suggest-draft.js";
 import { methodOptionsSchema } from "../../src/mcp/tool-kit.js";
 import { REPO } from "./helpers.js";
+import { frontmatter } from "../helpers/frontmatter.js";
 
 const INPUT_SCHEMAS: Record<string, z.ZodRawShape> = Object.fromEntries(
   [generate, measure, tune, buildModel, listModels, loadModel, unloadModel, modelInfo, pullModel, suggestDraft].map((t) => [t.name, t.inputSchema]),
@@ -38,26 +39,6 @@ const refs = readdirSync(refDir)
   .filter((f) => f.endsWith(".md"))
   .map((f) => ({ file: join(refDir, f), text: readFileSync(join(refDir, f), "utf8") }));
 const docs = [{ file: skillPath, text: skill }, ...refs];
-
-/** Minimal YAML frontmatter reader: `key: value` and folded/literal blocks (`key: >-`). */
-function frontmatter(text: string): Record<string, string> {
-  const m = /^---\n([\s\S]*?)\n---\n/.exec(text);
-  if (!m) throw new Error("SKILL.md has no YAML frontmatter");
-  const out: Record<string, string> = {};
-  const lines = m[1]!.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const kv = /^([a-z][\w-]*):\s*(.*)$/.exec(lines[i]!);
-    if (!kv) continue;
-    let value = kv[2]!.trim();
-    if (/^[>|][+-]?$/.test(value)) {
-      const block: string[] = [];
-      while (i + 1 < lines.length && /^\s+\S/.test(lines[i + 1]!)) block.push(lines[++i]!.trim());
-      value = block.join(value.startsWith(">") ? " " : "\n");
-    }
-    out[kv[1]!] = value.replace(/^["'](.*)["']$/, "$1");
-  }
-  return out;
-}
 
 describe("SKILL.md", () => {
   const fm = frontmatter(skill);
@@ -167,6 +148,6 @@ describe("SKILL.md and references/ against the code", () => {
     expect(skill).toContain(`\`maxNewTokens\` ${ms.maxNewTokens}, \`repeats\` ${ms.repeats}, \`warmup\` ${ms.warmup}`);
     expect(skill).toContain(`\`ks\` [${t.ks.join(", ")}], \`controllers\` all three, \`repeats\` ${t.repeats}`);
     expect(t.controllers.length).toBe(3);
-    expect(skill).toContain(`http://127.0.0.1:${DEFAULT_HTTP_PORT}/mcp`);
+    expect(readFileSync(join(refDir, "setup.md"), "utf8")).toContain(`http://127.0.0.1:${DEFAULT_HTTP_PORT}/mcp`);
   });
 });

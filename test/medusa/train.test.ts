@@ -11,7 +11,8 @@ import { createMedusaProposer, medusaSettings } from "../../src/decoding/medusa.
 import { disposeOpenedHeads, loadMedusaHeads } from "./heads-helpers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
-import { buildDataset, trainMedusa } from "../../src/medusa/train.js";
+import { buildDataset } from "../../src/medusa/heads-trainer.js";
+import { trainMedusa } from "../../src/medusa/train.js";
 import { buildTrainStepOnnx, trainLossReference } from "../../src/medusa/train-graph.js";
 import { encodePrompt, readDataFile, seedPrompts } from "../../src/medusa/data.js";
 import { TextTokenizer } from "../../src/text/index.js";

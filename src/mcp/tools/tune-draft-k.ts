@@ -1,10 +1,10 @@
 /**
  * `tune_draft_k`: sweep K (and the adaptive controllers) for the draft or early-exit method.
- * Calls `tuneDraftK` from src/bench/measure.ts, the same function as the CLI.
+ * Calls `tuneDraftK` from src/bench/tune.ts, the same function as the CLI.
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK } from "../../bench/measure.js";
+import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK } from "../../bench/tune.js";
 import { K_MAX, K_MIN } from "../../decoding/controllers.js";
 import { peerCommandText } from "../../bench/peers.js";
 import { verdictSchema } from "../../bench/verdict.js";

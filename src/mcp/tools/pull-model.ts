@@ -15,21 +15,21 @@ export const inputSchema = {
     .string()
     .min(3)
     .max(300)
-    .describe('Hugging Face repo id: "org/name", optionally "org/name@revision" and/or ":variant" (e.g. "onnx-community/Qwen2.5-0.5B-Instruct:q4").'),
+    .describe('Repo id "org/name[@revision][:variant]".'),
   variant: z
     .string()
     .regex(/^(?!\.)[A-Za-z0-9._-]{1,100}$/, "a short name such as q4, fp16, fp32 or a file name such as model_q4.onnx")
     .optional()
-    .describe("ONNX variant to download (default: onnx/model.onnx, else the first of fp16, quantized, int8, uint8, q4, q4f16, bnb4)."),
+    .describe('ONNX variant, e.g. "q4" (default onnx/model.onnx).'),
   revision: z.string().regex(/^[\w./-]{1,200}$/).optional().describe("Branch, tag or commit (default main)."),
-  heads: z.boolean().optional().describe("Download Medusa heads files (safetensors/pt) instead of a decoder."),
+  heads: z.boolean().optional().describe("Download Medusa heads instead of a decoder."),
 };
 
 export const outputSchema = {
   repo: z.string(),
   revision: z.string(),
   commit: z.string(),
-  dir: z.string().describe("Directory to pass as `model` (the snapshot, or our ONNX build of a safetensors-only repo)."),
+  dir: z.string().describe("Pass as model."),
   snapshot: z.string(),
   built: z.boolean(),
   modelFile: z.string().nullable(),
@@ -41,13 +41,10 @@ export const outputSchema = {
 export const config = {
   title: "Pull model from the Hugging Face Hub",
   description:
-    "Download what one variant of a Hugging Face model needs (config, tokenizer, ONE ONNX file and its external data; or the safetensors, " +
-    "then an ONNX build) into the Hugging Face cache, shared with Python tools. Each file's sha256 is checked before it is moved into place; " +
-    "interrupted downloads resume; refuses when the disk lacks room. Honours HF_TOKEN (gated repos), HF_ENDPOINT and HF_HUB_OFFLINE. " +
-    "Sends progress notifications (bytes) when given a progress token; cancellable. Afterwards pass the repo id as `model` to any tool.",
+    "Download one variant of a Hugging Face model (one ONNX file, or safetensors then built) into the HF cache: verified, " +
+    "resumable; honours HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE. Sends progress; cancellable. Then pass the repo id as model.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Pull model", readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {

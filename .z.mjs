@@ -1,0 +1,11 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+const { createServer } = await import(process.cwd() + "/dist/mcp/server.js");
+const server = createServer({ roots: ["/tmp"] });
+const [a, b] = InMemoryTransport.createLinkedPair();
+const client = new Client({ name: "x", version: "1" });
+await Promise.all([server.connect(a), client.connect(b)]);
+const r = await client.listTools();
+console.log("total", JSON.stringify(r).length);
+for (const t of r.tools) console.log(t.name, "in", JSON.stringify(t.inputSchema).length, "out", JSON.stringify(t.outputSchema ?? {}).length, "desc", t.description.length, "all", JSON.stringify(t).length);
+process.exit(0);

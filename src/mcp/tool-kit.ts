@@ -5,7 +5,7 @@
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
+import { ListToolsRequestSchema, type CallToolResult, type ListToolsResult, type ServerNotification, type ServerRequest } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { MESSAGES_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../decoding/limits.js";
 import { METHOD_NAMES, METHOD_OPTIONS_SHAPE, OPTION_KEYS, methodsOfOption } from "../decoding/methods.js";
@@ -64,6 +64,39 @@ export function withStrictArguments(server: McpServer): McpServer {
   });
 }
 
+/**
+ * tools/list without the SDK's boilerplate: each schema's `$schema` URL and `execution:
+ * {taskSupport: "forbidden"}` (the protocol's default) go; nothing a client validates against
+ * changes. Wraps the handler the SDK installs (through the public setRequestHandler), so call it
+ * before the first tool is registered. tools/list is in every conversation: see
+ * test/mcp/tool-schemas.test.ts for its size bound.
+ */
+export function withLeanToolList(server: McpServer): void {
+  const inner = server.server;
+  const set = inner.setRequestHandler.bind(inner) as (schema: unknown, handler: (...a: unknown[]) => unknown) => void;
+  (inner as { setRequestHandler: unknown }).setRequestHandler = (schema: unknown, handler: (...a: unknown[]) => unknown) =>
+    set(schema, schema !== ListToolsRequestSchema ? handler : async (...a: unknown[]) => leanTools((await handler(...a)) as ListToolsResult));
+}
+
+function leanTools(list: ListToolsResult): ListToolsResult {
+  return {
+    ...list,
+    tools: list.tools.map((t) => {
+      const { execution, inputSchema, outputSchema, ...rest } = t;
+      const strip = <S extends object>(s: S): S => {
+        const { $schema: _s, ...r } = s as S & { $schema?: unknown };
+        return r as S;
+      };
+      return {
+        ...rest,
+        inputSchema: strip(inputSchema),
+        ...(outputSchema ? { outputSchema: strip(outputSchema) } : {}),
+        ...(execution && execution.taskSupport !== "forbidden" ? { execution } : {}),
+      };
+    }),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schemas
 
@@ -80,15 +113,26 @@ export const methodSchema = z
   .enum(["auto", ...METHOD_NAMES])
   .describe("auto: draft with draft, eagle/medusa with heads, early-exit with methodOptions.exitLayer, else prompt-lookup.");
 
-export const modelArg = z
-  .string()
-  .min(1)
-  .max(4096)
+/**
+ * A string listed as a plain string and checked by `checked` (length bounds a model never comes
+ * near, patterns): enforced like any bound, left out of tools/list to keep it small.
+ */
+export function boundedString(checked: z.ZodType<string, string>) {
+  return z.string().pipe(checked);
+}
+
+/** A path or repo id argument (model, draft, heads). */
+export const pathArg = () => boundedString(z.string().min(1, "must not be empty").max(4096));
+
+export const modelArg = pathArg()
   .describe('Model dir or HF repo id "org/name[@rev][:variant]".');
 
 export const kSchema = METHOD_OPTIONS_SHAPE.k.unwrap().describe('draft/early-exit: tokens per round, or "auto" (default).');
 
-export const chatMessageSchema = strictArgs({ role: z.string().min(1).max(64), content: z.string().max(PROMPT_MAX_BYTES) }, "messages[]");
+export const chatMessageSchema = strictArgs(
+  { role: z.string().min(1).max(64).describe("user, assistant, system..."), content: boundedString(z.string().max(PROMPT_MAX_BYTES)).describe("Text.") },
+  "messages[]",
+);
 
 export const samplingSchema = strictArgs(
   {
@@ -147,7 +191,7 @@ export const methodOptionsArg = listedAs(methodOptionsSchema, `Per method, range
 export const detailSchema = z
   .enum(["summary", "full"])
   .default("summary")
-  .describe('"full" adds token ids, per-prompt/position rows.');
+  .describe('"full": + token ids, per-prompt rows.');
 
 export const memorySchema = z.looseObject({ usedBytes: z.number(), maxBytes: z.number(), models: z.number() });
 
@@ -167,7 +211,7 @@ export const tokenId = z.number().int().min(0).max(2 ** 31 - 1);
 export const seedSchema = z.number().int().min(0).max(2 ** 32 - 1).optional().describe("Sampler seed.");
 
 export const benchPromptSchema = z.union([
-  z.string().min(1).max(PROMPT_MAX_BYTES),
+  boundedString(z.string().min(1).max(PROMPT_MAX_BYTES)),
   listedAs(
     strictArgs(
       {
@@ -263,6 +307,6 @@ export function fmt(x: number, digits = 2): string {
 /** An onnx-community variant: a file name inside the model directory, never a path (no escape from the roots). */
 export const variantSchema = z
   .string()
-  .regex(/^(?!\.)[A-Za-z0-9._-]+$/, "a file name such as model_fp16.onnx, or a short name such as fp16 or q4 (no paths)")
+  .pipe(z.string().max(256).regex(/^(?!\.)[A-Za-z0-9._-]+$/, "a file name such as model_fp16.onnx, or a short name such as fp16 or q4 (no paths)"))
   .optional()
-  .describe('ONNX variant, e.g. "q4", "fp16".');
+  .describe('ONNX variant: "q4", "fp16", a file name.');

@@ -11,7 +11,7 @@ export const name = "build_model";
 
 export const inputSchema = {
   model: modelArg.describe("Dir with config.json + safetensors."),
-  earlyExit: z.array(z.number().int().min(1).max(4096)).max(16).optional().describe("Also build early-exit drafts with these layer counts (method early-exit)."),
+  earlyExit: z.array(z.number().int().min(1).max(4096)).max(16).optional().describe("Early-exit draft layer counts to build too."),
   ioDtype: z.enum(["float32", "float16"]).optional().describe("KV cache / logits dtype (default float32)."),
   treeMask: z.boolean().optional().describe("Add tree_attention_mask (default true; lookahead trees, Medusa, EAGLE)."),
   hiddenStates: z.boolean().optional().describe("Add hidden_states (default true; Medusa)."),
@@ -40,8 +40,8 @@ export const outputSchema = {
 export const config = {
   title: "Build ONNX model",
   description:
-    "Convert a Llama/Mistral/Qwen2/Qwen3 safetensors checkpoint to ONNX for this engine, optionally with early-exit drafts " +
-    "and quantized weights. Overwrites earlier builds. Long: sends progress.",
+    "Convert a Llama/Mistral/Qwen2/Qwen3 safetensors checkpoint to ONNX for this engine (plus early-exit drafts, quantized " +
+    "weights). Overwrites earlier builds. Long: sends progress.",
   inputSchema,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
 };

@@ -8,6 +8,7 @@ import { InvalidOptionError } from "../../errors.js";
 import { resolveModelArg, variantOfArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import {
+  boundedString,
   chatMessageSchema,
   compact,
   fmt,
@@ -16,6 +17,7 @@ import {
   methodOptionsArg,
   methodSchema,
   modelArg,
+  pathArg,
   progressSender,
   runTool,
   samplingSchema,
@@ -30,13 +32,13 @@ export const name = "generate_speculative";
 
 export const inputSchema = {
   model: modelArg,
-  prompt: z.string().max(PROMPT_MAX_BYTES).optional().describe("Text prompt. Give one of prompt, messages, promptIds."),
-  messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional().describe("Chat messages (the model's chat template)."),
+  prompt: boundedString(z.string().max(PROMPT_MAX_BYTES)).optional().describe("Text; or give messages or promptIds."),
+  messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional().describe("Chat (the model's template)."),
   promptIds: z.array(tokenId).min(1).max(PROMPT_IDS_MAX).optional().describe("Token ids, fed as given."),
   variant: variantSchema,
   method: methodSchema.default("auto"),
-  draft: z.string().min(1).max(4096).optional().describe("Draft model dir or repo id (method draft; same tokenizer)."),
-  heads: z.string().min(1).max(4096).optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
+  draft: pathArg().optional().describe("Draft model dir or repo id (method draft; same tokenizer)."),
+  heads: pathArg().optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
   k: kSchema.optional(),
   methodOptions: methodOptionsArg.optional(),
   sampling: samplingSchema.optional(),
@@ -62,9 +64,8 @@ export const outputSchema = {
 export const config = {
   title: "Generate with speculative decoding",
   description:
-    "Generate text from a local ONNX model with a speculative method or plain decoding. Greedy output is identical to plain " +
-    "decoding; sampling keeps the model's distribution (not Medusa typical acceptance). Returns text and stats (tokens/s, " +
-    "acceptance, mean accepted length). Sends progress; cancellable.",
+    "Generate text with a speculative method or plain decoding; greedy output equals plain decoding's, sampling keeps the " +
+    "distribution. Returns text and stats (tokens/s, acceptance, mean accepted length). Sends progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };

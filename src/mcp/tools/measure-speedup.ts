@@ -16,6 +16,8 @@ import { ALLOW_ENDPOINT_FLAG, ENDPOINT_URL_MAX, checkEndpointUrl } from "../endp
 import type { ToolContext } from "../context.js";
 import {
   benchPromptSchema,
+  boundedString,
+  pathArg,
   benchPromptsArg,
   listedAs,
   compact,
@@ -30,7 +32,6 @@ import {
   runTool,
   samplingSchema,
   seedSchema,
-  tokenId,
   strictArgs,
   textResult,
   throwIfCancelled,
@@ -45,10 +46,10 @@ const methodName = z.enum(METHOD_NAMES);
 export const workloadArg = z
   .string()
   .optional()
-  .describe('"builtin" (default) or "builtin:<chat|translation|summarization|qa|math|rag>".');
+  .describe('"builtin" or "builtin:<chat|translation|summarization|qa|math|rag>".');
 
-const endpointUrl = z.string().min(1).max(ENDPOINT_URL_MAX);
-const servedModelName = z.string().min(1).max(256);
+const endpointUrl = boundedString(z.string().min(1).max(ENDPOINT_URL_MAX));
+const servedModelName = boundedString(z.string().min(1).max(256));
 
 /** Local-model arguments that make no sense with `endpoint` (the server decides model and method). */
 const LOCAL_ONLY = ["model", "variant", "draft", "draftVariant", "heads", "methods", "k", "methodOptions"] as const;
@@ -60,14 +61,14 @@ export const inputSchema = {
   variant: variantSchema,
   endpoint: endpointUrl
     .optional()
-    .describe(`OpenAI-compatible server URL to measure instead of model, e.g. http://127.0.0.1:8080/v1 (loopback unless ${ALLOW_ENDPOINT_FLAG}).`),
+    .describe(`OpenAI-API server URL to measure instead of model (loopback unless ${ALLOW_ENDPOINT_FLAG}).`),
   endpointBaseline: endpointUrl.optional().describe("endpoint: server to compare with."),
   endpointModel: servedModelName.optional().describe("endpoint: model id (default its first)."),
   baselineModel: servedModelName.optional().describe("endpointBaseline: model id."),
-  apiKey: z.string().min(1).max(4096).optional().describe("endpoint: bearer token."),
-  draft: z.string().min(1).optional().describe("Draft model dir or repo id (method draft)."),
-  draftVariant: variantSchema.describe('Variant of the draft, e.g. "q4".'),
-  heads: z.string().min(1).optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
+  apiKey: boundedString(z.string().min(1).max(4096)).optional().describe("endpoint: bearer token."),
+  draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
+  draftVariant: variantSchema.describe("The draft's variant."),
+  heads: pathArg().optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
   methods: z
     .array(
       z.union([
@@ -142,15 +143,15 @@ export const outputSchema = {
   greedyIdentical: z.boolean().nullable().optional(),
   mismatches: z.array(z.string()).optional(),
   skipped: z.array(z.looseObject({ label: z.string(), reason: z.string() })).optional(),
+  maxRssBytes: z.number().optional(),
   elapsedMs: z.number(),
 };
 
 export const config = {
   title: "Measure speedup",
   description:
-    "Measure methods against plain decoding on the same prompts (interleaved, warmed up): tokens/s, speedup with 95% interval, " +
-    "a verdict per method, acceptance, greedy output identical. With endpoint: OpenAI-compatible servers over HTTP (vs endpointBaseline). " +
-    "Long: sends progress; cancellable.",
+    "Measure methods against plain decoding on the same prompts, interleaved: speedup with 95% interval, a verdict, " +
+    "acceptance, greedy output identical; or OpenAI-API servers (endpoint vs endpointBaseline). Long: sends progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };

@@ -6,22 +6,16 @@ import { userModelDir } from "../../hub/cache.js";
 import { formatBytes } from "../../hub/disk.js";
 import { hubSettings, parseRepoRef, pullModel, pullSummary } from "../../hub/index.js";
 import type { ToolContext } from "../context.js";
-import { progressSender, runTool, textResult } from "../tool-kit.js";
+import { boundedString, progressSender, runTool, textResult } from "../tool-kit.js";
 
 export const name = "pull_model";
 
 export const inputSchema = {
-  model: z
-    .string()
-    .min(3)
-    .max(300)
-    .describe('Repo id "org/name[@revision][:variant]".'),
-  variant: z
-    .string()
-    .regex(/^(?!\.)[A-Za-z0-9._-]{1,100}$/, "a short name such as q4, fp16, fp32 or a file name such as model_q4.onnx")
+  model: boundedString(z.string().min(3).max(300)).describe('Repo id "org/name[@revision][:variant]".'),
+  variant: boundedString(z.string().regex(/^(?!\.)[A-Za-z0-9._-]{1,100}$/, "a short name such as q4, fp16, fp32 or a file name such as model_q4.onnx"))
     .optional()
     .describe('ONNX variant, e.g. "q4" (default onnx/model.onnx).'),
-  revision: z.string().regex(/^[\w./-]{1,200}$/).optional().describe("Branch, tag or commit (default main)."),
+  revision: boundedString(z.string().regex(/^[\w./-]{1,200}$/)).optional().describe("Branch, tag or commit (default main)."),
   heads: z.boolean().optional().describe("Download Medusa heads instead of a decoder."),
 };
 
@@ -41,8 +35,8 @@ export const outputSchema = {
 export const config = {
   title: "Pull model from the Hugging Face Hub",
   description:
-    "Download one variant of a Hugging Face model (one ONNX file, or safetensors then built) into the HF cache: verified, " +
-    "resumable; honours HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE. Sends progress; cancellable. Then pass the repo id as model.",
+    "Download one variant of a Hugging Face model (ONNX, or safetensors then built) into the HF cache; verified, resumable, " +
+    "HF_TOKEN honoured. Sends progress; cancellable. Then pass the repo id as model.",
   inputSchema,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
 };

@@ -5,13 +5,13 @@ import { errorMessage } from "../../errors.js";
 import { checkTokenizerCompat, suggestDrafts } from "../../hub/drafts.js";
 import type { ToolContext } from "../context.js";
 import { resolveModelArg } from "../hub-args.js";
-import { runTool, textResult } from "../tool-kit.js";
+import { boundedString, runTool, textResult } from "../tool-kit.js";
 
 export const name = "suggest_draft";
 
 export const inputSchema = {
-  model: z.string().min(1).max(300).describe("Target repo id or model dir."),
-  draft: z.string().min(1).max(300).optional().describe("A draft to check against it (repo id in the cache, or dir)."),
+  model: boundedString(z.string().min(1).max(300)).describe("Target repo id or model dir."),
+  draft: boundedString(z.string().min(1).max(300)).optional().describe("A draft to check against it (repo id in the cache, or dir)."),
 };
 
 export const outputSchema = {
@@ -25,8 +25,8 @@ export const outputSchema = {
 export const config = {
   title: "Suggest a draft model",
   description:
-    "Known draft models with the target's tokenizer (Qwen, Llama 3, SmolLM2, Gemma, Phi) and their ONNX exports; local ones " +
-    "(and draft) get a tokenizer check. Downloads nothing.",
+    "Known draft models with the target's tokenizer and their ONNX exports; local ones (and draft) get a tokenizer check. " +
+    "Downloads nothing.",
   inputSchema,
   annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
 };

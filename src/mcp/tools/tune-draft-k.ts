@@ -13,7 +13,7 @@ import { InvalidOptionError } from "../../errors.js";
 import { mcpVocabulary } from "../../vocabulary.js";
 import { resolveModelArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
-import { benchPromptsArg, detailSchema, listedAs, fmt, modelArg, ratioSchema, runTool, samplingSchema, seedSchema, textResult, type Extra } from "../tool-kit.js";
+import { benchPromptsArg, detailSchema, listedAs, pathArg, fmt, modelArg, ratioSchema, runTool, samplingSchema, seedSchema, textResult, type Extra } from "../tool-kit.js";
 import { benchCommon, workloadArg } from "./measure-speedup.js";
 
 export const name = "tune_draft_k";
@@ -21,14 +21,14 @@ export const name = "tune_draft_k";
 export const inputSchema = {
   model: modelArg,
   method: z.enum(["draft", "early-exit"]).optional().describe("Default: draft with draft, early-exit with exitLayer."),
-  draft: z.string().min(1).optional().describe("Draft model dir or repo id (method draft)."),
+  draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
   exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default the smallest built)."),
   ks: z.array(z.number().int().min(K_MIN).max(K_MAX)).min(1).max(16).default(DEFAULT_TUNE_KS).describe("Fixed K values to sweep."),
   controllers: z
     .array(z.enum(ADAPTIVE_CONTROLLERS))
     .max(3)
     .default([...ADAPTIVE_CONTROLLERS])
-    .describe('Adaptive controllers to try with k "auto" ([] for fixed K only).'),
+    .describe('Also try these with k "auto" ([]: none).'),
   confidenceThreshold: METHOD_OPTIONS_SHAPE.confidenceThreshold,
   prompts: benchPromptsArg,
   workload: workloadArg,
@@ -78,9 +78,8 @@ export const outputSchema = {
 export const config = {
   title: "Tune draft K",
   description:
-    "Sweep K and the adaptive controllers of a draft model or early-exit draft against plain decoding: speedup, acceptance, " +
-    "a verdict; only when a setting wins, `recommended` (generate_speculative arguments) and vLLM/SGLang/llama.cpp/transformers " +
-    "equivalents. Long: sends progress; cancellable.",
+    "Sweep K of a draft model or early-exit draft against plain decoding: speedup, acceptance, a verdict; only when a setting " +
+    "wins, `recommended` (generate_speculative arguments) and vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };

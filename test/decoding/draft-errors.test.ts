@@ -98,7 +98,7 @@ describe("draft / early-exit errors", () => {
     await expect(run(8)).rejects.toThrow(ContextLengthError);
     await expect(run(8)).rejects.toThrow(/K=8 .*Lower k \(--k\) to at most 5/);
     // One message, two renderings: CLI flags, MCP argument names.
-    const err = await run(8).catch((e: ContextLengthError) => e);
+    const err = (await run(8).catch((e: unknown) => e)) as ContextLengthError;
     expect(err.render(CLI_VOCABULARY)).toMatch(/Lower --k to at most 5/);
     expect(err.render(MCP_VOCABULARY)).toMatch(/Lower k to at most 5/);
     // K = 5 fits; "auto" clamps itself; both still equal plain greedy.
@@ -118,7 +118,7 @@ describe("draft / early-exit errors", () => {
     await expect(ee({ exitLayer: 1 })).rejects.toThrow(/spec-decode build --model .* --early-exit 1/);
     await expect(ee({})).rejects.toThrow(/needs an early-exit draft graph.*spec-decode build/);
     await expect(ee({ exitLayer: 2 })).rejects.toThrow(/exitLayer \(--exit-layer\) must be an integer from 1 to 1/);
-    const missing = await ee({}).catch((e: ModelLoadError) => e);
+    const missing = (await ee({}).catch((e: unknown) => e)) as ModelLoadError;
     expect(missing.render(CLI_VOCABULARY)).toMatch(/spec-decode build --model .* --early-exit 1`.*then pass --exit-layer\./);
     expect(missing.render(MCP_VOCABULARY)).toMatch(/build_model \{model: ".*", earlyExit: \[1\]\}.*then pass methodOptions\.exitLayer\./);
     expect(missing.render(MCP_VOCABULARY)).not.toMatch(/spec-decode build|--exit-layer|--early-exit/);

@@ -8,7 +8,7 @@
  */
 
 export interface Vocabulary {
-  readonly surface: "library" | "cli" | "mcp";
+  readonly surface: "library" | "cli" | "mcp" | "openai";
   /** A method option by its MethodOptions key (exitLayer, k, window...). */
   option(key: string): string;
   /** A request argument by its library name (draft, heads, method, promptIds, model...). */
@@ -92,6 +92,19 @@ export function mcpVocabulary(topLevel: Record<string, string> = { k: "k" }): Vo
 }
 
 export const MCP_VOCABULARY: Vocabulary = mcpVocabulary();
+
+/** exitLayer -> exit_layer (the OpenAI-compatible server's `speculation` fields). */
+export function snakeOf(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** The OpenAI-compatible server: options are `speculation.<snake_case>` fields; models and heads are server flags. */
+export const OPENAI_VOCABULARY: Vocabulary = {
+  ...CLI_VOCABULARY,
+  surface: "openai",
+  option: (key) => `speculation.${snakeOf(key)}`,
+  method: (name) => `speculation.method "${name}"`,
+};
 
 /** The default rendering: library names with the CLI flag beside them, CLI commands for steps. */
 export const LIBRARY_VOCABULARY: Vocabulary = {

@@ -34,7 +34,7 @@
  *    exit graph...) is dropped and reported in `skipped` with the reason, instead of failing the run.
  */
 import { SpecEngine, type ChatMessage } from "../api.js";
-import { fitCostLine, K_MAX, K_MIN, resolveControllerOptions } from "../decoding/controllers.js";
+import { fitCostLine, K_MAX, K_MIN, resolveControllerOptions, type AdaptiveController } from "../decoding/controllers.js";
 import { registeredMethods, type MethodName, type MethodOptions } from "../decoding/methods.js";
 import type { GenerationStats } from "../decoding/stats.js";
 import { CancelledError, InvalidOptionError } from "../errors.js";
@@ -476,8 +476,7 @@ export async function measureSpeedup(req: MeasureSpeedupRequest): Promise<Measur
 // tune K
 
 export const DEFAULT_TUNE_KS = [1, 2, 3, 4, 6, 8];
-export const ADAPTIVE_CONTROLLERS = ["heuristic", "confidence", "cost"] as const;
-export type AdaptiveController = (typeof ADAPTIVE_CONTROLLERS)[number];
+export { ADAPTIVE_CONTROLLERS, type AdaptiveController } from "../decoding/controllers.js";
 
 export interface TuneDraftKRequest extends BenchCommon {
   /** "draft" (needs `draft`) or "early-exit" (`exitLayer`, default the smallest built). Default: draft if given, else early-exit. */

@@ -18,6 +18,7 @@ import { intList, intOpt, numOpt, parse, threadsOpt } from "./args.js";
 import { BENCH_COMMON_OPTIONS, deviceOpt, resolveModels } from "./bench.js";
 import { loadPrompts } from "./prompts.js";
 import { methodFlagOptions, methodOptionsFromFlags } from "./method-flags.js";
+import { flagOf } from "../vocabulary.js";
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M] | --twin [--agreement X | --divergence S] [--early-exit])
@@ -118,7 +119,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       console.log(tuneTable(rest));
       if (res.recommended) {
         const o = res.recommended;
-        const flags = [`--method ${o.method}`, `--k ${o.k}`, ...Object.entries(o.methodOptions).map(([key, val]) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${val}`)];
+        const flags = [`--method ${o.method}`, `--k ${o.k}`, ...Object.entries(o.methodOptions).map(([key, val]) => `--${flagOf(key)} ${val}`)];
         console.log(`\nRecommended: spec-decode generate --model ${model}${draft ? ` --draft ${draft}` : ""} ${flags.join(" ")}\n\n${peerCommandText(res.equivalents)}`);
       } else console.log(`\nNo recommended setting and no peer settings: generate with --method baseline.`);
     }

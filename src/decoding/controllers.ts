@@ -106,7 +106,7 @@ export const CONTROLLER_OPTIONS = {
     .union([z.number().int().min(K_MIN).max(K_MAX), z.literal("auto")])
     .optional()
     .describe('Tokens drafted per round, or "auto" (default): the adaptive controller.'),
-  controller: z.enum(CONTROLLER_NAMES).optional().describe(`How K is chosen (default ${DEFAULT_CONTROLLER}; fixed with a numeric k).`),
+  controller: z.enum(CONTROLLER_NAMES).optional().describe(`How K is chosen (default ${DEFAULT_CONTROLLER}; fixed with a number k).`),
   confidenceThreshold: z
     .number()
     .min(0)

@@ -191,7 +191,7 @@ export const methodOptionsArg = listedAs(methodOptionsSchema, `Per method, range
 export const detailSchema = z
   .enum(["summary", "full"])
   .default("summary")
-  .describe('"full": + token ids, per-prompt rows.');
+  .describe('"full" adds token ids, per-prompt rows.');
 
 export const memorySchema = z.looseObject({ usedBytes: z.number(), maxBytes: z.number(), models: z.number() });
 

@@ -62,7 +62,7 @@ export const outputSchema = {
 };
 
 export const config = {
-  title: "Generate with speculative decoding",
+  title: "Generate (speculative)",
   description:
     "Generate text with a speculative method or plain decoding; greedy output equals plain decoding's, sampling keeps the " +
     "distribution. Returns text and stats (tokens/s, acceptance, mean accepted length). Sends progress; cancellable.",

@@ -33,7 +33,7 @@ export const outputSchema = {
 };
 
 export const config = {
-  title: "Pull model from the Hugging Face Hub",
+  title: "Pull from Hugging Face",
   description:
     "Download one variant of a Hugging Face model (ONNX, or safetensors then built) into the HF cache; verified, resumable, " +
     "HF_TOKEN honoured. Sends progress; cancellable. Then pass the repo id as model.",

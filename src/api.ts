@@ -9,7 +9,9 @@ import { resolveModel, type ResolveOptions } from "./hub/resolve.js";
 import { generateTokens, type FinishReason } from "./decoding/generate.js";
 import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./decoding/limits.js";
 import { isEagleHeadDir } from "./decoding/eagle.js";
-import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
+import { parseOptions, type OptionsShape } from "./decoding/options.js";
+import { renderMessage } from "./vocabulary.js";
+import { checkMethodOptions, getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
@@ -146,12 +148,14 @@ export class SpecEngine {
     const { method, reason: methodReason } =
       req.method === "auto" ? chooseAutoMethod(req) : { method: req.method ?? "baseline", reason: "requested" };
     const def = getMethod(method);
-    const options = req.methodOptions ?? {};
+    // Keys no method knows are errors; the method's own are checked against its schema.
+    checkMethodOptions(req.methodOptions ?? {});
+    const options = parseOptions(def.options, req.methodOptions ?? {});
     const extra = def.loadResources
       ? await def.loadResources({ store: this.store, target, draft: req.draft, draftVariant: req.draftVariant, heads: req.heads, options })
       : {};
     try {
-      return await this.run(target, req, def, methodReason, extra);
+      return await this.run(target, req, def, options, methodReason, extra);
     } finally {
       // loadResources pins what it loads (see ResourceRequest); release it with the request.
       for (const m of extra.loaded ?? []) this.store.unpin(m);
@@ -161,15 +165,15 @@ export class SpecEngine {
   private async run(
     target: LoadedModel,
     req: GenerateRequest,
-    def: MethodDefinition,
+    def: MethodDefinition<OptionsShape, MethodName>,
+    options: Record<string, unknown>,
     methodReason: string,
     extra: LoadedResources,
   ): Promise<GenerateResponse> {
     const method = def.name;
-    const options = req.methodOptions ?? {};
     const resources: MethodResources = { target: target.lm, draft: extra.draft, heads: extra.heads };
     const why = def.unavailableReason(resources);
-    if (why) throw new InvalidOptionError(`Method "${method}" cannot run: ${why}`);
+    if (why) throw new InvalidOptionError((v) => `Method "${method}" cannot run: ${renderMessage(why, v)}`);
 
     if (req.stop && (req.stop.length > OPTION_MAX.stopStrings || req.stop.some((x) => typeof x !== "string" || x.length === 0 || x.length > OPTION_MAX.stopChars))) {
       throw new InvalidOptionError(`stop takes at most ${OPTION_MAX.stopStrings} non-empty strings of at most ${OPTION_MAX.stopChars} characters each.`);

@@ -5,7 +5,7 @@
  * (ideal.ts), and gives the verdict (verdict.ts), the recommended setting as generate_speculative
  * arguments, and its peer equivalents (peers.ts).
  */
-import { fitCostLine, K_MAX, K_MIN, resolveControllerOptions } from "../decoding/controllers.js";
+import { fitCostLine, K_MAX, K_MIN, resolveControllerOptions, type AdaptiveController } from "../decoding/controllers.js";
 import type { MethodOptions } from "../decoding/methods.js";
 import { InvalidOptionError } from "../errors.js";
 import { alphaFromAcceptedLength, bestPredictedK, expectedAcceptedLength, predictedSpeedup } from "./ideal.js";
@@ -15,8 +15,7 @@ import { median, round4, type RatioSummary } from "./statistics.js";
 import { speedupVerdict, type Verdict } from "./verdict.js";
 
 export const DEFAULT_TUNE_KS = [1, 2, 3, 4, 6, 8];
-export const ADAPTIVE_CONTROLLERS = ["heuristic", "confidence", "cost"] as const;
-export type AdaptiveController = (typeof ADAPTIVE_CONTROLLERS)[number];
+export { ADAPTIVE_CONTROLLERS, type AdaptiveController } from "../decoding/controllers.js";
 
 export interface TuneDraftKRequest extends BenchCommon {
   /** "draft" (needs `draft`) or "early-exit" (`exitLayer`, default the smallest built). Default: draft if given, else early-exit. */

@@ -9,20 +9,22 @@ import { runBench } from "../bench/bench.js";
 import { renderBenchChart } from "../bench/chart.js";
 import { benchChartInput, benchMarkdown } from "../bench/report.js";
 import { ensureTwin } from "../bench/twin.js";
-import { METHOD_NAMES, type MethodName } from "../decoding/methods.js";
+import { METHOD_NAMES, isMethodName, type MethodName } from "../decoding/methods.js";
+import { nearestName } from "../util/nearest-name.js";
 import { DEVICES, type Device } from "../engine/session.js";
 import { resolveModel } from "../hub/index.js";
 import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, type Options, threadsOpt } from "./args.js";
+import { methodFlagOptions, methodFlagUsage, methodOptionsFromFlags } from "./method-flags.js";
 import { progressBar } from "./progress.js";
 import { loadPrompts } from "./prompts.js";
 import { BENCH_ENDPOINT_OPTIONS, BENCH_ENDPOINT_USAGE, benchEndpointCommand } from "./bench-endpoint.js";
 
 const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
-  [--methods baseline,draft,early-exit,prompt-lookup,lookahead,medusa,eagle]
+  [--methods ${METHOD_NAMES.join(",")}]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
   [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device cpu|webgpu|cuda] [--threads N]
-  [--k N|auto] [--exit-layer M] [--ks 1,2,4,8 [--sweep draft|early-exit]]
+  ${methodFlagUsage(["k", "exitLayer"])} [--ks 1,2,4,8 [--sweep draft|early-exit]]
   [--json] [--out FILE.json] [--chart FILE.png] [--quiet]
 
 Measures every method against plain decoding on the same prompts in the same run (one warm-up run per
@@ -104,8 +106,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       ...BENCH_COMMON_OPTIONS,
       heads: { type: "string" },
       methods: { type: "string" },
-      k: { type: "string" },
-      "exit-layer": { type: "string" },
+      ...methodFlagOptions(["k", "exitLayer"]),
       ks: { type: "string" },
       sweep: { type: "string" },
       out: { type: "string" },
@@ -129,8 +130,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
 
   const methods = v.methods === undefined ? undefined : parseMethods(String(v.methods));
   const device = deviceOpt(v);
-  const kRaw = v.k as string | undefined;
-  const k = kRaw === undefined ? undefined : kRaw === "auto" ? "auto" : intOpt(kRaw, "k", 1, 64);
+  const { k, exitLayer } = methodOptionsFromFlags(v, ["k", "exitLayer"]);
   const sweep = v.sweep as string | undefined;
   if (sweep !== undefined && sweep !== "draft" && sweep !== "early-exit") throw new InvalidOptionError(`--sweep must be draft or early-exit (got "${sweep}").`);
 
@@ -149,7 +149,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     device,
     threads: threadsOpt(v.threads),
     k,
-    exitLayer: intOpt(v["exit-layer"], "exit-layer", 1),
+    exitLayer,
     ks: intList(v.ks, "ks"),
     sweepMethod: sweep as "draft" | "early-exit" | undefined,
     onProgress: (p) => bar.update(p.done, p.total, p.message),
@@ -174,7 +174,10 @@ export function parseMethods(s: string): MethodName[] {
   const names = s.split(",").map((x) => x.trim()).filter(Boolean);
   if (names.length === 0) throw new InvalidOptionError(`--methods needs at least one method (${METHOD_NAMES.join(", ")}).`);
   for (const n of names) {
-    if (!(METHOD_NAMES as readonly string[]).includes(n)) throw new InvalidOptionError(`Unknown method "${n}" in --methods. Use any of: ${METHOD_NAMES.join(", ")}.`);
+    if (!isMethodName(n)) {
+      const near = nearestName(n, METHOD_NAMES);
+      throw new InvalidOptionError(`Unknown method "${n}" in --methods${near ? ` — did you mean ${near}?` : ""}. Use any of: ${METHOD_NAMES.join(", ")}.`);
+    }
   }
   return names as MethodName[];
 }

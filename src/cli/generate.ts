@@ -1,6 +1,5 @@
 /** `spec-decode generate`: stream text (or print one JSON object) from any method. */
 import { SpecEngine, type ChatMessage, type GenerateRequest } from "../api.js";
-import { K_MAX, K_MIN } from "../decoding/controllers.js";
 import { OPTION_MAX } from "../decoding/limits.js";
 import { METHOD_NAMES, type MethodName, type MethodOptions } from "../decoding/methods.js";
 import type { Device } from "../engine/session.js";
@@ -9,15 +8,15 @@ import type { SamplingOptions } from "../sampling/index.js";
 import { hubProgress } from "./hub-progress.js";
 import { COMMON_MODEL_OPTIONS, intList, intOpt, numOpt, parse, required, threadsOpt } from "./args.js";
 import { displayText } from "../text/display.js";
+import { methodFlagHelp, methodFlagOptions, methodOptionsFromFlags } from "./method-flags.js";
 
 export const GENERATE_USAGE = `Usage: spec-decode generate --model DIR|org/name[@rev][:variant] [--variant NAME] (--prompt TEXT | --prompt-ids 1,2,3 | --messages JSON)
   [--method ${["auto", ...METHOD_NAMES].join("|")}] [--draft DIR|org/name] [--draft-variant NAME] [--heads PATH|org/name]
-  [--k N|auto] [--controller fixed|heuristic|confidence|cost] [--confidence-threshold P] [--exit-layer M]
-  [--max-ngram N] [--min-ngram N] [--num-predict N] [--window W] [--ngram N] [--guesses G]
-  [--tree JSON] [--acceptance exact|typical] [--posterior-threshold P] [--posterior-alpha A]
-  [--tree-total N] [--tree-depth D] [--tree-topk K]
+  [method options, below]
   [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R] [--seed S]
-  [--stop STRING]... [--device cpu|webgpu|cuda] [--threads N] [--json]`;
+  [--stop STRING]... [--device cpu|webgpu|cuda] [--threads N] [--json]
+
+${methodFlagHelp()}`;
 
 export async function generateCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -41,23 +40,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       "repetition-penalty": { type: "string" },
       seed: { type: "string" },
       stop: { type: "string", multiple: true },
-      k: { type: "string" },
-      controller: { type: "string" },
-      "confidence-threshold": { type: "string" },
-      "exit-layer": { type: "string" },
-      "max-ngram": { type: "string" },
-      "min-ngram": { type: "string" },
-      "num-predict": { type: "string" },
-      window: { type: "string" },
-      ngram: { type: "string" },
-      guesses: { type: "string" },
-      tree: { type: "string" },
-      acceptance: { type: "string" },
-      "posterior-threshold": { type: "string" },
-      "posterior-alpha": { type: "string" },
-      "tree-total": { type: "string" },
-      "tree-depth": { type: "string" },
-      "tree-topk": { type: "string" },
+      ...methodFlagOptions(),
     },
     GENERATE_USAGE,
   );
@@ -81,26 +64,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       throw new InvalidOptionError(`--messages must be a JSON array of {"role": string, "content": string}.`);
     }
   }
-  const kRaw = v.k as string | undefined;
-  const methodOptions: MethodOptions = {
-    k: kRaw === undefined ? undefined : kRaw === "auto" ? "auto" : intOpt(kRaw, "k", K_MIN, K_MAX),
-    controller: v.controller as MethodOptions["controller"],
-    confidenceThreshold: numOpt(v["confidence-threshold"], "confidence-threshold"),
-    exitLayer: intOpt(v["exit-layer"], "exit-layer", 1),
-    maxNgram: intOpt(v["max-ngram"], "max-ngram", 1, OPTION_MAX.maxNgram),
-    minNgram: intOpt(v["min-ngram"], "min-ngram", 1, OPTION_MAX.minNgram),
-    numPredict: intOpt(v["num-predict"], "num-predict", 1, OPTION_MAX.numPredict),
-    window: intOpt(v.window, "window", 1, OPTION_MAX.window),
-    ngram: intOpt(v.ngram, "ngram", 2, OPTION_MAX.ngram),
-    guesses: intOpt(v.guesses, "guesses", 1, OPTION_MAX.guesses),
-    tree: v.tree === undefined ? undefined : parseTree(v.tree as string),
-    acceptance: v.acceptance as MethodOptions["acceptance"],
-    posteriorThreshold: numOpt(v["posterior-threshold"], "posterior-threshold"),
-    posteriorAlpha: numOpt(v["posterior-alpha"], "posterior-alpha"),
-    treeTotal: intOpt(v["tree-total"], "tree-total"),
-    treeDepth: intOpt(v["tree-depth"], "tree-depth"),
-    treeTopK: intOpt(v["tree-topk"], "tree-topk"),
-  };
+  const methodOptions: MethodOptions = methodOptionsFromFlags(v);
   const sampling: SamplingOptions = {
     temperature: numOpt(v.temperature, "temperature"),
     topP: numOpt(v["top-p"], "top-p"),
@@ -147,15 +111,6 @@ export async function generateCommand(argv: string[]): Promise<number> {
     await engine.dispose();
   }
   return 0;
-}
-
-function parseTree(s: string): string | number[][] {
-  if (!s.trim().startsWith("[")) return s;
-  try {
-    return JSON.parse(s) as number[][];
-  } catch (err) {
-    throw new InvalidOptionError(`--tree must be a preset name or JSON like [[0],[1],[0,0]]: ${(err as Error).message}`);
-  }
 }
 
 export function stripUndefined<T extends object>(o: T): T {

@@ -3,6 +3,7 @@ import { describeModel } from "../decoding/capabilities.js";
 import { CausalLM } from "../engine/causal-lm.js";
 import type { Device } from "../engine/session.js";
 import { errorMessage } from "../errors.js";
+import { CLI_VOCABULARY } from "../vocabulary.js";
 import { resolveModel } from "../hub/index.js";
 import { TextTokenizer } from "../text/index.js";
 import { hubProgress } from "./hub-progress.js";
@@ -19,7 +20,7 @@ export async function infoCommand(argv: string[]): Promise<number> {
   const r = await resolveModel(required(v.model as string | undefined, "model", USAGE), hubProgress());
   const lm = await CausalLM.load(r.dir, { device: v.device as Device | undefined, variant: (v.variant as string | undefined) ?? r.variant });
   try {
-    const d = describeModel(lm);
+    const d = describeModel(lm, CLI_VOCABULARY);
     if (v.json) console.log(JSON.stringify(d, null, 2));
     else {
       console.log(`${d.architecture} (${d.layout}) ${d.file}`);

@@ -3,7 +3,8 @@
  * spec-decode: the command-line entry point. One file per command; this file only dispatches.
  * Errors print to stderr with a message that says what to do, and the exit code is non-zero.
  */
-import { SpecDecodeError, errorMessage } from "../errors.js";
+import { SpecDecodeError, errorMessage, renderError } from "../errors.js";
+import { CLI_VOCABULARY } from "../vocabulary.js";
 
 type Command = { summary: string; run: (argv: string[]) => Promise<number> };
 
@@ -47,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (err) {
     const prefix = err instanceof SpecDecodeError ? `error (${err.code})` : "error";
-    process.stderr.write(`spec-decode ${cmd}: ${prefix}: ${errorMessage(err)}\n`);
+    process.stderr.write(`spec-decode ${cmd}: ${prefix}: ${renderError(err, CLI_VOCABULARY)}\n`);
     if (!(err instanceof SpecDecodeError) && process.env.SPEC_DECODE_DEBUG) console.error(err);
     return 1;
   }

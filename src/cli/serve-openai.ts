@@ -7,6 +7,10 @@ import type { Logger } from "../mcp/context.js";
 import { ModelRoots, configuredModelRoots } from "../mcp/roots.js";
 import type { ModelStoreOptions } from "../engine/model-store.js";
 import { intOpt, numOpt, type Options } from "./args.js";
+import { methodFlagOptions, methodOptionsFromFlags } from "./method-flags.js";
+
+/** The method options `serve --openai` takes as flags (the server's defaults for every request). */
+const SERVE_METHOD_OPTIONS = ["k", "controller", "exitLayer"] as const;
 
 export const SERVE_OPENAI_OPTIONS: Options = {
   openai: { type: "boolean", default: false },
@@ -15,9 +19,7 @@ export const SERVE_OPENAI_OPTIONS: Options = {
   draft: { type: "string" },
   heads: { type: "string" },
   method: { type: "string" },
-  k: { type: "string" },
-  controller: { type: "string" },
-  "exit-layer": { type: "string" },
+  ...methodFlagOptions(SERVE_METHOD_OPTIONS),
   "served-model-name": { type: "string" },
   "max-queue": { type: "string" },
   "max-tokens": { type: "string" },
@@ -44,16 +46,7 @@ export async function serveOpenAI(
   }
   if (method === "draft" && !v.draft) throw new InvalidOptionError('--method draft needs --draft DIR (a smaller model with the same tokenizer).');
   if (method === "medusa" && !v.heads) throw new InvalidOptionError("--method medusa needs --heads PATH.");
-  const kRaw = v.k as string | undefined;
-  const controller = v.controller as string | undefined;
-  if (controller !== undefined && !["fixed", "heuristic", "confidence", "cost"].includes(controller)) {
-    throw new InvalidOptionError(`--controller must be fixed, heuristic, confidence or cost (got "${controller}").`);
-  }
-  const methodOptions: MethodOptions = {};
-  if (kRaw !== undefined) methodOptions.k = kRaw === "auto" ? "auto" : intOpt(kRaw, "k", 1, 32);
-  if (controller !== undefined) methodOptions.controller = controller as MethodOptions["controller"];
-  const exitLayer = intOpt(v["exit-layer"], "exit-layer", 1);
-  if (exitLayer !== undefined) methodOptions.exitLayer = exitLayer;
+  const methodOptions: MethodOptions = methodOptionsFromFlags(v, SERVE_METHOD_OPTIONS);
   const { startOpenAIServer } = await import("../openai/server.js");
   const server = await startOpenAIServer({
     model: modelPath(modelArg, "model", roots),

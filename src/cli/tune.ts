@@ -8,7 +8,8 @@ import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { SpecEngine } from "../api.js";
 import { renderBenchChart } from "../bench/chart.js";
-import { ADAPTIVE_CONTROLLERS, DEFAULT_TUNE_KS, tuneDraftK, type AdaptiveController } from "../bench/tune.js";
+import { DEFAULT_TUNE_KS, tuneDraftK } from "../bench/tune.js";
+import { ADAPTIVE_CONTROLLERS, type AdaptiveController } from "../decoding/controllers.js";
 import { machineInfo, tuneTable } from "../bench/report.js";
 import { readTwinInfo } from "../bench/twin.js";
 import { peerCommandText } from "../bench/peers.js";
@@ -16,6 +17,8 @@ import { InvalidOptionError } from "../errors.js";
 import { intList, intOpt, numOpt, parse, threadsOpt } from "./args.js";
 import { BENCH_COMMON_OPTIONS, deviceOpt, resolveModels } from "./bench.js";
 import { loadPrompts } from "./prompts.js";
+import { methodFlagOptions, methodOptionsFromFlags } from "./method-flags.js";
+import { flagOf } from "../vocabulary.js";
 import { progressBar } from "./progress.js";
 
 const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M] | --twin [--agreement X | --divergence S] [--early-exit])
@@ -37,11 +40,10 @@ export async function tuneCommand(argv: string[]): Promise<number> {
     argv,
     {
       ...BENCH_COMMON_OPTIONS,
-      "exit-layer": { type: "string" },
+      ...methodFlagOptions(["exitLayer", "confidenceThreshold"]),
       "early-exit": { type: "boolean", default: false },
       ks: { type: "string" },
       controllers: { type: "string" },
-      "confidence-threshold": { type: "string" },
       variant: { type: "string" },
       "draft-variant": { type: "string" },
     },
@@ -55,7 +57,8 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   const resolved = await resolveModels(v, (s) => bar.log(s));
   const model = resolved.model;
   let draft = resolved.draft;
-  let exitLayer = intOpt(v["exit-layer"], "exit-layer", 1);
+  const flags = methodOptionsFromFlags(v, ["exitLayer", "confidenceThreshold"]);
+  let exitLayer = flags.exitLayer;
   if (resolved.twin) {
     if (v["early-exit"]) exitLayer = exitLayer ?? resolved.twin.info.earlyExitLayers;
     else draft = draft ?? resolved.twin.draft;
@@ -82,7 +85,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       exitLayer,
       ks: intList(v.ks, "ks") ?? DEFAULT_TUNE_KS,
       controllers: controllers as AdaptiveController[],
-      confidenceThreshold: numOpt(v["confidence-threshold"], "confidence-threshold"),
+      confidenceThreshold: flags.confidenceThreshold,
       prompts,
       maxNewTokens: intOpt(v["max-new-tokens"], "max-new-tokens", 1) ?? 128,
       repeats: intOpt(v.repeats, "repeats", 1, 100) ?? 2,
@@ -116,7 +119,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       console.log(tuneTable(rest));
       if (res.recommended) {
         const o = res.recommended;
-        const flags = [`--method ${o.method}`, `--k ${o.k}`, ...Object.entries(o.methodOptions).map(([key, val]) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${val}`)];
+        const flags = [`--method ${o.method}`, `--k ${o.k}`, ...Object.entries(o.methodOptions).map(([key, val]) => `--${flagOf(key)} ${val}`)];
         console.log(`\nRecommended: spec-decode generate --model ${model}${draft ? ` --draft ${draft}` : ""} ${flags.join(" ")}\n\n${peerCommandText(res.equivalents)}`);
       } else console.log(`\nNo recommended setting and no peer settings: generate with --method baseline.`);
     }

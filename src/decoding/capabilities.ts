@@ -1,9 +1,12 @@
 /** What a loaded model can do: its interface and which methods can run on it, with reasons. */
 import { statSync } from "node:fs";
 import type { CausalLM } from "../engine/causal-lm.js";
-import { earlyExitFiles } from "../engine/model-store.js";
 import { readWeightFormat } from "../engine/weight-format.js";
+import { renderMessage, LIBRARY_VOCABULARY, type Vocabulary } from "../vocabulary.js";
+import { earlyExitLayersOf } from "./early-exit.js";
 import { registeredMethods, type MethodName } from "./methods.js";
+
+export { earlyExitLayersOf };
 
 export interface MethodSupport {
   method: MethodName;
@@ -40,10 +43,6 @@ export interface ModelDescription {
   methods: MethodSupport[];
 }
 
-export function earlyExitLayersOf(lm: CausalLM): number[] {
-  return [...earlyExitFiles(lm.info.file).keys()];
-}
-
 function weightFormatOf(file: string): { weightFormat: string; weightBytesPerToken: number } {
   try {
     const w = readWeightFormat(file);
@@ -53,11 +52,12 @@ function weightFormatOf(file: string): { weightFormat: string; weightBytesPerTok
   }
 }
 
-export function describeModel(lm: CausalLM): ModelDescription {
+/** Describe a loaded model; reasons and summaries in the words of `v` (CLI flags, MCP arguments). */
+export function describeModel(lm: CausalLM, v: Vocabulary = LIBRARY_VOCABULARY): ModelDescription {
   const i = lm.info;
   const methods: MethodSupport[] = registeredMethods().map((def) => {
     const why = def.unavailableReason({ target: lm });
-    return { method: def.name, available: why === undefined, reason: why ?? def.summary };
+    return { method: def.name as MethodName, available: why === undefined, reason: renderMessage(why ?? def.summary, v) };
   });
   return {
     dir: i.dir,

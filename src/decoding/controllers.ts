@@ -15,10 +15,14 @@
  *
  * See references/draft-model.md ("Parameters": the controllers) and references/tuning-k.md (expected gain).
  */
-import { InvalidOptionError } from "../errors.js";
+import { z } from "zod";
+import { parseOptions } from "./options.js";
 
-export type ControllerName = "fixed" | "heuristic" | "confidence" | "cost";
-export const CONTROLLER_NAMES: readonly ControllerName[] = ["fixed", "heuristic", "confidence", "cost"];
+/** Every controller; the adaptive ones are all but "fixed" (what tune sweeps besides fixed K). */
+export const CONTROLLER_NAMES = ["fixed", "heuristic", "confidence", "cost"] as const;
+export type ControllerName = (typeof CONTROLLER_NAMES)[number];
+export const ADAPTIVE_CONTROLLERS = ["heuristic", "confidence", "cost"] as const satisfies readonly ControllerName[];
+export type AdaptiveController = (typeof ADAPTIVE_CONTROLLERS)[number];
 
 /** Valid range of K (tokens drafted per round). */
 export const K_MIN = 1;
@@ -93,24 +97,29 @@ export interface ResolvedControllerOptions {
   confidenceThreshold: number;
 }
 
+/**
+ * The options of every method that drafts K tokens a round (draft, early-exit): the schema their
+ * MCP arguments, CLI flags and validation come from (see options.ts).
+ */
+export const CONTROLLER_OPTIONS = {
+  k: z
+    .union([z.number().int().min(K_MIN).max(K_MAX), z.literal("auto")])
+    .optional()
+    .describe('Tokens drafted per round, or "auto" (default): the adaptive controller.'),
+  controller: z.enum(CONTROLLER_NAMES).optional().describe(`How K is chosen (default ${DEFAULT_CONTROLLER}; fixed with a number k).`),
+  confidenceThreshold: z
+    .number()
+    .min(0)
+    .max(1)
+    .optional()
+    .describe(`confidence controller: stop below this draft probability (default ${DEFAULT_CONFIDENCE_THRESHOLD}).`),
+};
+
 /** Validate k / controller / confidenceThreshold (InvalidOptionError naming the allowed range). */
 export function resolveControllerOptions(o: ControllerOptions): ResolvedControllerOptions {
-  const k = o.k;
-  if (k !== undefined && k !== "auto" && !(typeof k === "number" && Number.isInteger(k) && k >= K_MIN && k <= K_MAX)) {
-    throw new InvalidOptionError(
-      `K (tokens drafted per round) must be an integer from ${K_MIN} to ${K_MAX}, or "auto" (got ${String(k)}). ` +
-        `Typical values are 2 to 8; "auto" picks K adaptively.`,
-    );
-  }
-  if (o.controller !== undefined && !(CONTROLLER_NAMES as readonly string[]).includes(o.controller)) {
-    throw new InvalidOptionError(`controller must be one of ${CONTROLLER_NAMES.join(", ")} (got "${o.controller}").`);
-  }
-  const t = o.confidenceThreshold;
-  if (t !== undefined && !(typeof t === "number" && Number.isFinite(t) && t >= 0 && t <= 1)) {
-    throw new InvalidOptionError(`confidenceThreshold must be a probability in [0, 1] (got ${String(t)}); the default is ${DEFAULT_CONFIDENCE_THRESHOLD}.`);
-  }
+  const { k, controller: c, confidenceThreshold: t } = parseOptions(CONTROLLER_OPTIONS, o);
   const explicitK = typeof k === "number";
-  let controller = o.controller as ControllerName | undefined;
+  let controller: ControllerName | undefined = c;
   if (controller === undefined) {
     // A threshold alone asks for the confidence stop; a number alone for a fixed K.
     controller = t !== undefined ? "confidence" : explicitK ? "fixed" : DEFAULT_CONTROLLER;

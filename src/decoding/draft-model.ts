@@ -20,12 +20,14 @@ import type { LoadedModel } from "../engine/model-store.js";
 import { ContextLengthError, InvalidOptionError, VocabMismatchError } from "../errors.js";
 import { greedyToken, sampleFrom, toProbabilities } from "../sampling/index.js";
 import {
+  CONTROLLER_OPTIONS,
   createController,
   resolveControllerOptions,
+  type ControllerOptions,
   type KController,
   type ResolvedControllerOptions,
 } from "./controllers.js";
-import type { LoadedResources, MethodDefinition, MethodOptions, MethodResources, ResourceRequest } from "./methods.js";
+import { defineMethod, type MethodResources } from "./method-definition.js";
 import { EMPTY_PROPOSAL, type DecodeContext, type Proposal, type Proposer, type RoundResult } from "./proposer.js";
 import type { StatsCollector } from "./stats.js";
 
@@ -34,11 +36,11 @@ export interface DraftProposerOptions {
   method: string;
   target: CausalLM;
   draft: CausalLM;
-  options: MethodOptions;
+  options: ControllerOptions;
 }
 
 /** Validate the K options of a draft method (InvalidOptionError) without making a proposer. */
-export function validateDraftOptions(options: MethodOptions): ResolvedControllerOptions {
+export function validateDraftOptions(options: ControllerOptions): ResolvedControllerOptions {
   return resolveControllerOptions(options);
 }
 
@@ -97,8 +99,9 @@ class DraftProposer implements Proposer {
     if (this.opts.explicitK && k > fits) {
       const which = tMax - P - 1 <= dMax - P + 1 ? `${this.target.label} has a context of ${tMax}` : `the draft ${this.draft.label} has a context of ${dMax}`;
       throw new ContextLengthError(
-        `K=${k} would run past the context: the prompt has ${P} tokens, a round needs prompt + K + 1 positions, and ${which}. ` +
-          (fits >= 1 ? `Lower --k to at most ${fits} (or use --k auto), or shorten the prompt.` : `Shorten the prompt to leave room for drafted tokens.`),
+        (v) =>
+          `K=${k} would run past the context: the prompt has ${P} tokens, a round needs prompt + K + 1 positions, and ${which}. ` +
+          (fits >= 1 ? `Lower ${v.option("k")} to at most ${fits} (or use "auto"), or shorten the prompt.` : `Shorten the prompt to leave room for drafted tokens.`),
       );
     }
     this.controller = createController(this.opts, Math.max(1, fits));
@@ -307,17 +310,19 @@ export function checkDraftVocab(target: LoadedModel, draft: LoadedModel): void {
   }
 }
 
-export const draftMethod: MethodDefinition = {
+export const draftMethod = defineMethod({
   name: "draft",
-  summary:
+  summary: (v) =>
     "Draft-model speculation: a smaller model of the same family drafts K tokens, the target verifies them in one forward " +
-    "(exact for greedy and sampling; needs --draft DIR).",
-  async loadResources(req: ResourceRequest): Promise<LoadedResources> {
+    `(exact for greedy and sampling; needs ${v.arg("draft")}).`,
+  options: CONTROLLER_OPTIONS,
+  async loadResources(req) {
     validateDraftOptions(req.options);
     if (!req.draft) {
       throw new InvalidOptionError(
-        `Method "draft" needs a draft model: pass --draft DIR (MCP/library: draft), a smaller model of the same family ` +
-          `that shares the target's tokenizer. Without a second model, try --method early-exit or prompt-lookup.`,
+        (v) =>
+          `Method "draft" needs a draft model: pass ${v.arg("draft")}, a smaller model of the same family ` +
+          `that shares the target's tokenizer. Without a second model, try ${v.method("early-exit")} or ${v.method("prompt-lookup")}.`,
       );
     }
     const draft = await req.store.load(req.draft, { pin: true, variant: req.draftVariant });
@@ -329,11 +334,11 @@ export const draftMethod: MethodDefinition = {
     }
     return { draft: draft.lm, loaded: [draft] };
   },
-  unavailableReason(res: MethodResources): string | undefined {
-    return res.draft ? undefined : "needs a draft model of the same family (--draft DIR)";
+  unavailableReason(res: MethodResources) {
+    return res.draft ? undefined : (v) => `needs a draft model of the same family (${v.arg("draft")})`;
   },
-  create(res: MethodResources, options: MethodOptions): Proposer {
-    if (!res.draft) throw new InvalidOptionError(`Method "draft" needs a draft model: pass --draft DIR.`);
+  create(res: MethodResources, options): Proposer {
+    if (!res.draft) throw new InvalidOptionError((v) => `Method "draft" needs a draft model: pass ${v.arg("draft")}.`);
     return createDraftProposer({ method: "draft", target: res.target, draft: res.draft, options });
   },
-};
+});

@@ -32,8 +32,10 @@ import { KVCache } from "../engine/kv-cache.js";
 import { createSession, type Device } from "../engine/session.js";
 import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
 import { checkRoundSize, OPTION_MAX } from "./limits.js";
-import { topK } from "./medusa.js";
-import type { MethodDefinition, MethodOptions, MethodResources } from "./methods.js";
+import { topK } from "./top-k.js";
+import { z } from "zod";
+import { defineMethod, type MethodResources } from "./method-definition.js";
+import { parseOptions, withFlag, type OptionsOf } from "./options.js";
 import type { DecodeContext, Proposal, Proposer, RoundResult } from "./proposer.js";
 import type { ForwardOutput } from "../engine/causal-lm.js";
 
@@ -121,16 +123,22 @@ export interface EagleSettings {
   topK: number;
 }
 
-export function eagleSettings(o: MethodOptions): EagleSettings {
-  const get = (v: number | undefined, name: string, def: number, max: number) => {
-    const x = v ?? def;
-    if (!Number.isInteger(x) || x < 1 || x > max) throw new InvalidOptionError(`${name} must be an integer from 1 to ${max} (got ${v}).`);
-    return x;
-  };
+export const EAGLE_OPTIONS = {
+  treeTotal: z.number().int().min(1).max(EAGLE_LIMITS.total).optional().describe(`Draft-tree nodes verified per round (default ${EAGLE_DEFAULTS.total}).`),
+  treeDepth: z.number().int().min(1).max(EAGLE_LIMITS.depth).optional().describe(`Draft depth (default ${EAGLE_DEFAULTS.depth}).`),
+  treeTopK: withFlag(
+    "treeTopK",
+    "tree-topk",
+    z.number().int().min(1).max(EAGLE_LIMITS.topK).optional().describe(`Children per expanded node (default ${EAGLE_DEFAULTS.topK}).`),
+  ),
+};
+
+export function eagleSettings(options: OptionsOf<typeof EAGLE_OPTIONS>): EagleSettings {
+  const o = parseOptions(EAGLE_OPTIONS, options);
   return {
-    total: get(o.treeTotal, "treeTotal", EAGLE_DEFAULTS.total, EAGLE_LIMITS.total),
-    depth: get(o.treeDepth, "treeDepth", EAGLE_DEFAULTS.depth, EAGLE_LIMITS.depth),
-    topK: get(o.treeTopK, "treeTopK", EAGLE_DEFAULTS.topK, EAGLE_LIMITS.topK),
+    total: o.treeTotal ?? EAGLE_DEFAULTS.total,
+    depth: o.treeDepth ?? EAGLE_DEFAULTS.depth,
+    topK: o.treeTopK ?? EAGLE_DEFAULTS.topK,
   };
 }
 
@@ -297,28 +305,30 @@ function checkAgainstTarget(head: EagleHeadConfig & { file?: string }, target: C
   const hidden = target.info.hiddenSize;
   if ((vocab !== undefined && vocab !== head.vocabSize) || (hidden !== undefined && hidden !== head.hiddenSize)) {
     throw new VocabMismatchError(
-      `The EAGLE head${head.file ? ` in ${head.file}` : ""} (hidden ${head.hiddenSize}, vocabulary ${head.vocabSize}) does not fit ` +
-        `${target.label} (hidden ${hidden}, vocabulary ${vocab}). Train a head for this model with ` +
-        `\`spec-decode train-eagle --model ${target.info.dir} --self-distill 200\`.`,
+      (v) =>
+        `The EAGLE head${head.file ? ` in ${head.file}` : ""} (hidden ${head.hiddenSize}, vocabulary ${head.vocabSize}) does not fit ` +
+        `${target.label} (hidden ${hidden}, vocabulary ${vocab}). Train a head for this model with ${v.train("eagle", target.info.dir)}.`,
     );
   }
 }
 
-export const eagleMethod: MethodDefinition = {
+export const eagleMethod = defineMethod({
   name: "eagle",
-  summary:
-    "EAGLE-2: a one-layer draft head over the target's own features drafts a dynamic token tree, verified in one forward (needs --heads DIR from `spec-decode train-eagle`).",
+  summary: (v) =>
+    `EAGLE-2: a one-layer draft head over the target's own features drafts a dynamic token tree, verified in one forward (needs ${v.arg("heads")} from ${v.train("eagle", "DIR")}).`,
+  options: EAGLE_OPTIONS,
   async loadResources(req) {
     const lm = req.target.lm;
     if (!req.heads) {
       throw new InvalidOptionError(
-        `Method "eagle" needs an EAGLE head: pass --heads DIR (a directory with eagle_head.safetensors and config.json, ` +
-          `written by \`spec-decode train-eagle --model ${lm.info.dir} --self-distill 200\`).`,
+        (v) =>
+          `Method "eagle" needs an EAGLE head: pass ${v.arg("heads")} (a directory with eagle_head.safetensors and config.json, ` +
+          `written by ${v.train("eagle", lm.info.dir)}).`,
       );
     }
     if (!lm.info.hasFeatures || !lm.info.hasTreeMask) {
       throw new ModelLoadError(
-        `${lm.label} lacks the features output or the tree_attention_mask input EAGLE needs. Rebuild it with \`spec-decode build\`.`,
+        (v) => `${lm.label} lacks the features output or the tree_attention_mask input EAGLE needs. Rebuild it with ${v.build(lm.info.dir)}.`,
       );
     }
     const path = req.heads;
@@ -330,18 +340,18 @@ export const eagleMethod: MethodDefinition = {
   },
   unavailableReason(res) {
     const t = res.target;
-    if (!t.info.hasFeatures) return `${t.label} has no features output; rebuild it with \`spec-decode build\` to use EAGLE heads.`;
-    if (!t.info.hasTreeMask) return `${t.label} has no tree_attention_mask input; rebuild it with \`spec-decode build\` to verify EAGLE trees.`;
-    if (!headOf(res)) return "needs an EAGLE head (--heads DIR); train one with `spec-decode train-eagle --model DIR`.";
+    if (!t.info.hasFeatures) return (v) => `${t.label} has no features output; rebuild it with ${v.build(t.info.dir)} to use EAGLE heads.`;
+    if (!t.info.hasTreeMask) return (v) => `${t.label} has no tree_attention_mask input; rebuild it with ${v.build(t.info.dir)} to verify EAGLE trees.`;
+    if (!headOf(res)) return (v) => `needs an EAGLE head (${v.arg("heads")}); train one with ${v.train("eagle", t.info.dir)}.`;
     return undefined;
   },
   create(res, options) {
     const head = headOf(res);
-    if (!head) throw new InvalidOptionError('Method "eagle" needs an EAGLE head (--heads DIR).');
+    if (!head) throw new InvalidOptionError((v) => `Method "eagle" needs an EAGLE head (${v.arg("heads")}).`);
     checkAgainstTarget({ ...head.config, file: head.file }, res.target);
     const settings = eagleSettings(options);
     // One verification forward carries cur + the tree: size it against the model before drafting.
     checkRoundSize(res.target.info, 1 + settings.total, "treeTotal (the EAGLE tree)");
     return createEagleProposer(res.target, head, settings);
   },
-};
+});

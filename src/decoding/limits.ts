@@ -12,6 +12,8 @@ import { InvalidOptionError } from "../errors.js";
 
 /** Documented maxima of the method options (also the MCP schemas' max). */
 export const OPTION_MAX = {
+  /** early-exit: target layers in the draft (also below the target's layer count) */
+  exitLayer: 4096,
   /** lookahead window W */
   window: 64,
   /** lookahead n-gram size N */

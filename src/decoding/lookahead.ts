@@ -35,9 +35,11 @@
  * the prompt and the generated text only) and says so in the stats notes.
  */
 import type { ModelInfo } from "../engine/causal-lm.js";
-import { checkIntRange, checkRoundSize, OPTION_MAX } from "./limits.js";
+import { z } from "zod";
+import { checkRoundSize, OPTION_MAX } from "./limits.js";
+import { defineMethod } from "./method-definition.js";
+import { parseOptions, type OptionsOf } from "./options.js";
 import { Rng, argmax } from "../sampling/index.js";
-import type { MethodDefinition, MethodOptions } from "./methods.js";
 import { EMPTY_PROPOSAL, type AuxTokens, type DecodeContext, type Proposal, type Proposer, type RoundResult } from "./proposer.js";
 
 /**
@@ -57,10 +59,17 @@ export interface LookaheadOptions {
   guesses: number;
 }
 
-export function lookaheadOptions(o: MethodOptions, target?: Pick<ModelInfo, "maxContext" | "vocabSize">): LookaheadOptions {
-  const window = checkIntRange(o.window ?? LOOKAHEAD_DEFAULTS.window, "window (--window, W)", 1, OPTION_MAX.window);
-  const ngram = checkIntRange(o.ngram ?? LOOKAHEAD_DEFAULTS.ngram, "ngram (--ngram, N)", 2, OPTION_MAX.ngram);
-  const guesses = checkIntRange(o.guesses ?? LOOKAHEAD_DEFAULTS.guesses, "guesses (--guesses, G)", 1, OPTION_MAX.guesses);
+export const LOOKAHEAD_OPTIONS = {
+  window: z.number().int().min(1).max(OPTION_MAX.window).optional().describe(`Jacobi window W (default ${LOOKAHEAD_DEFAULTS.window}).`),
+  ngram: z.number().int().min(2).max(OPTION_MAX.ngram).optional().describe(`N-gram size N (default ${LOOKAHEAD_DEFAULTS.ngram}).`),
+  guesses: z.number().int().min(1).max(OPTION_MAX.guesses).optional().describe(`Candidates G verified per round (default ${LOOKAHEAD_DEFAULTS.guesses}).`),
+};
+
+export function lookaheadOptions(options: OptionsOf<typeof LOOKAHEAD_OPTIONS>, target?: Pick<ModelInfo, "maxContext" | "vocabSize">): LookaheadOptions {
+  const o = parseOptions(LOOKAHEAD_OPTIONS, options);
+  const window = o.window ?? LOOKAHEAD_DEFAULTS.window;
+  const ngram = o.ngram ?? LOOKAHEAD_DEFAULTS.ngram;
+  const guesses = o.guesses ?? LOOKAHEAD_DEFAULTS.guesses;
   // Sized before the window is built: cur + up to G n-grams of N-1 tokens + the (N-1) x (W+N-2) window.
   if (target) checkRoundSize(target, lookaheadRoundTokens({ window, ngram, guesses }), "window (W), ngram (N) and guesses (G)");
   return { window, ngram, guesses };
@@ -145,7 +154,7 @@ function buildTrie(entries: PoolEntry[], budget: number): { tokens: number[]; pa
   return { tokens, parents, sources };
 }
 
-export function createLookaheadProposer(options: MethodOptions = {}, target?: Pick<ModelInfo, "maxContext" | "vocabSize">): Proposer {
+export function createLookaheadProposer(options: OptionsOf<typeof LOOKAHEAD_OPTIONS> = {}, target?: Pick<ModelInfo, "maxContext" | "vocabSize">): Proposer {
   const { window: W, ngram: N, guesses: G } = lookaheadOptions(options, target);
   const pool = new NgramPool(G);
   // levels[0] = g[0][1..M-1] (g[0][0] is cur); levels[l >= 1] = g[l][0..M-1].
@@ -274,11 +283,12 @@ export function createLookaheadProposer(options: MethodOptions = {}, target?: Pi
   };
 }
 
-export const lookaheadMethod: MethodDefinition = {
+export const lookaheadMethod = defineMethod({
   name: "lookahead",
   summary:
     "Lookahead decoding (Fu et al. 2024): Jacobi iteration over a W×(N-1) window fills an n-gram pool; up to G " +
     "pool n-grams are verified in the same forward (no draft model; chain-only on graphs without a tree mask).",
+  options: LOOKAHEAD_OPTIONS,
   unavailableReason: () => undefined,
   create: (res, options) => createLookaheadProposer(options, res.target.info),
-};
+});

@@ -17,108 +17,43 @@
  *    Medusa's typical acceptance, which is NOT distribution-preserving. The KV cache keeps only
  *    cur + the accepted path (verify.ts gathers it).
  *
- * The heads run as their own small ONNX graph (`medusa_heads.onnx`, built from the Medusa-format
- * safetensors on first use), one row per round.
+ * The heads run as their own small ONNX graph, one row per round (medusa-heads-model.ts).
  */
-import * as ort from "onnxruntime-node";
+import { z } from "zod";
 import { ensureMedusaHeadsOnnx, inspectMedusaHeads, type MedusaHeadsConfig } from "../builder/medusa-heads.js";
 import type { CausalLM } from "../engine/causal-lm.js";
-import { createSession, type Device } from "../engine/session.js";
-import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
-import type { MethodDefinition, MethodOptions, MethodResources } from "./methods.js";
-import { checkRoundSize } from "./limits.js";
+import { InvalidOptionError, ModelLoadError } from "../errors.js";
+import { defineMethod, type MethodResources } from "./method-definition.js";
+import { checkRoundSize, OPTION_MAX } from "./limits.js";
+import { MedusaHeadsModel, checkHeadsAgainstBase, loadMedusaHeads } from "./medusa-heads-model.js";
+import { parseOptions, type OptionsOf } from "./options.js";
+import { topK } from "./top-k.js";
 import { resolveTree, type FlatTree } from "./medusa-tree.js";
 import type { DecodeContext, Proposal, Proposer, RoundResult, TypicalAcceptance } from "./proposer.js";
 
 /** Medusa's defaults for typical acceptance (posterior_threshold, posterior_alpha). */
 export const TYPICAL_DEFAULTS = { posteriorThreshold: 0.09, posteriorAlpha: 0.3 } as const;
 
-/** Loaded heads: the ONNX session plus what the proposer needs to know about them. */
-export class MedusaHeadsModel {
-  readonly timing = { runs: 0, runMs: 0 };
-  private disposed = false;
+export { MedusaHeadsModel, baseHiddenSize, checkHeadsAgainstBase, loadMedusaHeads } from "./medusa-heads-model.js";
+export { topK } from "./top-k.js";
 
-  constructor(
-    readonly session: ort.InferenceSession,
-    readonly config: MedusaHeadsConfig,
-    /** The safetensors file and the ONNX file built from it. */
-    readonly file: string,
-    readonly onnxFile: string,
-  ) {}
-
-  get numHeads(): number {
-    return this.config.numHeads;
-  }
-
-  /** Logits of every head for one hidden row: [heads, vocab], row-major. */
-  async run(hiddenRow: Float32Array): Promise<Float32Array> {
-    const H = this.config.hiddenSize;
-    if (hiddenRow.length !== H) {
-      throw new VocabMismatchError(`The Medusa heads take hidden states of size ${H} but got a row of ${hiddenRow.length}.`);
-    }
-    const t0 = performance.now();
-    const out = await this.session.run({ hidden_states: new ort.Tensor("float32", hiddenRow, [1, 1, H]) });
-    this.timing.runMs += performance.now() - t0;
-    this.timing.runs++;
-    return out.medusa_logits!.data as Float32Array;
-  }
-
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    await this.session.release();
-  }
-}
-
-/**
- * Load heads from a directory (medusa_lm_head.safetensors + config.json) or the safetensors file,
- * building `medusa_heads.onnx` on first use. The caller owns the result (dispose() it); the
- * method's loadResources caches it in the ModelStore, which frees it on unload/dispose.
- */
-export async function loadMedusaHeads(path: string, opts: { device?: Device; threads?: number; onProgress?: (m: string) => void } = {}): Promise<MedusaHeadsModel> {
-  const { onnxFile } = ensureMedusaHeadsOnnx(path, opts.onProgress);
-  const { file, ...config } = inspectMedusaHeads(path);
-  const session = await createSession(onnxFile, { device: opts.device, threads: headsThreads(config, opts.threads) });
-  return new MedusaHeadsModel(session, config, file, onnxFile);
-}
-
-/**
- * Small heads run on one thread: a second intra-op pool next to the target's only competes with
- * it for the cores (measured on the demo fixture: heads run 2.8 -> 0.6 ms, decoding 2.6x faster).
- * Heads with big LM heads (real vocabularies) keep the caller's setting.
- */
-function headsThreads(config: MedusaHeadsConfig, threads: number | undefined): number | undefined {
-  const small = config.numHeads * config.vocabSize * config.hiddenSize <= 16_000_000;
-  return threads ?? (small ? 1 : undefined);
-}
-
-/** The base model's hidden size (graph output metadata, else config.json). */
-export function baseHiddenSize(target: CausalLM): number | undefined {
-  if (target.info.hiddenSize) return target.info.hiddenSize;
-  const cfg = (target.dirInfo.config.text_config ?? target.dirInfo.config) as Record<string, unknown>;
-  return typeof cfg.hidden_size === "number" ? cfg.hidden_size : undefined;
-}
-
-/** Throw VocabMismatchError when heads and base disagree on hidden size or vocabulary. */
-export function checkHeadsAgainstBase(heads: MedusaHeadsConfig & { file?: string }, target: CausalLM): void {
-  const what = heads.file ? `The Medusa heads in ${heads.file}` : "The Medusa heads";
-  const hidden = baseHiddenSize(target);
-  if (hidden !== undefined && hidden !== heads.hiddenSize) {
-    throw new VocabMismatchError(
-      `${what} take hidden states of size ${heads.hiddenSize}, but ${target.label} has hidden size ${hidden}. ` +
-        `Heads only work on the base model they were trained for; train heads for this model with ` +
-        `\`spec-decode train-medusa --model ${target.info.dir}\`.`,
-    );
-  }
-  const vocab = target.info.vocabSize;
-  if (vocab !== undefined && vocab !== heads.vocabSize) {
-    throw new VocabMismatchError(
-      `${what} predict ${heads.vocabSize} tokens, but ${target.label} has a vocabulary of ${vocab}. ` +
-        `Heads only work on the base model they were trained for; train heads for this model with ` +
-        `\`spec-decode train-medusa --model ${target.info.dir}\`.`,
-    );
-  }
-}
+export const MEDUSA_OPTIONS = {
+  tree: z
+    .union([
+      z.string().max(20000),
+      z.array(z.array(z.number().int().min(0).max(1023)).min(1).max(64)).min(1).max(OPTION_MAX.medusaTreeNodes),
+    ])
+    .optional()
+    .describe('Tree: "default", "chain", "sparse-N" or paths [[0],[1],[0,0]].'),
+  acceptance: z.enum(["exact", "typical"]).optional().describe("exact (default, lossless) or typical (not distribution-preserving)."),
+  posteriorThreshold: z
+    .number()
+    .gt(0)
+    .max(1)
+    .optional()
+    .describe(`typical acceptance: posterior threshold (default ${TYPICAL_DEFAULTS.posteriorThreshold}).`),
+  posteriorAlpha: z.number().gt(0).max(1).optional().describe(`typical acceptance: alpha (default ${TYPICAL_DEFAULTS.posteriorAlpha}).`),
+};
 
 export interface MedusaSettings {
   tree: FlatTree;
@@ -126,53 +61,21 @@ export interface MedusaSettings {
 }
 
 /** Validate the method options that concern Medusa. */
-export function medusaSettings(heads: MedusaHeadsConfig, o: MethodOptions): MedusaSettings {
+export function medusaSettings(heads: MedusaHeadsConfig, options: OptionsOf<typeof MEDUSA_OPTIONS>): MedusaSettings {
+  const o = parseOptions(MEDUSA_OPTIONS, options);
   const tree = resolveTree(o.tree, heads);
   const mode = o.acceptance ?? "exact";
-  if (mode !== "exact" && mode !== "typical") {
-    throw new InvalidOptionError(`acceptance must be "exact" or "typical" (got "${String(mode)}").`);
-  }
   if (mode === "exact") {
     if (o.posteriorThreshold !== undefined || o.posteriorAlpha !== undefined) {
-      throw new InvalidOptionError(`posteriorThreshold / posteriorAlpha only apply with acceptance "typical".`);
+      throw new InvalidOptionError(
+        (v) => `${v.option("posteriorThreshold")} / ${v.option("posteriorAlpha")} only apply with ${v.option("acceptance")} "typical".`,
+      );
     }
     return { tree };
   }
   const threshold = o.posteriorThreshold ?? TYPICAL_DEFAULTS.posteriorThreshold;
   const alpha = o.posteriorAlpha ?? TYPICAL_DEFAULTS.posteriorAlpha;
-  if (!(threshold > 0 && threshold <= 1)) throw new InvalidOptionError(`posteriorThreshold must be in (0, 1] (got ${threshold}).`);
-  if (!(alpha > 0 && alpha <= 1)) throw new InvalidOptionError(`posteriorAlpha must be in (0, 1] (got ${alpha}).`);
   return { tree, acceptance: { mode: "typical", threshold, alpha } };
-}
-
-/**
- * Indices of the k largest values of `row[0, n)`, best first (ties: lower id first).
- * One pass with a small sorted buffer: O(n) compares for small k.
- */
-export function topK(row: Float32Array, k: number, n = row.length): number[] {
-  const kk = Math.min(k, n);
-  const ids: number[] = [];
-  const vals: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = row[i]!;
-    if (!(v === v)) continue; // NaN
-    if (ids.length === kk && !(v > vals[kk - 1]!)) continue;
-    let j = ids.length === kk ? kk - 1 : ids.length;
-    while (j > 0 && v > vals[j - 1]!) {
-      if (j < kk) {
-        vals[j] = vals[j - 1]!;
-        ids[j] = ids[j - 1]!;
-      }
-      j--;
-    }
-    vals[j] = v;
-    ids[j] = i;
-    if (ids.length > kk) {
-      ids.length = kk;
-      vals.length = kk;
-    }
-  }
-  return ids;
 }
 
 export function createMedusaProposer(target: CausalLM, heads: MedusaHeadsModel, settings: MedusaSettings): Proposer {
@@ -245,21 +148,23 @@ function headsOf(res: MethodResources): MedusaHeadsModel | undefined {
   return res.heads instanceof MedusaHeadsModel ? res.heads : undefined;
 }
 
-export const medusaMethod: MethodDefinition = {
+export const medusaMethod = defineMethod({
   name: "medusa",
-  summary:
-    "Medusa heads on the target's hidden state propose a token tree, verified in one forward with tree attention (needs --heads; train them with `spec-decode train-medusa`).",
+  summary: (v) =>
+    `Medusa heads on the target's hidden state propose a token tree, verified in one forward with tree attention (needs ${v.arg("heads")}; train them with ${v.train("medusa", "DIR")}).`,
+  options: MEDUSA_OPTIONS,
   async loadResources(req) {
     if (!req.heads) {
       throw new InvalidOptionError(
-        `Method "medusa" needs Medusa heads: pass --heads DIR (a directory with medusa_lm_head.safetensors and ` +
-          `config.json, as published by the Medusa project or written by \`spec-decode train-medusa --model ${req.target.lm.info.dir}\`).`,
+        (v) =>
+          `Method "medusa" needs Medusa heads: pass ${v.arg("heads")} (a directory with medusa_lm_head.safetensors and ` +
+          `config.json, as published by the Medusa project or written by ${v.train("medusa", req.target.lm.info.dir)}).`,
       );
     }
     const lm = req.target.lm;
     if (!lm.info.hasHiddenStates) {
       throw new ModelLoadError(
-        `${lm.label} has no hidden_states output, which Medusa heads read. Build the model with \`spec-decode build\` ` +
+        (v) => `${lm.label} has no hidden_states output, which Medusa heads read. Build the model with ${v.build(lm.info.dir)} ` +
           `(builder graphs expose the final hidden state).`,
       );
     }
@@ -272,18 +177,18 @@ export const medusaMethod: MethodDefinition = {
   },
   unavailableReason(res) {
     const t = res.target;
-    if (!t.info.hasHiddenStates) return `${t.label} has no hidden_states output; rebuild it with \`spec-decode build\` to use Medusa heads.`;
-    if (!t.info.hasTreeMask) return `${t.label} has no tree_attention_mask input; rebuild it with \`spec-decode build\` to verify Medusa trees.`;
-    if (!headsOf(res)) return "needs Medusa heads (--heads DIR); train them with `spec-decode train-medusa --model DIR`.";
+    if (!t.info.hasHiddenStates) return (v) => `${t.label} has no hidden_states output; rebuild it with ${v.build(t.info.dir)} to use Medusa heads.`;
+    if (!t.info.hasTreeMask) return (v) => `${t.label} has no tree_attention_mask input; rebuild it with ${v.build(t.info.dir)} to verify Medusa trees.`;
+    if (!headsOf(res)) return (v) => `needs Medusa heads (${v.arg("heads")}); train them with ${v.train("medusa", t.info.dir)}.`;
     return undefined;
   },
   create(res, options) {
     const heads = headsOf(res);
-    if (!heads) throw new InvalidOptionError("Method \"medusa\" needs Medusa heads (--heads DIR).");
+    if (!heads) throw new InvalidOptionError((v) => `Method "medusa" needs Medusa heads (${v.arg("heads")}).`);
     checkHeadsAgainstBase({ ...heads.config, file: heads.file }, res.target);
     const settings = medusaSettings(heads.config, options);
     // Sized before anything is built: cur + every tree node in one verification forward.
     checkRoundSize(res.target.info, 1 + settings.tree.parents.length, "the Medusa tree (tree)");
     return createMedusaProposer(res.target, heads, settings);
   },
-};
+});

@@ -14,9 +14,11 @@
  * needed). Verification (verify.ts) keeps the target's distribution: greedy argmax matching, or
  * sample-from-the-target-and-match when sampling.
  */
+import { z } from "zod";
 import { InvalidOptionError } from "../errors.js";
-import { checkIntRange, OPTION_MAX } from "./limits.js";
-import type { MethodDefinition, MethodOptions } from "./methods.js";
+import { OPTION_MAX } from "./limits.js";
+import { defineMethod } from "./method-definition.js";
+import { parseOptions, type OptionsOf } from "./options.js";
 import { EMPTY_PROPOSAL, type DecodeContext, type Proposal, type Proposer } from "./proposer.js";
 
 export const PROMPT_LOOKUP_DEFAULTS = { maxNgram: 3, minNgram: 1, numPredict: 10 } as const;
@@ -27,15 +29,20 @@ export interface PromptLookupOptions {
   numPredict: number;
 }
 
-export function promptLookupOptions(o: MethodOptions): PromptLookupOptions {
+const D = PROMPT_LOOKUP_DEFAULTS;
+export const PROMPT_LOOKUP_OPTIONS = {
+  maxNgram: z.number().int().min(1).max(OPTION_MAX.maxNgram).optional().describe(`Longest n-gram to match (default ${D.maxNgram}).`),
+  minNgram: z.number().int().min(1).max(OPTION_MAX.minNgram).optional().describe(`Shortest n-gram to match (default ${D.minNgram}).`),
+  numPredict: z.number().int().min(1).max(OPTION_MAX.numPredict).optional().describe(`Tokens proposed per match (default ${D.numPredict}).`),
+};
+
+export function promptLookupOptions(options: OptionsOf<typeof PROMPT_LOOKUP_OPTIONS>): PromptLookupOptions {
+  const o = parseOptions(PROMPT_LOOKUP_OPTIONS, options);
   const maxNgram = o.maxNgram ?? PROMPT_LOOKUP_DEFAULTS.maxNgram;
   const minNgram = o.minNgram ?? Math.min(PROMPT_LOOKUP_DEFAULTS.minNgram, maxNgram);
   const numPredict = o.numPredict ?? PROMPT_LOOKUP_DEFAULTS.numPredict;
-  checkIntRange(maxNgram, "maxNgram (--max-ngram)", 1, OPTION_MAX.maxNgram);
-  checkIntRange(minNgram, "minNgram (--min-ngram)", 1, OPTION_MAX.minNgram);
-  checkIntRange(numPredict, "numPredict (--num-predict)", 1, OPTION_MAX.numPredict);
   if (minNgram > maxNgram) {
-    throw new InvalidOptionError(`minNgram (${minNgram}) must not exceed maxNgram (${maxNgram}).`);
+    throw new InvalidOptionError((v) => `${v.option("minNgram")} (${minNgram}) must not exceed ${v.option("maxNgram")} (${maxNgram}).`);
   }
   return { maxNgram, minNgram, numPredict };
 }
@@ -94,7 +101,7 @@ export function continuation(tokens: readonly number[], end: number, count: numb
   return out;
 }
 
-export function createPromptLookupProposer(options: MethodOptions = {}): Proposer {
+export function createPromptLookupProposer(options: OptionsOf<typeof PROMPT_LOOKUP_OPTIONS> = {}): Proposer {
   const o = promptLookupOptions(options);
   const index = new NgramIndex(o.minNgram, o.maxNgram);
   return {
@@ -116,11 +123,12 @@ export function createPromptLookupProposer(options: MethodOptions = {}): Propose
   };
 }
 
-export const promptLookupMethod: MethodDefinition = {
+export const promptLookupMethod = defineMethod({
   name: "prompt-lookup",
   summary:
     "Prompt lookup: propose the continuation of the latest n-gram match in the prompt and generated text " +
     "(no draft model; best on summarize/edit/code tasks that repeat the input).",
+  options: PROMPT_LOOKUP_OPTIONS,
   unavailableReason: () => undefined,
   create: (_res, options) => createPromptLookupProposer(options),
-};
+});

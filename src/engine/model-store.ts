@@ -351,8 +351,9 @@ export function earlyExitFile(lm: CausalLM, exitLayer: number): string {
   const file = earlyExitFiles(lm.info.file).get(exitLayer) ?? join(dirname(lm.info.file), `early_exit_${exitLayer}.onnx`);
   if (!existsSync(file)) {
     throw new ModelLoadError(
-      `No early-exit draft with ${exitLayer} layers for ${lm.info.dir} (looked for ${file}). Build it with ` +
-        `\`spec-decode build --model ${lm.info.dir} --early-exit ${exitLayer}\` (needs the safetensors checkpoint).`,
+      (v) =>
+        `No early-exit draft with ${exitLayer} layers for ${lm.info.dir} (looked for ${file}). Build it with ` +
+        `${v.buildEarlyExit(lm.info.dir, exitLayer)} (needs the safetensors checkpoint).`,
     );
   }
   return file;

@@ -11,7 +11,7 @@ import { ModelStore, type ModelStoreOptions } from "../engine/model-store.js";
 import { makeExclusive, stderrLogger, type Logger, type ToolContext } from "./context.js";
 import { ModelRoots, configuredModelRoots } from "./roots.js";
 import { parseAllowedEndpoints } from "./endpoints.js";
-import { withStrictArguments } from "./tool-kit.js";
+import { withLeanToolList, withStrictArguments } from "./tool-kit.js";
 import { TOOLS } from "./tools/index.js";
 
 export const SERVER_NAME = "speculative-decoding";
@@ -58,8 +58,11 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   };
   const server = new McpServer(
     { name: SERVER_NAME, title: "Speculative decoding", version: packageVersion() },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    // No `capabilities.tools` here: the SDK then installs its tools handlers at the first registerTool,
+    // after withLeanToolList wrapped them (it declares the tools capability itself).
+    { instructions: INSTRUCTIONS },
   );
+  withLeanToolList(server); // tools/list without the SDK's $schema / default execution boilerplate
   const strict = withStrictArguments(server); // unknown arguments are errors that name the nearest valid one
   for (const tool of TOOLS) tool.register(strict, ctx);
   return server;

@@ -5,47 +5,22 @@
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
+import { ListToolsRequestSchema, type CallToolResult, type ListToolsResult, type ServerNotification, type ServerRequest } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { K_MAX, K_MIN } from "../decoding/controllers.js";
-import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../decoding/limits.js";
-import { METHOD_NAMES } from "../decoding/methods.js";
+import { MESSAGES_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../decoding/limits.js";
+import { METHOD_NAMES, METHOD_OPTIONS_SHAPE, OPTION_KEYS, methodsOfOption } from "../decoding/methods.js";
 import { CancelledError, SpecDecodeError, errorMessage } from "../errors.js";
+import { nearestName } from "../util/nearest-name.js";
+import { MCP_VOCABULARY, type Vocabulary } from "../vocabulary.js";
 import type { ToolContext } from "./context.js";
 import { displayText } from "../text/display.js";
+
+export { nearestName };
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 // ---------------------------------------------------------------------------------------------
 // Unknown arguments
-
-/** Edit distance (Levenshtein); small inputs only (argument names). */
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
-
-/** The valid name closest to `key` (case, `_` and `-` ignored), or undefined when none is close. */
-export function nearestName(key: string, names: readonly string[]): string | undefined {
-  const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, "");
-  const k = norm(key.slice(0, 200));
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const n of names) {
-    const d = editDistance(k, norm(n));
-    if (d < bestD) [best, bestD] = [n, d];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(k.length / 3)) ? best : undefined;
-}
 
 /** "unknown argument max_new_tokens — did you mean maxNewTokens?" (or the list of valid names). */
 export function unknownArgumentMessage(keys: readonly string[], names: readonly string[], parent?: string): string {
@@ -90,126 +65,171 @@ export function withStrictArguments(server: McpServer): McpServer {
   });
 }
 
+/**
+ * tools/list without the SDK's boilerplate: each schema's `$schema` URL and `execution:
+ * {taskSupport: "forbidden"}` (the protocol's default) go; nothing a client validates against
+ * changes. Wraps the handler the SDK installs (through the public setRequestHandler), so call it
+ * before the first tool is registered. tools/list is in every conversation: see
+ * test/mcp/tool-schemas.test.ts for its size bound.
+ */
+export function withLeanToolList(server: McpServer): void {
+  const inner = server.server;
+  const set = inner.setRequestHandler.bind(inner) as (schema: unknown, handler: (...a: unknown[]) => unknown) => void;
+  (inner as { setRequestHandler: unknown }).setRequestHandler = (schema: unknown, handler: (...a: unknown[]) => unknown) =>
+    set(schema, schema !== ListToolsRequestSchema ? handler : async (...a: unknown[]) => leanTools((await handler(...a)) as ListToolsResult));
+}
+
+function leanTools(list: ListToolsResult): ListToolsResult {
+  return {
+    ...list,
+    tools: list.tools.map((t) => {
+      const { execution, inputSchema, outputSchema, ...rest } = t;
+      const strip = <S extends object>(s: S): S => {
+        const { $schema: _s, ...r } = s as S & { $schema?: unknown };
+        return r as S;
+      };
+      return {
+        ...rest,
+        inputSchema: strip(inputSchema),
+        ...(outputSchema ? { outputSchema: strip(outputSchema) } : {}),
+        ...(execution && execution.taskSupport !== "forbidden" ? { execution } : {}),
+      };
+    }),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schemas
 
+/**
+ * A schema that tools/list shows as `shown` (a plain object) and that checks values with `checked`
+ * (strict, every field typed and bounded): for nested objects whose full schema is already listed
+ * by another argument or tool, so that tools/list stays small (test/mcp/tool-schemas.test.ts).
+ */
+export function listedAs<C extends z.ZodType<unknown, Record<string, unknown>>>(checked: C, description: string) {
+  return z.record(z.string(), z.unknown()).pipe(checked).describe(description);
+}
+
 export const methodSchema = z
   .enum(["auto", ...METHOD_NAMES])
-  .describe(
-    "Decoding method. auto: draft if a draft is given, eagle if heads are an EAGLE head, medusa if heads are Medusa heads, early-exit if methodOptions.exitLayer is given, else prompt-lookup (baseline when none is available).",
-  );
+  .describe("auto: draft with draft, eagle/medusa with heads, early-exit with methodOptions.exitLayer, else prompt-lookup.");
 
-export const modelArg = z
-  .string()
-  .min(1)
-  .max(4096)
-  .describe(
-    'Model directory (an absolute path or a path relative to a model root), or a Hugging Face repo id "org/name[@revision][:variant]" in the HF cache (see list_models; pull_model downloads).',
-  );
+/**
+ * A string listed as a plain string and checked by `checked` (length bounds a model never comes
+ * near, patterns): enforced like any bound, left out of tools/list to keep it small.
+ */
+export function boundedString(checked: z.ZodType<string, string>) {
+  return z.string().pipe(checked);
+}
 
-export const kSchema = z
-  .union([z.number().int().min(K_MIN).max(K_MAX), z.literal("auto")])
-  .describe('draft / early-exit: tokens drafted per round, or "auto" (the default) for the adaptive controller.');
+/** A path or repo id argument (model, draft, heads). */
+export const pathArg = () => boundedString(z.string().min(1, "must not be empty").max(4096));
 
-export const chatMessageSchema = strictArgs({ role: z.string().min(1).max(64), content: z.string() }, "messages[]");
+export const modelArg = pathArg()
+  .describe('Model dir or HF repo id "org/name[@rev][:variant]".');
+
+export const kSchema = METHOD_OPTIONS_SHAPE.k.unwrap().describe('draft/early-exit: tokens per round, or "auto" (default).');
+
+export const chatMessageSchema = strictArgs(
+  { role: z.string().min(1).max(64).describe("user, assistant, system..."), content: boundedString(z.string().max(PROMPT_MAX_BYTES)).describe("Text.") },
+  "messages[]",
+);
 
 export const samplingSchema = strictArgs(
   {
     temperature: z.number().min(0).optional().describe("0 (default) = greedy."),
-    topK: z.number().int().min(0).optional().describe("0 = off."),
+    topK: z.number().int().min(0).max(1e9).optional().describe("0 = off."),
     topP: z.number().gt(0).max(1).optional().describe("1 = off."),
     minP: z.number().min(0).lt(1).optional().describe("0 = off."),
     repetitionPenalty: z.number().gt(0).optional().describe("1 = off."),
   },
   "sampling",
-).describe("Sampling options (greedy when omitted or temperature is 0). The seed is a separate argument.");
+).describe("Greedy when omitted; seed is separate.");
 
-export const methodOptionsSchema = strictArgs(
-  {
-    controller: z.enum(["fixed", "heuristic", "confidence", "cost"]).optional().describe("draft / early-exit: how K is chosen."),
-    confidenceThreshold: z.number().min(0).max(1).optional().describe("confidence controller: stop drafting below this draft probability."),
-    exitLayer: z.number().int().min(1).max(4096).optional().describe("early-exit: target layers in the draft (needs an early_exit_<m>.onnx, see build_model); default: the smallest one built."),
-    maxNgram: z.number().int().min(1).max(OPTION_MAX.maxNgram).optional().describe("prompt-lookup: longest n-gram to match."),
-    minNgram: z.number().int().min(1).max(OPTION_MAX.minNgram).optional().describe("prompt-lookup: shortest n-gram to match."),
-    numPredict: z.number().int().min(1).max(OPTION_MAX.numPredict).optional().describe("prompt-lookup: tokens to propose."),
-    window: z.number().int().min(1).max(OPTION_MAX.window).optional().describe("lookahead: window W."),
-    ngram: z.number().int().min(2).max(OPTION_MAX.ngram).optional().describe("lookahead: n-gram size N."),
-    guesses: z.number().int().min(1).max(OPTION_MAX.guesses).optional().describe("lookahead: verification candidates G."),
-    tree: z
-      .union([z.string().max(20000), z.array(z.array(z.number().int().min(0).max(1023)).max(64)).max(OPTION_MAX.medusaTreeNodes)])
-      .optional()
-      .describe('medusa: "default", "chain", "sparse-N", or a list of paths like [[0],[1],[0,0]].'),
-    acceptance: z.enum(["exact", "typical"]).optional().describe("medusa: exact (default, lossless) or typical (faster, not distribution-preserving)."),
-    posteriorThreshold: z.number().min(0).max(1).optional().describe("medusa typical acceptance: posterior threshold."),
-    posteriorAlpha: z.number().min(0).max(1).optional().describe("medusa typical acceptance: alpha."),
-    treeTotal: z.number().int().min(1).max(OPTION_MAX.treeTotal).optional().describe("eagle: draft-tree nodes verified per round (default 24)."),
-    treeDepth: z.number().int().min(1).max(OPTION_MAX.treeDepth).optional().describe("eagle: draft depth (default 6)."),
-    treeTopK: z.number().int().min(1).max(OPTION_MAX.treeTopK).optional().describe("eagle: children per expanded node and nodes expanded per depth (default 6)."),
-  },
-  "methodOptions",
-).describe("Method options; each method reads its own and ignores the rest. K is the separate argument k.");
+/**
+ * Every method's options but k (a top-level argument), from the methods' own schemas
+ * (decoding/methods.ts): each described as "<methods that read it>: <the option's help>".
+ */
+export const methodOptionsShape = Object.fromEntries(
+  OPTION_KEYS.filter((key) => key !== "k").map((key) => {
+    const schema = (METHOD_OPTIONS_SHAPE as Record<string, z.ZodType>)[key]!;
+    return [key, schema.describe(`${methodsOfOption(key).join("/")}: ${schema.description ?? ""}`)];
+  }),
+) as Omit<typeof METHOD_OPTIONS_SHAPE, "k">;
 
-export const statsSchema = z.object({
-  method: z.string(),
-  promptTokens: z.number(),
-  newTokens: z.number(),
-  targetForwards: z.number(),
-  prefillMs: z.number(),
-  decodeMs: z.number(),
-  elapsedMs: z.number(),
-  tokensPerSecond: z.number(),
-  draftedTokens: z.number(),
-  acceptedTokens: z.number(),
-  acceptanceRate: z.number(),
-  draftRounds: z.number().describe("Rounds that proposed at least one token."),
-  meanAcceptedLength: z.number().describe("New tokens per target forward, bonus token included (1.0 = plain decoding)."),
-  perPositionAcceptance: z.array(z.number()),
-  acceptanceHistogram: z.array(z.number()),
-  draftMs: z.number(),
-  targetMs: z.number(),
-  onnxRuntimeMs: z.number(),
-  overheadMs: z.number(),
-  verification: z.enum(["none", "chain", "tree", "token-by-token"]),
-  notes: z.array(z.string()),
-  extra: z.record(z.string(), z.union([z.number(), z.string(), z.array(z.number())])),
-});
+/**
+ * methodOptions in one line per method, derived from the schemas: "name range (default)". The
+ * full per-field schema would be ~2.4k characters of tools/list; the fields are checked by it
+ * all the same (strict, with the nearest name for a typo and the range in the error).
+ */
+export function methodOptionsSummary(): string {
+  const groups = new Map<string, string[]>();
+  for (const [key, schema] of Object.entries(methodOptionsShape) as [string, z.ZodType][]) {
+    const users = methodsOfOption(key).join("/");
+    const js = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, any>;
+    const range = (j: Record<string, any>): string =>
+      Array.isArray(j.anyOf)
+        ? (j.anyOf as Record<string, any>[]).map(range).join("|")
+        : Array.isArray(j.enum)
+          ? (j.enum as unknown[]).join("|")
+          : j.type === "integer" || j.type === "number"
+            ? `${j.minimum ?? j.exclusiveMinimum ?? ""}-${j.maximum ?? j.exclusiveMaximum ?? ""}`
+            : j.type === "array"
+              ? "paths"
+              : "name";
+    const def = /\(default ([^)]*)\)/.exec(schema.description ?? "")?.[1];
+    groups.set(users, [...(groups.get(users) ?? []), `${key} ${range(js)}${def ? ` (${def})` : ""}`]);
+  }
+  return [...groups].map(([users, fields]) => `${users}: ${fields.join(", ")}`).join("; ") + ".";
+}
 
-export const memorySchema = z.object({
-  usedBytes: z.number().describe("Approximate bytes of the loaded models (ONNX files + external data)."),
-  maxBytes: z.number().describe("Least-recently-used models are unloaded beyond this (--max-memory)."),
-  models: z.number(),
-});
+export const methodOptionsSchema = strictArgs(methodOptionsShape, "methodOptions");
 
-export const loadedModelSchema = z.object({
-  dir: z.string(),
-  file: z.string(),
-  device: z.string(),
-  threads: z.number().nullable(),
-  bytes: z.number(),
-  loadedAt: z.string(),
-  lastUsed: z.string(),
-});
+/** generate_speculative's methodOptions as tools/list shows it (see methodOptionsSummary). */
+export const methodOptionsArg = listedAs(methodOptionsSchema, `Per method, range (default): ${methodOptionsSummary()}`);
+
+/** `detail`: replies carry the numbers a model acts on; "full" adds token ids and per-prompt/per-position rows. */
+export const detailSchema = z
+  .enum(["summary", "full"])
+  .default("summary")
+  .describe('"full" adds token ids, per-prompt rows.');
+
+export const memorySchema = z.looseObject({ usedBytes: z.number(), maxBytes: z.number(), models: z.number() });
+
+export const loadedModelSchema = z.looseObject({ dir: z.string(), file: z.string(), device: z.string() });
 
 export const ratioSchema = z.object({
-  mean: z.number().describe("Geometric mean of the per-run ratios."),
-  low: z.number().nullable().describe("95% confidence interval (null with fewer than 2 paired runs)."),
+  mean: z.number(),
+  low: z.number().nullable(),
   high: z.number().nullable(),
   n: z.number(),
 });
 
+/** A token id (bounded: ids index an embedding). */
+export const tokenId = z.number().int().min(0).max(2 ** 31 - 1);
+
+/** A sampler seed. */
+export const seedSchema = z.number().int().min(0).max(2 ** 32 - 1).optional().describe("Sampler seed.");
+
 export const benchPromptSchema = z.union([
-  z.string().min(1).max(PROMPT_MAX_BYTES),
-  strictArgs(
-    {
-      id: z.string().max(256).optional(),
-      category: z.string().max(256).optional(),
-      prompt: z.string().max(PROMPT_MAX_BYTES).optional(),
-      messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional(),
-      promptIds: z.array(z.number().int().min(0)).min(1).max(PROMPT_IDS_MAX).optional(),
-    },
-    "prompts[]",
+  boundedString(z.string().min(1).max(PROMPT_MAX_BYTES)),
+  listedAs(
+    strictArgs(
+      {
+        id: z.string().max(256).optional(),
+        category: z.string().max(256).optional(),
+        prompt: z.string().max(PROMPT_MAX_BYTES).optional(),
+        messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional(),
+        promptIds: z.array(tokenId).min(1).max(PROMPT_IDS_MAX).optional(),
+      },
+      "prompts[]",
+    ),
+    "{id?, category?, prompt | messages | promptIds}",
   ),
 ]);
+
+/** Prompts of the benchmark tools. */
+export const benchPromptsArg = z.array(benchPromptSchema).min(1).max(64).optional().describe("Default: workload.");
 
 // ---------------------------------------------------------------------------------------------
 // Results
@@ -219,15 +239,21 @@ export function textResult(text: string, structured: Record<string, unknown>): C
   return { content: [{ type: "text", text: displayText(text) }], structuredContent: structured };
 }
 
-export function errorResult(err: unknown): CallToolResult {
+/** An isError result; library errors speak the tool's vocabulary (argument names, not CLI flags). */
+export function errorResult(err: unknown, vocabulary: Vocabulary = MCP_VOCABULARY): CallToolResult {
   let text: string;
-  if (err instanceof SpecDecodeError) text = `Error (${err.code}): ${err.message}`;
+  if (err instanceof SpecDecodeError) text = `Error (${err.code}): ${err.render(vocabulary)}`;
   else text = `Error: ${errorMessage(err)}. This looks like a bug in spec-decode; the server is still running.`;
   return { content: [{ type: "text", text: displayText(text) }], isError: true };
 }
 
 /** Run a tool body; any thrown error becomes an isError result (and is logged to stderr). */
-export async function runTool(ctx: ToolContext, name: string, fn: () => Promise<CallToolResult>): Promise<CallToolResult> {
+export async function runTool(
+  ctx: ToolContext,
+  name: string,
+  fn: () => Promise<CallToolResult>,
+  vocabulary: Vocabulary = MCP_VOCABULARY,
+): Promise<CallToolResult> {
   const t0 = performance.now();
   try {
     const res = await fn();
@@ -237,7 +263,7 @@ export async function runTool(ctx: ToolContext, name: string, fn: () => Promise<
     const level = err instanceof SpecDecodeError ? "info" : "error";
     ctx.logger.log(level, `${name} failed: ${errorMessage(err)}`);
     if (level === "error" && err instanceof Error && err.stack) ctx.logger.log("debug", err.stack);
-    return errorResult(err);
+    return errorResult(err, vocabulary);
   }
 }
 
@@ -283,6 +309,6 @@ export function fmt(x: number, digits = 2): string {
 /** An onnx-community variant: a file name inside the model directory, never a path (no escape from the roots). */
 export const variantSchema = z
   .string()
-  .regex(/^(?!\.)[A-Za-z0-9._-]+$/, "a file name such as model_fp16.onnx, or a short name such as fp16 or q4 (no paths)")
+  .pipe(z.string().max(256).regex(/^(?!\.)[A-Za-z0-9._-]+$/, "a file name such as model_fp16.onnx, or a short name such as fp16 or q4 (no paths)"))
   .optional()
-  .describe('onnx-community variant, e.g. "model_fp16.onnx", "fp16", "q4" (default: onnx/model.onnx, or whatever load_model loaded).');
+  .describe('ONNX variant: "q4", "fp16", a file name.');

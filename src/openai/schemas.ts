@@ -6,8 +6,8 @@
  * we cannot honour accept only their default.
  */
 import { z } from "zod";
-import { K_MAX, K_MIN } from "../decoding/controllers.js";
-import { METHOD_NAMES } from "../decoding/methods.js";
+import { METHOD_NAMES, METHOD_OPTIONS_SHAPE, OPTION_KEYS } from "../decoding/methods.js";
+import { snakeOf } from "../vocabulary.js";
 
 /** Longest stop list and stop string, messages per request: every size a client controls is bounded. */
 export const MAX_STOP = 16;
@@ -33,20 +33,11 @@ const ignored = {
 export const speculationSchema = z
   .object({
     method: z.enum(["auto", ...METHOD_NAMES]).optional(),
-    k: z.union([z.number().int().min(K_MIN).max(K_MAX), z.literal("auto")]).optional(),
-    controller: z.enum(["fixed", "heuristic", "confidence", "cost"]).optional(),
-    confidence_threshold: z.number().min(0).max(1).optional(),
-    exit_layer: z.number().int().min(1).optional(),
-    max_ngram: z.number().int().min(1).max(64).optional(),
-    min_ngram: z.number().int().min(1).max(64).optional(),
-    num_predict: z.number().int().min(1).max(K_MAX).optional(),
-    window: z.number().int().min(1).max(64).optional(),
-    ngram: z.number().int().min(2).max(16).optional(),
-    guesses: z.number().int().min(1).max(64).optional(),
-    tree: z.union([z.string().max(64), z.array(z.array(z.number().int().min(0)).max(16)).max(256)]).optional(),
-    acceptance: z.enum(["exact", "typical"]).optional(),
-    posterior_threshold: z.number().min(0).max(1).optional(),
-    posterior_alpha: z.number().min(0).max(1).optional(),
+    // Every method option, snake_case, with the methods' own schemas (decoding/methods.ts).
+    ...(Object.fromEntries(OPTION_KEYS.map((key) => [snakeOf(key), (METHOD_OPTIONS_SHAPE as Record<string, z.ZodType>)[key]!])) as Record<
+      string,
+      z.ZodType
+    >),
   })
   .strict();
 

@@ -19,7 +19,8 @@ import { randomUUID } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SpecEngine, type ChatMessage, type GenerateRequest, type GenerateResponse } from "../api.js";
-import type { MethodName, MethodOptions } from "../decoding/methods.js";
+import { OPTION_KEYS, type MethodName, type MethodOptions } from "../decoding/methods.js";
+import { OPENAI_VOCABULARY, snakeOf } from "../vocabulary.js";
 import type { LoadedModel } from "../engine/model-store.js";
 import type { ModelStoreOptions } from "../engine/model-store.js";
 import { ContextLengthError, SpecDecodeError, errorMessage } from "../errors.js";
@@ -147,29 +148,15 @@ function toOpenAIError(err: unknown): OpenAIError {
   const status = (err as { status?: number }).status;
   if (status === 413) return new OpenAIError(413, errorMessage(err), "invalid_request_error", null, "request_too_large");
   if (status === 400) return new OpenAIError(400, errorMessage(err), "invalid_request_error", null, "invalid_json");
-  if (err instanceof ContextLengthError) return new OpenAIError(400, err.message, "invalid_request_error", "messages", "context_length_exceeded");
+  if (err instanceof ContextLengthError) return new OpenAIError(400, err.render(OPENAI_VOCABULARY), "invalid_request_error", "messages", "context_length_exceeded");
   if (err instanceof SpecDecodeError && ["INVALID_OPTION", "TOKENIZER", "VOCAB_MISMATCH"].includes(err.code)) {
-    return new OpenAIError(400, err.message, "invalid_request_error", null, err.code.toLowerCase());
+    return new OpenAIError(400, err.render(OPENAI_VOCABULARY), "invalid_request_error", null, err.code.toLowerCase());
   }
   return new OpenAIError(500, `Internal error: ${errorMessage(err)}. The server is still running.`, "server_error", null, null);
 }
 
-const SPEC_OPTION_KEYS: Record<string, keyof MethodOptions> = {
-  k: "k",
-  controller: "controller",
-  confidence_threshold: "confidenceThreshold",
-  exit_layer: "exitLayer",
-  max_ngram: "maxNgram",
-  min_ngram: "minNgram",
-  num_predict: "numPredict",
-  window: "window",
-  ngram: "ngram",
-  guesses: "guesses",
-  tree: "tree",
-  acceptance: "acceptance",
-  posterior_threshold: "posteriorThreshold",
-  posterior_alpha: "posteriorAlpha",
-};
+/** speculation.<snake_case> -> the MethodOptions key (every option of every method). */
+const SPEC_OPTION_KEYS: Record<string, keyof MethodOptions> = Object.fromEntries(OPTION_KEYS.map((key) => [snakeOf(key), key]));
 
 function messageText(content: string | Array<{ type: "text"; text: string }>): string {
   return typeof content === "string" ? content : content.map((p) => p.text).join("");

@@ -8,6 +8,7 @@ import { generateTokens } from "../../src/decoding/generate.js";
 import { getMethod } from "../../src/decoding/methods.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { ContextLengthError, InvalidOptionError, ModelLoadError, VocabMismatchError } from "../../src/errors.js";
+import { CLI_VOCABULARY, MCP_VOCABULARY } from "../../src/vocabulary.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 
 const base = { layers: 2, hidden: 32, heads: 2, kvHeads: 1, vocab: 320, seed: 31 } as const;
@@ -77,7 +78,7 @@ describe("draft / early-exit errors", () => {
   it("K must be an integer from 1 to 32", async () => {
     const draft = await fixture({ ...base, layers: 1 });
     for (const k of [0, 33, 1.5, -1, Number.NaN]) {
-      await expect(gen({ draft, methodOptions: { k } })).rejects.toThrow(/integer from 1 to 32/);
+      await expect(gen({ draft, methodOptions: { k } })).rejects.toThrow(/integer in 1\.\.32, or "auto"/);
       expect(() => getMethod("early-exit").create({ target: {} as CausalLM, draft: {} as CausalLM }, { k })).toThrow(InvalidOptionError);
     }
     await expect(gen({ draft, methodOptions: { k: "many" as never } })).rejects.toThrow(InvalidOptionError);
@@ -95,7 +96,11 @@ describe("draft / early-exit errors", () => {
     const run = (k: number | "auto") =>
       generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 4, eosIds: [], proposer: getMethod("draft").create({ target: lm, draft }, { k }) });
     await expect(run(8)).rejects.toThrow(ContextLengthError);
-    await expect(run(8)).rejects.toThrow(/K=8 .*Lower --k to at most 5/);
+    await expect(run(8)).rejects.toThrow(/K=8 .*Lower k \(--k\) to at most 5/);
+    // One message, two renderings: CLI flags, MCP argument names.
+    const err = (await run(8).catch((e: unknown) => e)) as ContextLengthError;
+    expect(err.render(CLI_VOCABULARY)).toMatch(/Lower --k to at most 5/);
+    expect(err.render(MCP_VOCABULARY)).toMatch(/Lower k to at most 5/);
     // K = 5 fits; "auto" clamps itself; both still equal plain greedy.
     const plain = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 6, eosIds: [] });
     for (const k of [5, "auto"] as const) {
@@ -112,11 +117,16 @@ describe("draft / early-exit errors", () => {
     await expect(ee({ exitLayer: 1 })).rejects.toThrow(ModelLoadError);
     await expect(ee({ exitLayer: 1 })).rejects.toThrow(/spec-decode build --model .* --early-exit 1/);
     await expect(ee({})).rejects.toThrow(/needs an early-exit draft graph.*spec-decode build/);
-    await expect(ee({ exitLayer: 2 })).rejects.toThrow(/exitLayer must be an integer from 1 to 1/);
+    await expect(ee({ exitLayer: 2 })).rejects.toThrow(/exitLayer \(--exit-layer\) must be an integer from 1 to 1/);
+    const missing = (await ee({}).catch((e: unknown) => e)) as ModelLoadError;
+    expect(missing.render(CLI_VOCABULARY)).toMatch(/spec-decode build --model .* --early-exit 1`.*then pass --exit-layer\./);
+    expect(missing.render(MCP_VOCABULARY)).toMatch(/build_model \{model: ".*", earlyExit: \[1\]\}.*then pass methodOptions\.exitLayer\./);
+    expect(missing.render(MCP_VOCABULARY)).not.toMatch(/spec-decode build|--exit-layer|--early-exit/);
     const lm = await CausalLM.load(model);
     const info = describeModel(lm).methods.find((m) => m.method === "early-exit")!;
     expect(info.available).toBe(false);
     expect(info.reason).toMatch(/--early-exit/);
+    expect(describeModel(lm, MCP_VOCABULARY).methods.find((m) => m.method === "early-exit")!.reason).toMatch(/build_model \{model: ".*", earlyExit: \[M\]\}/);
     await lm.dispose();
     const built = await fixture({ ...base, earlyExit: [1] });
     const lm2 = await CausalLM.load(built);

@@ -66,10 +66,13 @@ export async function makeMcpFixtures(tag: string): Promise<McpFixtures> {
   return { root, model, modelName: "tiny", buildDir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
 
-/** The output schema each tool registers: raw shapes are closed objects, zod objects as given. */
+/**
+ * The shape of each tool's structuredContent (the module's `outputSchema`; tools/list does not carry
+ * it, to stay small): raw shapes are closed objects (every top-level field listed), zod objects as given.
+ */
 const OUTPUT_SCHEMAS: Record<string, z.ZodType> = Object.fromEntries(
   [generate, tune, measure, listModels, loadModel, unloadModel, modelInfo, buildModel, pullModel, suggestDraft].map((t) => {
-    const s = t.config.outputSchema as z.ZodRawShape | z.ZodType;
+    const s = t.outputSchema as z.ZodRawShape | z.ZodType;
     return [t.name, s instanceof z.ZodType ? s : z.object(s).strict()];
   }),
 );
@@ -115,7 +118,6 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
   const { tools } = await client.listTools();
   expect(tools.map((t) => t.name).sort()).toEqual(TOOLS.map((t) => t.name).sort());
   for (const t of tools) {
-    expect(t.outputSchema, t.name).toBeDefined();
     expect(t.inputSchema.type).toBe("object");
     expect(t.annotations?.readOnlyHint, t.name).toBeTypeOf("boolean");
     expect(t.description?.length ?? 0).toBeGreaterThan(20);
@@ -149,7 +151,7 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
   const progress: number[] = [];
   const g = await ok(
     "generate_speculative",
-    { model: fx.modelName, prompt: "The quick brown fox", method: "baseline", maxNewTokens: 12 },
+    { model: fx.modelName, prompt: "The quick brown fox", method: "baseline", maxNewTokens: 12, detail: "full" },
     { onprogress: (p) => progress.push(p.progress) },
   );
   expect(g.tokens.length).toBeGreaterThan(0);
@@ -168,6 +170,10 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
     stop: ["zzzz"],
   });
   expect(auto.methodReason.length).toBeGreaterThan(3);
+  // detail "summary" (the default): the numbers to act on, no token ids or per-position rows.
+  expect(auto.tokens).toBeUndefined();
+  expect(Object.keys(auto.stats)).not.toContain("perPositionAcceptance");
+  expect(auto.stats.tokensPerSecond).toBeTypeOf("number");
   expect(available.has(auto.method)).toBe(true);
 
   // Same greedy text from every available method (speculation must not change a token).
@@ -178,6 +184,7 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
       prompt: "The quick brown fox",
       method,
       maxNewTokens: 12,
+      detail: "full",
       ...(method === "early-exit" ? { methodOptions: { exitLayer: 1 }, k: 2 } : {}),
     });
     expect(r.tokens, method).toEqual(g.tokens);
@@ -221,6 +228,7 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
       maxNewTokens: 8,
       repeats: 1,
       warmup: false,
+      detail: "full",
     });
     expect(t.method).toBe("early-exit");
     expect(t.points.map((p: { k: number }) => p.k)).toEqual([1, 2]);
@@ -239,7 +247,7 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
   const b = await ok("build_model", { model: fx.buildDir, earlyExit: [1] }, { onprogress: () => undefined });
   expect(b.files.some((f: string) => f.endsWith("model.onnx"))).toBe(true);
   expect(b.files.some((f: string) => f.endsWith("early_exit_1.onnx"))).toBe(true);
-  const built = await ok("generate_speculative", { model: fx.buildDir, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 4 });
+  const built = await ok("generate_speculative", { model: fx.buildDir, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 4, detail: "full" });
   expect(built.tokens.length).toBeGreaterThan(0);
 
   // Hub tools: suggest_draft checks a local pair; pull_model, whose roots here exclude the Hugging Face
@@ -273,7 +281,7 @@ export async function exerciseAllTools(client: Client, fx: McpFixtures): Promise
   expect(unknown.isError).toBe(true);
 
   // Still answering.
-  const again = await ok("generate_speculative", { model: fx.model, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 4 });
+  const again = await ok("generate_speculative", { model: fx.model, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 4, detail: "full" });
   expect(again.tokens.length).toBeGreaterThan(0);
   expect((await client.listTools()).tools.length).toBe(TOOLS.length);
   return called;
@@ -309,6 +317,6 @@ export async function checkCancellation(client: Client, fx: McpFixtures, serverL
   expect(m![2]).toBe("cancelled");
   expect(Number(m![1])).toBeLessThan(max);
   // The model lock was released: the next call on the same model runs.
-  const r = await callOk(client, "generate_speculative", { model: fx.model, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 2 });
+  const r = await callOk(client, "generate_speculative", { model: fx.model, promptIds: [1, 5, 9], method: "baseline", maxNewTokens: 2, detail: "full" });
   expect(r.tokens.length).toBeGreaterThan(0);
 }

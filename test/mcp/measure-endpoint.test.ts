@@ -67,6 +67,7 @@ describe("measure_speedup with endpoint (MCP)", () => {
       prompts: PROMPTS,
       maxNewTokens: 16,
       repeats: 2,
+      detail: "full",
     });
     expect(r.mode).toBe("endpoint");
     expect(r.model).toBeUndefined();
@@ -93,7 +94,7 @@ describe("measure_speedup with endpoint (MCP)", () => {
   }, 120_000);
 
   it("one endpoint alone: its numbers, no speedup or greedy comparison", async () => {
-    const r = await callOk(client, "measure_speedup", { endpoint: spec.url, endpointModel: "tiny", prompts: [PROMPTS[0]], maxNewTokens: 8, repeats: 1, seed: 3 });
+    const r = await callOk(client, "measure_speedup", { endpoint: spec.url, endpointModel: "tiny", prompts: [PROMPTS[0]], maxNewTokens: 8, repeats: 1, seed: 3, detail: "full" });
     expect(r.mode).toBe("endpoint");
     expect(r.endpointBaseline).toBeUndefined();
     expect(r.speedup).toBeUndefined();

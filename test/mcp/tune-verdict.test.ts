@@ -70,10 +70,10 @@ describe("tune_draft_k verdicts", () => {
     expect([3, 4]).toContain(t.recommended.k);
     expect(t.equivalents.vllm.num_speculative_tokens).toBe(t.recommended.k);
     // The round trip: spread into generate_speculative as is.
-    const g = await callOk(client, "generate_speculative", { model: winTarget, prompt: PROMPTS[0], maxNewTokens: 8, ...t.recommended });
+    const g = await callOk(client, "generate_speculative", { model: winTarget, prompt: PROMPTS[0], maxNewTokens: 8, detail: "full", ...t.recommended });
     expect(g.method).toBe("draft");
     expect(g.tokens.length).toBeGreaterThan(0);
-    const plain = await callOk(client, "generate_speculative", { model: winTarget, prompt: PROMPTS[0], maxNewTokens: 8, method: "baseline" });
+    const plain = await callOk(client, "generate_speculative", { model: winTarget, prompt: PROMPTS[0], maxNewTokens: 8, method: "baseline", detail: "full" });
     expect(g.tokens).toEqual(plain.tokens);
   }, 300_000);
 

@@ -10,7 +10,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OPTION_MAX } from "../../src/decoding/limits.js";
 import { K_MAX } from "../../src/decoding/controllers.js";
-import { generateCommand } from "../../src/cli/generate.js";
+import { GENERATE_USAGE, generateCommand } from "../../src/cli/generate.js";
+import { OPTION_KEYS } from "../../src/decoding/methods.js";
+import { renderError } from "../../src/errors.js";
+import { CLI_VOCABULARY, MCP_VOCABULARY, flagOf } from "../../src/vocabulary.js";
 import { infoCommand } from "../../src/cli/info.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 
@@ -75,5 +78,21 @@ describe("CLI flags are bounded", () => {
     expect(await quiet(() => infoCommand(["--model", dir]))).toBe(0);
     writeFileSync(join(dir, "tokenizer.json"), "{ this is not json");
     expect(await quiet(() => infoCommand(["--model", dir]))).toBe(1);
+  });
+
+  it("errors render with flags on the CLI and argument paths over MCP (one message, two renderings)", async () => {
+    const err = await gen("--method", "lookahead", "--window", "100").catch((e: unknown) => e);
+    expect(renderError(err, CLI_VOCABULARY)).toMatch(/^--window must be an integer in 1\.\.64 \(got 100\)/);
+    expect(renderError(err, MCP_VOCABULARY)).toMatch(/^methodOptions\.window must be an integer in 1\.\.64/);
+    const ee = await gen("--method", "early-exit").catch((e: unknown) => e);
+    expect(renderError(ee, CLI_VOCABULARY)).toMatch(/spec-decode build --model .* --early-exit \d+`.*then pass --exit-layer\./);
+    const draft = await gen("--method", "draft").catch((e: unknown) => e);
+    expect(renderError(draft, CLI_VOCABULARY)).toMatch(/pass --draft DIR,.*try --method early-exit or --method prompt-lookup/);
+  });
+
+  it("generate --help lists every method option, with flags and help derived from the methods' schemas", () => {
+    for (const key of OPTION_KEYS) expect(GENERATE_USAGE, key).toContain(`--${flagOf(key)} `);
+    expect(GENERATE_USAGE).toMatch(/--tree-topk N +Children per expanded node/);
+    expect(GENERATE_USAGE).toMatch(/--k N\|auto/);
   });
 });

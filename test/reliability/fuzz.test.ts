@@ -130,7 +130,7 @@ function valuesFor(s: Json, depth = 0): { v: unknown; invalid: boolean }[] {
 }
 
 async function goodCall() {
-  const r = await callOk(client, "generate_speculative", { model: fx.model, promptIds: [5, 6], maxNewTokens: 2, method: "baseline" });
+  const r = await callOk(client, "generate_speculative", { model: fx.model, promptIds: [5, 6], maxNewTokens: 2, method: "baseline", detail: "full" });
   expect(r.tokens).toHaveLength(2);
 }
 

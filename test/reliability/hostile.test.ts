@@ -14,7 +14,7 @@ const { onnx } = onnxProto as unknown as { onnx: typeof import("onnx-proto").onn
 
 let h: Harness;
 let rss0 = 0;
-const good = () => ({ model: h.fx.model, promptIds: [1, 2, 3], maxNewTokens: 4, method: "baseline" });
+const good = () => ({ model: h.fx.model, promptIds: [1, 2, 3], maxNewTokens: 4, method: "baseline", detail: "full" });
 
 async function expectError(name: string, args: Record<string, unknown>, re: RegExp) {
   const r = await h.client.callTool({ name, arguments: args });
@@ -150,7 +150,7 @@ describe("in-flight work survives", () => {
   it("unload_model during generations waits for them: running and queued calls complete with every token", async () => {
     const dir = h.copyModel("unload-busy");
     const calls = [0, 1, 2].map((i) =>
-      h.client.callTool({ name: "generate_speculative", arguments: { model: dir, promptIds: [1, 2, 3 + i], maxNewTokens: 400, method: "baseline" } }),
+      h.client.callTool({ name: "generate_speculative", arguments: { model: dir, promptIds: [1, 2, 3 + i], maxNewTokens: 400, method: "baseline", detail: "full" } }),
     );
     await new Promise((r) => setTimeout(r, 100));
     const un = await callOk(h.client, "unload_model", { model: dir });
@@ -167,7 +167,7 @@ describe("in-flight work survives", () => {
   it("build_model during generations on the same model waits for them; the rebuilt model then serves identical tokens", async () => {
     const dir = h.fx.buildDir;
     await callOk(h.client, "build_model", { model: dir });
-    const before = await callOk(h.client, "generate_speculative", { model: dir, promptIds: [1, 2, 3], maxNewTokens: 8, method: "baseline" });
+    const before = await callOk(h.client, "generate_speculative", { model: dir, promptIds: [1, 2, 3], maxNewTokens: 8, method: "baseline", detail: "full" });
     await callOk(h.client, "unload_model", { model: dir }); // the calls below all start with a load, then queue
     const calls = [0, 1, 2, 3].map((i) =>
       h.client.callTool({ name: "generate_speculative", arguments: { model: dir, promptIds: [1, 2, 3 + i], maxNewTokens: 300, method: "baseline" } }),
@@ -175,7 +175,7 @@ describe("in-flight work survives", () => {
     await new Promise((r) => setTimeout(r, 100));
     await callOk(h.client, "build_model", { model: dir });
     for (const r of await Promise.all(calls)) expect(r.isError, textOf(r)).toBeFalsy();
-    const after = await callOk(h.client, "generate_speculative", { model: dir, promptIds: [1, 2, 3], maxNewTokens: 8, method: "baseline" });
+    const after = await callOk(h.client, "generate_speculative", { model: dir, promptIds: [1, 2, 3], maxNewTokens: 8, method: "baseline", detail: "full" });
     expect(after.tokens).toEqual(before.tokens);
   }, 60_000);
 

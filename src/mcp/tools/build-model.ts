@@ -10,31 +10,23 @@ import { modelArg, progressSender, runTool, textResult, throwIfCancelled } from 
 export const name = "build_model";
 
 export const inputSchema = {
-  model: modelArg.describe("Directory holding config.json and model.safetensors (or a sharded index), inside a model root."),
-  earlyExit: z
-    .array(z.number().int().min(1))
-    .max(16)
-    .optional()
-    .describe("Also build early-exit drafts with these layer counts (each 1 .. layers-1), for method early-exit."),
+  model: modelArg.describe("Dir with config.json + safetensors."),
+  earlyExit: z.array(z.number().int().min(1).max(4096)).max(16).optional().describe("Early-exit draft layer counts to build too."),
   ioDtype: z.enum(["float32", "float16"]).optional().describe("KV cache / logits dtype (default float32)."),
-  treeMask: z.boolean().optional().describe("Add the tree_attention_mask input (default true; lookahead and Medusa need it)."),
-  hiddenStates: z.boolean().optional().describe("Add the hidden_states output (default true; Medusa needs it)."),
-  layout: z.enum(["onnx-community", "optimum", "genai"]).optional().describe("Where the files go (default onnx-community: onnx/model.onnx)."),
+  treeMask: z.boolean().optional().describe("Add tree_attention_mask (default true; lookahead trees, Medusa, EAGLE)."),
+  hiddenStates: z.boolean().optional().describe("Add hidden_states (default true; Medusa)."),
+  layout: z.enum(["onnx-community", "optimum", "genai"]).optional().describe("File layout (default onnx-community)."),
   quantize: z
     .enum(["int4", "int8", "uint8", "bnb4"])
     .optional()
-    .describe(
-      "Quantize the linear layers: int4 / int8 = com.microsoft MatMulNBits (written as onnx/model_q4.onnx, model_q4f16.onnx with float16 io, " +
-        "model_int8.onnx; early exits early_exit_M_q4.onnx), uint8 = MatMulInteger (model_uint8.onnx), bnb4 = MatMulBnb4 NF4 (model_bnb4.onnx). " +
-        'Load with variant "q4" etc.',
-    ),
-  blockSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).optional().describe("Values per quantization block (default 32); needs quantize."),
+    .describe('Quantize linear layers; load with variant "q4", "int8", "uint8", "bnb4".'),
+  blockSize: z.literal([32, 64, 128]).optional().describe("Values per quantization block (default 32)."),
   accuracyLevel: z
-    .union([z.literal(0), z.literal(1), z.literal(2), z.literal(4)])
+    .literal([0, 1, 2, 4])
     .optional()
-    .describe("MatMulNBits compute precision: 4 = int8 activations (default, fastest on CPU), 0/1 = float32; needs quantize."),
-  quantizeLmHead: z.boolean().optional().describe("Also quantize lm_head (default false); needs quantize."),
-  quantizeEmbeddings: z.boolean().optional().describe("Also quantize the embedding table (GatherBlockQuantized; int4/int8; default false); needs quantize."),
+    .describe("int4/int8: 4 = int8 activations (default), 0/1 = float32."),
+  quantizeLmHead: z.boolean().optional().describe("Also quantize lm_head (default false)."),
+  quantizeEmbeddings: z.boolean().optional().describe("Also quantize embeddings (int4/int8; default false)."),
 };
 
 export const outputSchema = {
@@ -42,18 +34,16 @@ export const outputSchema = {
   files: z.array(z.string()),
   bytes: z.number(),
   elapsedMs: z.number(),
-  unloadedSessions: z.number().describe("Cached sessions of this directory that were unloaded because their files changed."),
+  unloadedSessions: z.number().describe("Cached sessions unloaded (their files changed)."),
 };
 
 export const config = {
   title: "Build ONNX model",
   description:
-    "Convert a Hugging Face Llama-family checkpoint (config.json + safetensors: Llama, Mistral, Qwen2, Qwen3) into an ONNX " +
-    "model with the engine's interface (tree attention mask, hidden states), optionally with early-exit drafts made of the " +
-    "first layers. Writes into the model directory (overwrites earlier builds). Long: sends progress when given a progress token.",
+    "Convert a Llama/Mistral/Qwen2/Qwen3 safetensors checkpoint to ONNX for this engine (plus early-exit drafts, quantized " +
+    "weights). Overwrites earlier builds. Long: sends progress.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Build model", readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {

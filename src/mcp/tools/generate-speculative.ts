@@ -5,21 +5,24 @@ import { DEFAULT_MAX_NEW_TOKENS, chooseAutoMethod, type GenerateRequest } from "
 import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../../decoding/limits.js";
 import type { MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
-import { assertMethodsAvailable } from "../../bench/measure.js";
 import { resolveModelArg, variantOfArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import {
+  boundedString,
   chatMessageSchema,
   compact,
   fmt,
+  detailSchema,
   kSchema,
-  methodOptionsSchema,
+  methodOptionsArg,
   methodSchema,
   modelArg,
+  pathArg,
   progressSender,
   runTool,
   samplingSchema,
-  statsSchema,
+  seedSchema,
+  tokenId,
   textResult,
   type Extra,
   variantSchema,
@@ -29,41 +32,42 @@ export const name = "generate_speculative";
 
 export const inputSchema = {
   model: modelArg,
-  prompt: z.string().max(PROMPT_MAX_BYTES).optional().describe("Plain text prompt (BOS added). Give exactly one of prompt, messages, promptIds."),
-  messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional().describe("Chat messages, formatted with the model's chat template."),
-  promptIds: z.array(z.number().int().min(0)).min(1).max(PROMPT_IDS_MAX).optional().describe("Token ids fed exactly as given."),
+  prompt: boundedString(z.string().max(PROMPT_MAX_BYTES)).optional().describe("Text; or give messages or promptIds."),
+  messages: z.array(chatMessageSchema).min(1).max(MESSAGES_MAX).optional().describe("Chat (the model's template)."),
+  promptIds: z.array(tokenId).min(1).max(PROMPT_IDS_MAX).optional().describe("Token ids, fed as given."),
   variant: variantSchema,
   method: methodSchema.default("auto"),
-  draft: z.string().min(1).max(4096).optional().describe("Draft model directory (method draft); must share the target's tokenizer."),
-  heads: z.string().min(1).max(4096).optional().describe("Medusa heads directory or file (method medusa), or an EAGLE head directory (method eagle)."),
+  draft: pathArg().optional().describe("Draft model dir or repo id (method draft; same tokenizer)."),
+  heads: pathArg().optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
   k: kSchema.optional(),
-  methodOptions: methodOptionsSchema.optional(),
+  methodOptions: methodOptionsArg.optional(),
   sampling: samplingSchema.optional(),
-  seed: z.number().int().optional().describe("Sampler seed (same seed + same model = same text)."),
-  stop: z.array(z.string().min(1).max(OPTION_MAX.stopChars)).max(OPTION_MAX.stopStrings).optional().describe("Stop strings (not included in the text)."),
-  maxNewTokens: z.number().int().min(1).max(8192).default(DEFAULT_MAX_NEW_TOKENS),
+  seed: seedSchema,
+  stop: z.array(z.string().min(1).max(OPTION_MAX.stopChars)).max(OPTION_MAX.stopStrings).optional().describe("Stop strings (cut from the text)."),
+  maxNewTokens: z.number().int().min(1).max(8192).default(DEFAULT_MAX_NEW_TOKENS).describe("Tokens to generate at most."),
+  detail: detailSchema,
 };
+
+/** The statistics a summary reply carries (detail "full": every GenerationStats field). */
+const SUMMARY_STATS = ["newTokens", "targetForwards", "tokensPerSecond", "acceptanceRate", "meanAcceptedLength", "draftedTokens", "acceptedTokens", "elapsedMs", "notes"] as const;
 
 export const outputSchema = {
   text: z.string(),
-  tokens: z.array(z.number()).describe("Generated token ids."),
+  tokens: z.array(z.number()).optional().describe("Token ids (detail full)."),
   promptTokens: z.number(),
   finishReason: z.enum(["eos", "length", "stop", "cancelled"]),
-  method: z.string().describe("The method that ran."),
-  methodReason: z.string().describe('Why this method ("requested", or auto\'s reason).'),
-  stats: statsSchema,
+  method: z.string(),
+  methodReason: z.string(),
+  stats: z.looseObject({ tokensPerSecond: z.number(), meanAcceptedLength: z.number(), acceptanceRate: z.number() }),
 };
 
 export const config = {
-  title: "Generate with speculative decoding",
+  title: "Generate (speculative)",
   description:
-    "Generate text from a local ONNX model with a speculative method (draft model, prompt lookup, lookahead, Medusa, early-exit) " +
-    "or plain decoding. Greedy output is token-identical to plain decoding; sampling keeps the target's distribution " +
-    "(except Medusa's typical acceptance). Returns the text, token ids and statistics (acceptance rate, mean accepted length, tokens/s). " +
-    "Sends progress notifications when given a progress token; cancellable.",
+    "Generate text with a speculative method or plain decoding; greedy output equals plain decoding's, sampling keeps the " +
+    "distribution. Returns text and stats (tokens/s, acceptance, mean accepted length). Sends progress; cancellable.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Generate (speculative)", readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  annotations: { readOnlyHint: true, openWorldHint: false },
 };
 
 type Args = z.infer<z.ZodObject<typeof inputSchema>>;
@@ -75,10 +79,6 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const draft = args.draft ? resolveModelArg(ctx.roots, args.draft, "draft", { directory: true }) : undefined;
   const heads = args.heads ? resolveModelArg(ctx.roots, args.heads, "heads") : undefined;
   const methodOptions: MethodOptions = compact({ ...(args.methodOptions ?? {}), k: args.k });
-  if (args.method !== "auto") assertMethodsAvailable([args.method]);
-  if (args.method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs a draft model: pass draft (a model directory with the same tokenizer).');
-  if (args.method === "medusa" && !heads) throw new InvalidOptionError('method "medusa" needs heads: pass heads (a Medusa heads directory or file).');
-  if (args.method === "eagle" && !heads) throw new InvalidOptionError('method "eagle" needs heads: pass heads (an EAGLE head directory from `spec-decode train-eagle`).');
   const progress = progressSender(extra);
   const req: GenerateRequest = {
     model,
@@ -106,14 +106,15 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     `${fmt(s.tokensPerSecond, 1)} tok/s, ${s.targetForwards} target forwards, mean accepted length ${fmt(s.meanAcceptedLength)}` +
     (s.draftedTokens > 0 ? `, acceptance ${fmt(s.acceptanceRate * 100, 1)}%` : "") +
     `, finish: ${res.finishReason}`;
+  const full = args.detail === "full";
   return textResult(`${res.text}\n\n${summary}`, {
     text: res.text,
-    tokens: res.tokens,
+    ...(full ? { tokens: res.tokens } : {}),
     promptTokens: res.promptTokens,
     finishReason: res.finishReason,
     method: res.method,
     methodReason: res.methodReason,
-    stats: s,
+    stats: full ? s : Object.fromEntries(SUMMARY_STATS.map((k) => [k, s[k]])),
   });
 }
 

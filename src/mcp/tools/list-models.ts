@@ -9,45 +9,20 @@ import { loadedModelSchema, memorySchema, runTool, textResult } from "../tool-ki
 export const name = "list_models";
 
 export const inputSchema = {
-  root: z.string().optional().describe("Only scan this directory (inside a model root). Default: every model root."),
+  root: z.string().max(4096).optional().describe("Scan only this directory (inside a root)."),
 };
 
-export const foundModelSchema = z.object({
+/** One model found (src/mcp/models.ts FoundModel; loose: every field it has is sent). */
+export const foundModelSchema = z.looseObject({
+  name: z.string().describe("Pass as model."),
   dir: z.string(),
-  name: z.string().describe("Path relative to its root, or the Hugging Face repo id; usable as `model`."),
-  root: z.string(),
   status: z.enum(["ready", "needs-build", "invalid"]),
-  layout: z.string().nullable(),
-  architecture: z.string().nullable(),
-  vocabSize: z.number().nullable(),
-  maxContext: z.number().nullable(),
-  modelFile: z.string().nullable(),
-  bytes: z.number(),
-  earlyExitLayers: z.array(z.number()),
-  hasTokenizer: z.boolean(),
-  hasSafetensors: z.boolean(),
-  loaded: z.boolean(),
-  error: z.string().nullable(),
-  hub: z
-    .object({
-      repo: z.string(),
-      commit: z.string(),
-      refs: z.array(z.string()).describe("Branches/tags (refs/) pointing at this snapshot."),
-      dir: z.string(),
-      variants: z.array(z.string()).describe('ONNX variants present, e.g. ["fp32", "q4"] (pass as "org/name:q4").'),
-      hasSafetensors: z.boolean(),
-      needsBuild: z.boolean().describe("Safetensors only and not built yet: call pull_model to build it."),
-      builtDir: z.string().nullable(),
-      bytes: z.number().describe("Size on disk (snapshot + our build)."),
-    })
-    .nullable()
-    .describe("For Hugging Face cache snapshots; null otherwise."),
 });
 
 export const outputSchema = {
-  roots: z.array(z.object({ path: z.string(), exists: z.boolean() })),
+  roots: z.array(z.looseObject({ path: z.string() })),
   models: z.array(foundModelSchema),
-  truncated: z.boolean().describe("The scan stopped early (too many directories); pass root to narrow it."),
+  truncated: z.boolean().describe("Scan stopped early: pass root."),
   loaded: z.array(loadedModelSchema),
   memory: memorySchema,
 };
@@ -55,11 +30,10 @@ export const outputSchema = {
 export const config = {
   title: "List models",
   description:
-    "List the model directories under the server's model roots (ONNX models ready to load, safetensors checkpoints that " +
-    "build_model can convert), which models are loaded, and the memory bound. Use a listed `name` or `dir` as the model argument of the other tools.",
+    "List models in the model roots and HF cache (ready, or a checkpoint for build_model), what is loaded, and the memory " +
+    "bound. Pass a listed name as model.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "List models", readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
 };
 
 export async function loadedState(ctx: ToolContext) {

@@ -12,8 +12,8 @@ export const name = "load_model";
 
 export const inputSchema = {
   model: modelArg,
-  device: z.enum(DEVICES as [Device, ...Device[]]).optional().describe("Execution provider (default: the server's --device, cpu)."),
-  threads: z.number().int().min(1).max(maxThreads()).optional().describe("Intra-op threads, at most this machine's core count (default: onnxruntime's choice)."),
+  device: z.enum(DEVICES as [Device, ...Device[]]).optional().describe("Execution provider (default: the server's)."),
+  threads: z.number().int().min(1).max(maxThreads()).optional().describe("Intra-op threads (default: onnxruntime's choice)."),
   variant: variantSchema,
 };
 
@@ -32,11 +32,9 @@ export const outputSchema = {
 export const config = {
   title: "Load model",
   description:
-    "Load a model (ONNX session + tokenizer) into the server's cache with a device and thread count. Later calls that use the " +
-    "model reuse it. The cache is bounded (least-recently-used models are unloaded beyond the memory bound).",
+    "Load a model with a device and thread count; later calls reuse it (least recently used unloaded beyond the memory bound).",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Load model", readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {

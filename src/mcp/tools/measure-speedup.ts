@@ -16,15 +16,23 @@ import { ALLOW_ENDPOINT_FLAG, ENDPOINT_URL_MAX, checkEndpointUrl } from "../endp
 import type { ToolContext } from "../context.js";
 import {
   benchPromptSchema,
+  boundedString,
+  pathArg,
+  benchPromptsArg,
+  listedAs,
   compact,
   fmt,
+  detailSchema,
   kSchema,
   methodOptionsSchema,
+  methodOptionsShape,
   modelArg,
   progressSender,
   ratioSchema,
   runTool,
   samplingSchema,
+  seedSchema,
+  strictArgs,
   textResult,
   throwIfCancelled,
   type Extra,
@@ -38,10 +46,10 @@ const methodName = z.enum(METHOD_NAMES);
 export const workloadArg = z
   .string()
   .optional()
-  .describe('Built-in workload when no prompts are given: "builtin" (all categories) or "builtin:<chat|translation|summarization|qa|math|rag>".');
+  .describe('"builtin" or "builtin:<chat|translation|summarization|qa|math|rag>".');
 
-const endpointUrl = z.string().min(1).max(ENDPOINT_URL_MAX);
-const servedModelName = z.string().min(1).max(256);
+const endpointUrl = boundedString(z.string().min(1).max(ENDPOINT_URL_MAX));
+const servedModelName = boundedString(z.string().min(1).max(256));
 
 /** Local-model arguments that make no sense with `endpoint` (the server decides model and method). */
 const LOCAL_ONLY = ["model", "variant", "draft", "draftVariant", "heads", "methods", "k", "methodOptions"] as const;
@@ -49,138 +57,92 @@ const LOCAL_ONLY = ["model", "variant", "draft", "draftVariant", "heads", "metho
 const ENDPOINT_ONLY = ["endpointBaseline", "endpointModel", "baselineModel", "apiKey"] as const;
 
 export const inputSchema = {
-  model: modelArg.optional().describe(`${modelArg.description} Local mode; omit with endpoint.`),
+  model: modelArg.optional().describe(`${modelArg.description} Or give endpoint.`),
   variant: variantSchema,
   endpoint: endpointUrl
     .optional()
-    .describe(
-      "Remote mode instead of model: the OpenAI base URL of a server to measure (ours, vLLM, SGLang, llama-server), e.g. http://127.0.0.1:8080/v1. " +
-        `Only loopback hosts (127.0.0.0/8, ::1, localhost) unless the MCP server was started with ${ALLOW_ENDPOINT_FLAG} URL_PREFIX.`,
-    ),
-  endpointBaseline: endpointUrl.optional().describe("Remote mode: a second server (e.g. the same model without speculation) measured interleaved with endpoint; gives speedup, verdict and greedy comparison."),
-  endpointModel: servedModelName.optional().describe("Remote mode: model id sent to endpoint (default: the first one its /v1/models lists)."),
-  baselineModel: servedModelName.optional().describe("Remote mode: model id sent to endpointBaseline (default: endpointModel, else its first listed model)."),
-  apiKey: z.string().min(1).max(4096).optional().describe("Remote mode: bearer token sent to both servers (never read from the MCP server's environment)."),
-  draft: z.string().min(1).optional().describe("Draft model directory (method draft)."),
-  draftVariant: variantSchema.describe('Variant of the draft model (like variant), e.g. "q4".'),
-  heads: z.string().min(1).optional().describe("Medusa heads (method medusa) or an EAGLE head (method eagle)."),
+    .describe(`OpenAI-API server URL to measure instead of model (loopback unless ${ALLOW_ENDPOINT_FLAG}).`),
+  endpointBaseline: endpointUrl.optional().describe("endpoint: server to compare with."),
+  endpointModel: servedModelName.optional().describe("endpoint: model id (default its first)."),
+  baselineModel: servedModelName.optional().describe("endpointBaseline: model id."),
+  apiKey: boundedString(z.string().min(1).max(4096)).optional().describe("endpoint: bearer token."),
+  draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
+  draftVariant: variantSchema.describe("The draft's variant."),
+  heads: pathArg().optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
   methods: z
     .array(
       z.union([
         methodName,
-        z
-          .object({
-            method: methodName,
-            label: z.string().min(1).optional(),
-            k: kSchema.optional(),
-            methodOptions: methodOptionsSchema.optional(),
-          })
-          .strict(),
+        listedAs(
+          strictArgs(
+            {
+              method: methodName,
+              label: z.string().min(1).max(256).optional(),
+              k: kSchema.optional(),
+              methodOptions: strictArgs(methodOptionsShape, "methods[].methodOptions").optional(),
+            },
+            "methods[]",
+          ),
+          "{method, label?, k?, methodOptions?}",
+        ),
       ]),
     )
     .min(1)
     .max(12)
     .optional()
-    .describe("Local mode (required there): methods to compare with baseline (baseline is always measured). Objects give per-method options and a label."),
-  k: kSchema.optional().describe("Default K for methods that take one."),
-  methodOptions: methodOptionsSchema.optional().describe("Default method options for every method."),
-  prompts: z.array(benchPromptSchema).min(1).max(64).optional().describe("Prompts: strings, or {prompt | messages | promptIds}."),
+    .describe("Methods to compare with baseline (always run); objects add a label and options."),
+  k: kSchema.optional(),
+  methodOptions: listedAs(methodOptionsSchema, "As generate_speculative's methodOptions, for every method.").optional(),
+  prompts: benchPromptsArg,
   workload: workloadArg,
-  chat: z.boolean().default(false).describe("Give built-in prompts as chat messages (instruction-tuned models)."),
-  maxNewTokens: z.number().int().min(1).max(4096).default(64),
-  repeats: z.number().int().min(1).max(20).default(3),
-  sampling: samplingSchema.optional(),
-  seed: z.number().int().optional(),
-  warmup: z.boolean().default(true),
+  chat: z.boolean().default(false).describe("Built-in prompts as chat messages."),
+  maxNewTokens: z.number().int().min(1).max(4096).default(64).describe("Tokens per run."),
+  repeats: z.number().int().min(1).max(20).default(3).describe("Runs per prompt and method."),
+  sampling: listedAs(samplingSchema, "As generate_speculative's sampling (endpoint: temperature only).").optional(),
+  seed: seedSchema,
+  warmup: z.boolean().default(true).describe("One warm-up run per method first."),
+  detail: detailSchema,
 };
 
-/**
- * Loose objects: the bench library (src/bench/measure.ts) may add fields; clients then see them
- * without a schema change. The fields listed here are always present.
- */
+/** One measured method (src/bench/measure.ts ArmSummary; loose: every field it has is sent). */
 export const armSchema = z.looseObject({
   label: z.string(),
   method: z.string(),
-  methodOptions: z.record(z.string(), z.unknown()),
-  runs: z.number(),
   medianTokensPerSecond: z.number(),
   speedup: ratioSchema,
-  verdict: verdictSchema.optional().describe("Does this method help here (methods only, not baseline)."),
+  verdict: verdictSchema.optional(),
   acceptanceRate: z.number(),
-  meanAcceptedLength: z.number().describe("New tokens per target forward, bonus included."),
-  perPositionAcceptance: z.array(z.number()),
-  meanDrafted: z.number(),
-  draftMsPerToken: z.number(),
-  targetMsPerForward: z.number(),
-  newTokens: z.number(),
-  targetForwards: z.number(),
-  greedyIdentical: z.boolean().nullable().describe("Greedy only: every output equal to baseline's; null when sampling."),
-  mismatches: z.array(z.string()),
-  perPrompt: z.array(z.object({ id: z.string(), category: z.string(), medianTokensPerSecond: z.number(), speedup: z.number() })),
-  verification: z.array(z.string()),
-  notes: z.array(z.string()),
-  decodeMsPerToken: z.number(),
-  onnxRuntimeMsPerToken: z.number(),
-  overheadMsPerToken: z.number().describe("Decode time outside onnxruntime per token (sampling, cache bookkeeping, JS)."),
-  overheadShare: z.number(),
-  draftCostRatio: z.number().describe("Draft ms per drafted token / baseline target ms per forward (c)."),
-  idealSpeedup: z.number().describe("Leviathan et al.'s ideal speedup from the measured acceptance and draft cost."),
-  efficiency: z.number().describe("Measured speedup / ideal speedup."),
-  peakRssBytes: z.number(),
+  meanAcceptedLength: z.number(),
+  greedyIdentical: z.boolean().nullable().describe("Every greedy output equal to baseline's; null when sampling."),
 });
 
-/** One server's summary in remote mode (src/bench/remote.ts RemoteArmSummary; per-run texts left out). */
+/** One server in remote mode (src/bench/remote.ts RemoteArmSummary; per-run rows with detail full). */
 export const remoteArmSchema = z.looseObject({
   label: z.string(),
   url: z.string(),
   model: z.string(),
-  runs: z.array(
-    z.looseObject({
-      prompt: z.string(),
-      repeat: z.number(),
-      completionTokens: z.number(),
-      ttftMs: z.number(),
-      totalMs: z.number(),
-      decodeTokensPerSecond: z.number(),
-      finishReason: z.string().nullable(),
-    }),
-  ),
   medianDecodeTokensPerSecond: z.number(),
   medianTtftMs: z.number(),
-  medianTotalMs: z.number(),
-  completionTokens: z.number(),
-  acceptance: z
-    .looseObject({
-      source: z.string(),
-      drafts: z.number().optional(),
-      draftTokens: z.number().optional(),
-      acceptedTokens: z.number().optional(),
-      acceptanceRate: z.number().optional(),
-      meanAcceptedLength: z.number().optional(),
-      perPositionAcceptance: z.array(z.number()).optional(),
-    })
-    .nullable()
-    .describe("From the server's /metrics (vLLM or SGLang counter names); null when it exposes none."),
-  metricsNote: z.string(),
+  acceptance: z.looseObject({}).nullable().describe("From the server's /metrics; null when it has none."),
 });
 
 export const outputSchema = {
-  mode: z.enum(["local", "endpoint"]).describe("local: model and methods measured here; endpoint: OpenAI-compatible servers measured over HTTP."),
-  model: z.string().optional().describe("Local mode."),
+  mode: z.enum(["local", "endpoint"]),
+  model: z.string().optional(),
   prompts: z.number(),
   repeats: z.number(),
   maxNewTokens: z.number(),
   greedy: z.boolean(),
-  baseline: armSchema.optional().describe("Local mode: plain decoding."),
-  arms: z.array(armSchema).optional().describe("Local mode: the methods asked for."),
-  endpoint: remoteArmSchema.optional().describe("Endpoint mode: the measured server."),
-  endpointBaseline: remoteArmSchema.optional().describe("Endpoint mode: the baseline server, when given."),
-  speedup: ratioSchema.optional().describe("Endpoint mode with endpointBaseline: endpoint / baseline decode tokens/s, paired per (prompt, repeat)."),
-  ttftRatio: ratioSchema.optional().describe("Endpoint mode with endpointBaseline: baseline / endpoint time to first token (> 1 = endpoint answers sooner)."),
-  verdict: z.string().optional().describe('Endpoint mode with endpointBaseline: "speculation helps here", "no clear gain" or "use plain decoding" (from the 95% CI), with the numbers.'),
-  greedyIdentical: z.boolean().nullable().optional().describe("Endpoint mode: every greedy output equal between the two servers; null when sampling or without a baseline."),
-  mismatches: z.array(z.string()).optional().describe("Endpoint mode: prompt ids whose greedy outputs differ."),
-  skipped: z.array(z.object({ label: z.string(), method: z.string(), reason: z.string() })).optional(),
+  baseline: armSchema.optional().describe("Local: plain decoding."),
+  arms: z.array(armSchema).optional().describe("Local: the methods."),
+  endpoint: remoteArmSchema.optional(),
+  endpointBaseline: remoteArmSchema.optional(),
+  speedup: ratioSchema.optional().describe("Remote: endpoint / endpointBaseline decode tokens/s."),
+  ttftRatio: ratioSchema.optional(),
+  verdict: z.string().optional(),
+  greedyIdentical: z.boolean().nullable().optional(),
+  mismatches: z.array(z.string()).optional(),
+  skipped: z.array(z.looseObject({ label: z.string(), reason: z.string() })).optional(),
   maxRssBytes: z.number().optional(),
   elapsedMs: z.number(),
 };
@@ -188,15 +150,10 @@ export const outputSchema = {
 export const config = {
   title: "Measure speedup",
   description:
-    "Measure speculative methods against plain decoding on the same prompts in the same run (warm-up, interleaved repeats): " +
-    "median tokens/s, speedup with a 95% confidence interval, acceptance rate, mean accepted length, per-position acceptance, " +
-    "and whether greedy outputs were identical to plain decoding. Long: sends progress; cancellable. " +
-    "With endpoint (instead of model) it measures OpenAI-compatible servers (ours, vLLM, SGLang, llama-server) over HTTP: streamed decode tokens/s, " +
-    "time to first token, acceptance from the server's /metrics, and against endpointBaseline the paired speedup, a verdict and a greedy-output comparison. " +
-    `Endpoint URLs must be loopback (127.0.0.0/8, ::1, localhost) unless the MCP server was started with ${ALLOW_ENDPOINT_FLAG} URL_PREFIX; redirects are refused.`,
+    "Measure methods against plain decoding on the same prompts, interleaved: speedup with 95% interval, a verdict, " +
+    "acceptance, greedy output identical; or OpenAI-API servers (endpoint vs endpointBaseline). Long: sends progress; cancellable.",
   inputSchema,
-  outputSchema: z.looseObject(outputSchema),
-  annotations: { title: "Measure speedup", readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  annotations: { readOnlyHint: true, openWorldHint: false },
 };
 
 /** Prompts from `prompts`, else the built-in workload. */
@@ -249,6 +206,12 @@ export function checkResources(ctx: ToolContext, arms: ArmSpec[], args: { draft?
 
 type Args = z.infer<z.ZodObject<typeof inputSchema>>;
 
+/** A local-mode arm without its per-prompt and per-position rows (detail summary). */
+function leanArm<T extends { perPrompt?: unknown; perPositionAcceptance?: unknown }>(a: T) {
+  const { perPrompt: _p, perPositionAcceptance: _q, ...rest } = a;
+  return rest;
+}
+
 export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   if (args.endpoint !== undefined) return handleEndpoint(ctx, args, extra);
   for (const k of ENDPOINT_ONLY) if (args[k] !== undefined) throw new InvalidOptionError(`${k} applies to remote mode: pass endpoint (a server URL) too, or drop ${k}.`);
@@ -257,11 +220,10 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const model = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
   const defaults: MethodOptions = compact({ ...(args.methodOptions ?? {}), k: args.k });
   const methods = args.methods;
-  const arms: ArmSpec[] = methods.map((m) =>
-    typeof m === "string"
-      ? { method: m, methodOptions: m === "baseline" ? undefined : defaults }
-      : { method: m.method, label: m.label, methodOptions: compact({ ...defaults, ...(m.methodOptions ?? {}), k: m.k ?? defaults.k }) },
-  );
+  const arms: ArmSpec[] = methods.map((m) => {
+    if (typeof m === "string") return { method: m, methodOptions: m === "baseline" ? undefined : defaults };
+    return { method: m.method, label: m.label, methodOptions: compact({ ...defaults, ...(m.methodOptions ?? {}), k: m.k ?? defaults.k }) };
+  });
   const { draft, heads } = checkResources(ctx, arms, args);
   const res = await measureSpeedup({
     ...benchCommon(ctx, args, extra),
@@ -281,7 +243,14 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const text =
     `${res.prompts} prompt(s) x ${res.repeats} repeat(s), ${res.maxNewTokens} new tokens, ${res.greedy ? "greedy" : "sampling"}:\n` +
     [res.baseline, ...res.arms].map(line).join("\n");
-  return textResult(text, { mode: "local", ...res, arms: res.arms.map((a) => ({ ...a, verdict: speedupVerdict(a.speedup) })) });
+  const full = args.detail === "full";
+  const arm = <T extends { perPrompt?: unknown; perPositionAcceptance?: unknown }>(a: T) => (full ? a : leanArm(a));
+  return textResult(text, {
+    mode: "local",
+    ...res,
+    baseline: arm(res.baseline),
+    arms: res.arms.map((a) => ({ ...arm(a), verdict: speedupVerdict(a.speedup) })),
+  });
 }
 
 /** The CLI flag names src/bench/remote.ts uses in its messages, as this tool's argument names. */
@@ -346,7 +315,11 @@ async function handleEndpoint(ctx: ToolContext, args: Args, extra: Extra) {
     onProgress: (done, total, message) => common.onProgress({ done, total, message } as BenchProgress),
   }), extra);
   // Per-run texts stay out of the MCP result (up to prompts x repeats x maxNewTokens tokens each); mismatches names the prompts.
-  const arm = (a: NonNullable<typeof res.baseline>) => ({ ...a, runs: a.runs.map(({ text: _text, ...r }) => r) });
+  const full = args.detail === "full";
+  const arm = (a: NonNullable<typeof res.baseline>) => {
+    const { runs, ...rest } = a;
+    return full ? { ...rest, runs: runs.map(({ text: _text, ...r }) => r) } : rest;
+  };
   const line = (a: NonNullable<typeof res.baseline>, label: string) =>
     `- ${label} ${a.url} (${a.model}): ${fmt(a.medianDecodeTokensPerSecond, 1)} decode tok/s, TTFT ${fmt(a.medianTtftMs, 0)} ms` +
     (a.acceptance?.acceptanceRate !== undefined ? `, acceptance ${fmt(a.acceptance.acceptanceRate * 100, 1)}%` : "") +

@@ -2,7 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { describeModel } from "../../decoding/capabilities.js";
-import { METHOD_NAMES, registeredMethods } from "../../decoding/methods.js";
+import { MCP_VOCABULARY } from "../../vocabulary.js";
 import { resolveModelArg, variantOfArg } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { onnxBytes } from "../models.js";
@@ -28,15 +28,15 @@ export const outputSchema = {
   kvDtype: z.string(),
   logitsDtype: z.string(),
   vocabSize: z.number().nullable(),
-  tokenizerVocabSize: z.number().nullable().describe("null when the directory has no tokenizer.json (then only promptIds work)."),
+  tokenizerVocabSize: z.number().nullable().describe("null: no tokenizer (promptIds only)."),
   maxContext: z.number().nullable(),
   eosIds: z.array(z.number()),
-  bytes: z.number().describe("ONNX file plus external data."),
-  weightFormat: z.string().describe('e.g. "float32", "int4 (MatMulNBits, block 32) 78% + float32 22%" (share of the weight bytes a decode step reads).'),
-  weightBytesPerToken: z.number().describe("Weight bytes one decode step reads (gathered tables count one row): what bounds CPU decoding speed."),
-  hasTreeMask: z.boolean().describe("Builder-made graphs verify token trees in one forward (lookahead, Medusa)."),
-  hasHiddenStates: z.boolean().describe("Needed by Medusa heads."),
-  earlyExitLayers: z.array(z.number()).describe("Early-exit drafts built beside the model (methodOptions.exitLayer)."),
+  bytes: z.number(),
+  weightFormat: z.string(),
+  weightBytesPerToken: z.number().describe("Bounds CPU decode speed."),
+  hasTreeMask: z.boolean(),
+  hasHiddenStates: z.boolean(),
+  earlyExitLayers: z.array(z.number()).describe("Built early-exit drafts (methodOptions.exitLayer)."),
   multiTokenWithPast: z.boolean().nullable(),
   methods: z.array(z.object({ method: z.string(), available: z.boolean(), reason: z.string() })),
 };
@@ -44,11 +44,10 @@ export const outputSchema = {
 export const config = {
   title: "Model info",
   description:
-    "Describe a model directory: architecture, layers, size, vocabulary, context length, interface (tree mask, hidden states, " +
-    "early-exit drafts) and which decoding methods it supports, with the reason when one is not available. Loads the model into the cache.",
+    "Describe a model (layers, size, weights, vocabulary, context, early-exit drafts) and which methods it supports, with " +
+    "the fix when not. Loads it.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Model info", readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {
@@ -57,12 +56,8 @@ export function register(server: McpServer, ctx: ToolContext) {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
       const m = await ctx.store.load(dir, { variant: args.variant ?? variantOfArg(args.model) });
       throwIfCancelled(extra);
-      const d = describeModel(m.lm);
-      const registered = new Set(registeredMethods().map((x) => x.name));
-      const methods = [
-        ...d.methods,
-        ...METHOD_NAMES.filter((n) => !registered.has(n)).map((n) => ({ method: n, available: false, reason: "not implemented in this build yet" })),
-      ];
+      const d = describeModel(m.lm, MCP_VOCABULARY); // reasons name tool arguments (heads, build_model {earlyExit})
+      const methods = d.methods;
       const cfg = (m.lm.dirInfo.config.text_config ?? m.lm.dirInfo.config) as Record<string, unknown>;
       const out = {
         dir: d.dir,

@@ -6,30 +6,24 @@ import { userModelDir } from "../../hub/cache.js";
 import { formatBytes } from "../../hub/disk.js";
 import { hubSettings, parseRepoRef, pullModel, pullSummary } from "../../hub/index.js";
 import type { ToolContext } from "../context.js";
-import { progressSender, runTool, textResult } from "../tool-kit.js";
+import { boundedString, progressSender, runTool, textResult } from "../tool-kit.js";
 
 export const name = "pull_model";
 
 export const inputSchema = {
-  model: z
-    .string()
-    .min(3)
-    .max(300)
-    .describe('Hugging Face repo id: "org/name", optionally "org/name@revision" and/or ":variant" (e.g. "onnx-community/Qwen2.5-0.5B-Instruct:q4").'),
-  variant: z
-    .string()
-    .regex(/^(?!\.)[A-Za-z0-9._-]{1,100}$/, "a short name such as q4, fp16, fp32 or a file name such as model_q4.onnx")
+  model: boundedString(z.string().min(3).max(300)).describe('Repo id "org/name[@revision][:variant]".'),
+  variant: boundedString(z.string().regex(/^(?!\.)[A-Za-z0-9._-]{1,100}$/, "a short name such as q4, fp16, fp32 or a file name such as model_q4.onnx"))
     .optional()
-    .describe("ONNX variant to download (default: onnx/model.onnx, else the first of fp16, quantized, int8, uint8, q4, q4f16, bnb4)."),
-  revision: z.string().regex(/^[\w./-]{1,200}$/).optional().describe("Branch, tag or commit (default main)."),
-  heads: z.boolean().optional().describe("Download Medusa heads files (safetensors/pt) instead of a decoder."),
+    .describe('ONNX variant, e.g. "q4" (default onnx/model.onnx).'),
+  revision: boundedString(z.string().regex(/^[\w./-]{1,200}$/)).optional().describe("Branch, tag or commit (default main)."),
+  heads: z.boolean().optional().describe("Download Medusa heads instead of a decoder."),
 };
 
 export const outputSchema = {
   repo: z.string(),
   revision: z.string(),
   commit: z.string(),
-  dir: z.string().describe("Directory to pass as `model` (the snapshot, or our ONNX build of a safetensors-only repo)."),
+  dir: z.string().describe("Pass as model."),
   snapshot: z.string(),
   built: z.boolean(),
   modelFile: z.string().nullable(),
@@ -39,15 +33,12 @@ export const outputSchema = {
 };
 
 export const config = {
-  title: "Pull model from the Hugging Face Hub",
+  title: "Pull from Hugging Face",
   description:
-    "Download what one variant of a Hugging Face model needs (config, tokenizer, ONE ONNX file and its external data; or the safetensors, " +
-    "then an ONNX build) into the Hugging Face cache, shared with Python tools. Each file's sha256 is checked before it is moved into place; " +
-    "interrupted downloads resume; refuses when the disk lacks room. Honours HF_TOKEN (gated repos), HF_ENDPOINT and HF_HUB_OFFLINE. " +
-    "Sends progress notifications (bytes) when given a progress token; cancellable. Afterwards pass the repo id as `model` to any tool.",
+    "Download one variant of a Hugging Face model (ONNX, or safetensors then built) into the HF cache; verified, resumable, " +
+    "HF_TOKEN honoured. Sends progress; cancellable. Then pass the repo id as model.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Pull model", readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {

@@ -5,38 +5,30 @@ import { errorMessage } from "../../errors.js";
 import { checkTokenizerCompat, suggestDrafts } from "../../hub/drafts.js";
 import type { ToolContext } from "../context.js";
 import { resolveModelArg } from "../hub-args.js";
-import { runTool, textResult } from "../tool-kit.js";
+import { boundedString, runTool, textResult } from "../tool-kit.js";
 
 export const name = "suggest_draft";
 
 export const inputSchema = {
-  model: z.string().min(1).max(300).describe("Target: a Hugging Face repo id (org/name) or a model directory inside the roots."),
-  draft: z.string().min(1).max(300).optional().describe("A draft to check against the target (repo id in the cache, or a directory)."),
+  model: boundedString(z.string().min(1).max(300)).describe("Target repo id or model dir."),
+  draft: boundedString(z.string().min(1).max(300)).optional().describe("A draft to check against it (repo id in the cache, or dir)."),
 };
-
-const checkSchema = z.object({
-  draft: z.string(),
-  compatible: z.boolean().nullable().describe("null: not checked (not cached: pull_model both first)."),
-  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
-  error: z.string().nullable(),
-});
 
 export const outputSchema = {
   model: z.string(),
   family: z.string().nullable(),
   note: z.string().nullable(),
-  drafts: z.array(z.object({ repo: z.string(), onnx: z.string().nullable(), note: z.string().nullable() })),
-  checks: z.array(checkSchema),
+  drafts: z.array(z.looseObject({ repo: z.string(), onnx: z.string().nullable() })),
+  checks: z.array(z.looseObject({ draft: z.string(), compatible: z.boolean().nullable().describe("null: not checked (pull both first).") })),
 };
 
 export const config = {
   title: "Suggest a draft model",
   description:
-    "List known draft models that share the target's tokenizer (Qwen2.5, Qwen3, Llama 3.x, SmolLM2, Gemma, Phi families), with ONNX exports " +
-    "where known. Drafts (and `draft`) already in the cache or the roots are checked: same vocabulary, special tokens and ids for a probe text. Downloads nothing.",
+    "Known draft models with the target's tokenizer and their ONNX exports; local ones (and draft) get a tokenizer check. " +
+    "Downloads nothing.",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Suggest draft", readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {

@@ -14,17 +14,16 @@ export const inputSchema = {
 
 export const outputSchema = {
   dir: z.string(),
-  unloaded: z.number().describe("Sessions freed (the main model and any early-exit drafts from the same directory)."),
+  unloaded: z.number().describe("Sessions freed."),
   loaded: z.array(loadedModelSchema),
   memory: memorySchema,
 };
 
 export const config = {
   title: "Unload model",
-  description: "Unload a model from the server's cache and free its memory. Waits for running generations that use it.",
+  description: "Unload a model and free its memory (waits for generations using it).",
   inputSchema,
-  outputSchema,
-  annotations: { title: "Unload model", readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
 };
 
 export function register(server: McpServer, ctx: ToolContext) {

@@ -1,0 +1,16 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+const { createServer } = await import(process.cwd() + "/dist/mcp/server.js");
+const server = createServer({ roots: ["/tmp"] });
+const [a, b] = InMemoryTransport.createLinkedPair();
+const client = new Client({ name: "x", version: "1" });
+await Promise.all([server.connect(a), client.connect(b)]);
+const r = await client.listTools();
+console.log("total", JSON.stringify(r).length);
+const out = [];
+const walk = (o, path) => { if (o && typeof o === "object") for (const [k, v] of Object.entries(o)) { if (k === "description" && typeof v === "string") out.push([v.length, path, v]); else walk(v, path + "." + k); } };
+for (const t of r.tools) walk(t, t.name);
+let sum = 0; for (const x of out) sum += x[0];
+console.log("desc total", sum);
+out.sort((a, b) => b[0] - a[0]); for (const x of out.slice(0, 45)) console.log(x[0], x[1].replace(/\.properties/g, ""), "|", x[2]);
+process.exit(0);

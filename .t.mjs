@@ -1,0 +1,12 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+const { createServer } = await import(process.cwd() + "/dist/mcp/server.js");
+const server = createServer({ roots: ["/tmp"] });
+const [a, b] = InMemoryTransport.createLinkedPair();
+const client = new Client({ name: "x", version: "1" });
+await Promise.all([server.connect(a), client.connect(b)]);
+const r = await client.listTools();
+const t = r.tools.find(t=>t.name===process.argv[2]);
+for (const [k, v] of Object.entries(t.inputSchema.properties)) console.log(JSON.stringify(v).length, k, JSON.stringify(v).slice(0, 400));
+console.log(JSON.stringify({...t, inputSchema: undefined}));
+process.exit(0);

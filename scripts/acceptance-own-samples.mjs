@@ -4,8 +4,11 @@
  * works for models without a tokenizer, like ../shared/models/stories260K).
  *
  *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60]] [--medusa DIR] [--exit-layers 1,2,3]
+ *     [--adapter-layers 2]
  *     [--prompts 20] [--sampled 16] [--max-new-tokens 128] [--seed 7] [--json]
  *
+ * --exit-layers: untrained early exits (early_exit_{m}.onnx, adapter off); --adapter-layers: trained
+ * exits (exit_adapter_{m}.onnx from `spec-decode train-early-exit`).
  * Prompts: BOS + `sampled` tokens the model samples itself (temperature 1, seeded; a different seed
  * from train-eagle/train-medusa's default prompts). Each method then decodes greedily from every
  * prompt, the methods' order rotating per prompt; the script checks each method's tokens equal
@@ -24,6 +27,7 @@ const { values: v } = parseArgs({
     eagle: { type: "string" },
     medusa: { type: "string" },
     "exit-layers": { type: "string", default: "" },
+    "adapter-layers": { type: "string", default: "" },
     "eagle-totals": { type: "string", default: "" },
     prompts: { type: "string", default: "20" },
     sampled: { type: "string", default: "16" },
@@ -48,7 +52,10 @@ for (const t of (v["eagle-totals"] || "").split(",").filter(Boolean)) {
 }
 if (v.medusa) methods.push({ label: "medusa (trained)", method: "medusa", heads: v.medusa });
 for (const m of (v["exit-layers"] || "").split(",").filter(Boolean)) {
-  methods.push({ label: `early exit, layer ${m} (untrained)`, method: "early-exit", methodOptions: { exitLayer: Number(m) } });
+  methods.push({ label: `early exit, layer ${m} (untrained)`, method: "early-exit", methodOptions: { exitLayer: Number(m), adapter: false } });
+}
+for (const m of (v["adapter-layers"] || "").split(",").filter(Boolean)) {
+  methods.push({ label: `early exit, layer ${m} + trained adapter`, method: "early-exit", methodOptions: { exitLayer: Number(m), adapter: true } });
 }
 methods.push({ label: "prompt lookup", method: "prompt-lookup" }, { label: "lookahead", method: "lookahead" });
 

@@ -35,6 +35,8 @@ export interface DraftProposerOptions {
   target: CausalLM;
   draft: CausalLM;
   options: MethodOptions;
+  /** Extra stats the method reports for every generation (early-exit: exit layer, trained or untrained exit). */
+  extraStats?: Record<string, number | string>;
 }
 
 /** Validate the K options of a draft method (InvalidOptionError) without making a proposer. */
@@ -44,7 +46,7 @@ export function validateDraftOptions(options: MethodOptions): ResolvedController
 
 /** One generation's draft proposer. */
 export function createDraftProposer(o: DraftProposerOptions): Proposer {
-  return new DraftProposer(o.method, o.target, o.draft, resolveControllerOptions(o.options));
+  return new DraftProposer(o.method, o.target, o.draft, resolveControllerOptions(o.options), o.extraStats);
 }
 
 class DraftProposer implements Proposer {
@@ -71,7 +73,13 @@ class DraftProposer implements Proposer {
   private roundLongCatchUpMs = 0;
   private targetMsBefore = 0;
 
-  constructor(method: string, target: CausalLM, draft: CausalLM, opts: ResolvedControllerOptions) {
+  constructor(
+    method: string,
+    target: CausalLM,
+    draft: CausalLM,
+    opts: ResolvedControllerOptions,
+    private readonly extraStats: Record<string, number | string> = {},
+  ) {
     this.method = method;
     this.target = target;
     this.draft = draft;
@@ -104,6 +112,7 @@ class DraftProposer implements Proposer {
     this.controller = createController(this.opts, Math.max(1, fits));
     ctx.stats.extra.kController = this.controller.name;
     if (this.method === "early-exit") ctx.stats.extra.exitLayer = this.draft.info.numLayers;
+    Object.assign(ctx.stats.extra, this.extraStats);
     this.cache = this.draft.newCache();
     this.held = [];
     if (P > 1) {

@@ -27,6 +27,8 @@ export interface MethodOptions {
   confidenceThreshold?: number;
   /** early-exit: number of target layers in the draft. */
   exitLayer?: number;
+  /** early-exit: use the trained exit adapter (exit_adapter_{m}.onnx); default: when one exists. false = the untrained exit. */
+  adapter?: boolean;
   /** prompt-lookup: longest / shortest n-gram to match, tokens to propose. */
   maxNgram?: number;
   minNgram?: number;

@@ -1,5 +1,6 @@
 /** What a loaded model can do: its interface and which methods can run on it, with reasons. */
-import { statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFiles } from "../engine/model-store.js";
 import { readWeightFormat } from "../engine/weight-format.js";
@@ -36,12 +37,24 @@ export interface ModelDescription {
   hasHiddenStates: boolean;
   /** Exit layers for which an early-exit draft graph exists beside the model. */
   earlyExitLayers: number[];
+  /** Exit layers with a trained exit adapter (exit_adapter_{m}.onnx, `spec-decode train-early-exit`): early-exit drafts with it there. */
+  earlyExitAdapters: number[];
   multiTokenWithPast: boolean | null;
   methods: MethodSupport[];
 }
 
 export function earlyExitLayersOf(lm: CausalLM): number[] {
   return [...earlyExitFiles(lm.info.file).keys()];
+}
+
+/** Exit layers with a trained adapter graph (exit_adapter_{m}.onnx) beside the model. */
+export function exitAdapterLayersOf(lm: CausalLM): number[] {
+  const out: number[] = [];
+  for (const f of readdirSync(dirname(lm.info.file))) {
+    const m = /^exit_adapter_(\d+)\.onnx$/.exec(f);
+    if (m && Number(m[1]) >= 1 && Number(m[1]) < lm.info.numLayers) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
 }
 
 function weightFormatOf(file: string): { weightFormat: string; weightBytesPerToken: number } {
@@ -78,6 +91,7 @@ export function describeModel(lm: CausalLM): ModelDescription {
     hasTreeMask: i.hasTreeMask,
     hasHiddenStates: i.hasHiddenStates,
     earlyExitLayers: earlyExitLayersOf(lm),
+    earlyExitAdapters: exitAdapterLayersOf(lm),
     multiTokenWithPast: i.multiTokenWithPast ?? null,
     methods,
   };

@@ -16,25 +16,14 @@
  * Exit layer: `exitLayer` (--exit-layer m) picks the graph; without it the smallest m with a
  * trained adapter is used, else the smallest m built.
  */
-import { existsSync, readdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
 import { exitAdapterLayerOf, exitAdapterOnnxFile } from "../builder/exit-adapter.js";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFile } from "../engine/model-store.js";
 import { InvalidOptionError, ModelLoadError } from "../errors.js";
-import { earlyExitLayersOf } from "./capabilities.js";
+import { earlyExitLayersOf, exitAdapterLayersOf } from "./capabilities.js";
 import { createDraftProposer, validateDraftOptions } from "./draft-model.js";
 import type { LoadedResources, MethodDefinition, ResourceRequest } from "./methods.js";
-
-/** Exit layers with a trained adapter graph (exit_adapter_{m}.onnx) beside the model. */
-export function exitAdapterLayersOf(lm: CausalLM): number[] {
-  const out: number[] = [];
-  for (const f of readdirSync(dirname(lm.info.file))) {
-    const m = /^exit_adapter_(\d+)\.onnx$/.exec(f);
-    if (m && Number(m[1]) >= 1 && Number(m[1]) < lm.info.numLayers) out.push(Number(m[1]));
-  }
-  return out.sort((a, b) => a - b);
-}
 
 /** Which draft a loaded early-exit graph is (its layer count tells: m + 1 with the adapter). */
 const drafts = new WeakMap<CausalLM, { exitLayer: number; exitAdapter: "trained" | "untrained" }>();

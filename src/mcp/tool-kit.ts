@@ -127,7 +127,8 @@ export const methodOptionsSchema = strictArgs(
   {
     controller: z.enum(["fixed", "heuristic", "confidence", "cost"]).optional().describe("draft / early-exit: how K is chosen."),
     confidenceThreshold: z.number().min(0).max(1).optional().describe("confidence controller: stop drafting below this draft probability."),
-    exitLayer: z.number().int().min(1).max(4096).optional().describe("early-exit: target layers in the draft (needs an early_exit_<m>.onnx, see build_model); default: the smallest one built."),
+    exitLayer: z.number().int().min(1).max(4096).optional().describe("early-exit: target layers in the draft (needs an early_exit_<m>.onnx, see build_model); default: the smallest with a trained adapter, else the smallest built."),
+    adapter: z.boolean().optional().describe("early-exit: draft with the trained exit adapter (`spec-decode train-early-exit`); default: when one exists for the exit layer. false = the untrained exit."),
     maxNgram: z.number().int().min(1).max(OPTION_MAX.maxNgram).optional().describe("prompt-lookup: longest n-gram to match."),
     minNgram: z.number().int().min(1).max(OPTION_MAX.minNgram).optional().describe("prompt-lookup: shortest n-gram to match."),
     numPredict: z.number().int().min(1).max(OPTION_MAX.numPredict).optional().describe("prompt-lookup: tokens to propose."),

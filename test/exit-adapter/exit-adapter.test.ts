@@ -5,7 +5,7 @@
  * the target's distribution (chi-square, as draft-sampling.test.ts), and `train-early-exit` runs
  * end to end on a model without a tokenizer, improving held-out agreement.
  */
-import { cpSync, existsSync, rmSync } from "node:fs";
+import { cpSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
@@ -33,10 +33,11 @@ import { fixture, tempDir, type FixtureOptions } from "../helpers/fixtures.js";
 const root = tempDir("exit-adapter");
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-async function modelCopy(name: string, opts: FixtureOptions, files = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "onnx"]): Promise<string> {
+/** A private copy of a fixture (all its files, or only `files`: leave tokenizer files out for a model without one). */
+async function modelCopy(name: string, opts: FixtureOptions, files?: string[]): Promise<string> {
   const src = await fixture(opts);
   const dir = join(root, name);
-  for (const f of files) if (existsSync(join(src, f))) cpSync(join(src, f), join(dir, f), { recursive: true });
+  for (const f of files ?? readdirSync(src).filter((f) => f !== ".complete")) cpSync(join(src, f), join(dir, f), { recursive: true });
   return dir;
 }
 
@@ -209,4 +210,13 @@ describe("train-early-exit", () => {
     await expect(trainEarlyExitCommand(["--model", model, "--exit-layer", "3", "--self-distill", "2"])).rejects.toThrow(/from 1 to 2/);
     await expect(trainEarlyExitCommand(["--model", model, "--exit-layer", "2", "--self-distill", "2"])).rejects.toThrow(/--early-exit 2/);
   }, 60_000);
+});
+
+describe("auto with an exit layer", () => {
+  it("says whether the exit is trained, and points at train-early-exit when it is not", async () => {
+    const { chooseAutoMethod } = await import("../../src/api.js");
+    expect(chooseAutoMethod({ methodOptions: { exitLayer: 2 } }, [2]).reason).toMatch(/trained exit adapter/);
+    expect(chooseAutoMethod({ methodOptions: { exitLayer: 2, adapter: false } }, [2]).reason).toMatch(/untrained.*train-early-exit/);
+    expect(chooseAutoMethod({ methodOptions: { exitLayer: 1 } }, [2]).reason).toMatch(/untrained/);
+  });
 });

@@ -37,6 +37,7 @@ export const outputSchema = {
   hasTreeMask: z.boolean().describe("Builder-made graphs verify token trees in one forward (lookahead, Medusa)."),
   hasHiddenStates: z.boolean().describe("Needed by Medusa heads."),
   earlyExitLayers: z.array(z.number()).describe("Early-exit drafts built beside the model (methodOptions.exitLayer)."),
+  earlyExitAdapters: z.array(z.number()).describe("Exit layers with a trained exit adapter (`spec-decode train-early-exit`); early-exit drafts with it there (the trained exit) unless methodOptions.adapter is false."),
   multiTokenWithPast: z.boolean().nullable(),
   methods: z.array(z.object({ method: z.string(), available: z.boolean(), reason: z.string() })),
 };
@@ -86,13 +87,14 @@ export function register(server: McpServer, ctx: ToolContext) {
         hasTreeMask: d.hasTreeMask,
         hasHiddenStates: d.hasHiddenStates,
         earlyExitLayers: d.earlyExitLayers,
+        earlyExitAdapters: d.earlyExitAdapters,
         multiTokenWithPast: d.multiTokenWithPast,
         methods,
       };
       const text = [
         `${d.architecture} (${d.layout}) ${d.file}: ${d.numLayers} layers, ${(out.bytes / 2 ** 20).toFixed(1)} MiB, vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}`,
         `weights ${d.weightFormat}, ${(d.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB read per token`,
-        `tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${d.earlyExitLayers.length ? d.earlyExitLayers.join(", ") : "none"}`,
+        `tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${d.earlyExitLayers.length ? d.earlyExitLayers.join(", ") : "none"} (trained adapters: ${d.earlyExitAdapters.length ? d.earlyExitAdapters.join(", ") : "none"})`,
         ...methods.map((x) => `${x.available ? "✓" : "✗"} ${x.method}: ${x.reason}`),
       ].join("\n");
       return textResult(text, out);

@@ -96,7 +96,10 @@ function layerShapes(cfg: DecoderConfig): Record<keyof AdapterLayerWeights, numb
 
 /** Layer i of a checkpoint as adapter weights (the default initialisation: the target's layer m). */
 export function readCheckpointLayer(cfg: DecoderConfig, weights: WeightSource, i: number): AdapterLayerWeights {
-  const l = checkpointNames(cfg, weights).layer(i);
+  return readLayer(cfg, weights, checkpointNames(cfg, weights).layer(i));
+}
+
+function readLayer(cfg: DecoderConfig, weights: WeightSource, l: LayerTensorNames): AdapterLayerWeights {
   const shapes = layerShapes(cfg);
   const out: Partial<AdapterLayerWeights> = {};
   for (const [field, name] of FIELDS) {
@@ -177,7 +180,7 @@ export function readExitAdapterWeights(file: string, cfg: DecoderConfig): { weig
   } catch {
     /* advisory */
   }
-  return { weights: readCheckpointLayer(cfg, st, 0), exitLayer, info };
+  return { weights: readLayer(cfg, st, layerNamesAt0()), exitLayer, info };
 }
 
 /**

@@ -188,7 +188,9 @@ export function adapterForward(cfg: DecoderConfig, p: AdapterParams, fz: Adapter
     const vh = rep(v.transpose([1, 0, 2]));
     const scores = tf.matMul(qh as tf.Tensor3D, kh as tf.Tensor3D, false, true); // [NH, N, N]
     const masked = scores.add(causalBias(N));
-    const ctx = tf.matMul(tf.softmax(masked, -1), vh as tf.Tensor3D).transpose([1, 0, 2]).reshape([N, NH * D]);
+    // Softmax from elementary ops: autodiff through them is several times faster than through tf.softmax on tfjs's CPU backend.
+    const e = masked.sub(masked.max(-1, true)).exp();
+    const ctx = tf.matMul(e.div(e.sum(-1, true)), vh as tf.Tensor3D).transpose([1, 0, 2]).reshape([N, NH * D]);
     x2 = x.add(ctx.matMul(p.wo)) as tf.Tensor2D;
   }
   const xn2 = rmsNorm(x2, p.postNorm, eps) as tf.Tensor2D;
@@ -196,6 +198,27 @@ export function adapterForward(cfg: DecoderConfig, p: AdapterParams, fz: Adapter
   const act = g.mul(tf.sigmoid(g)).mul(xn2.matMul(p.wu));
   return x2.add(act.matMul(p.wd)).reshape([N, H]) as tf.Tensor2D;
 }
+
+/**
+ * mean over rows of the cross-entropy of softmax(z) against the distributions `p` (rows summing to
+ * 1): logsumexp(z) - <p, z>, with its gradient (softmax(z) - p) / N written out: 2-3x faster than
+ * autodiff through tf.logSoftmax on the CPU backend. `p` gets no gradient.
+ */
+export const softCrossEntropy = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [z, p, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  const m = z.max(-1, true);
+  const e = z.sub(m).exp();
+  const s = e.sum(-1, true);
+  save([e, s, p]);
+  const rows = z.shape[0]!;
+  return {
+    value: s.log().add(m).sub(p.mul(z).sum(-1, true)).mean(),
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+      const [ee, ss, pp] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+      return [ee.div(ss).sub(pp).mul((dy as tf.Tensor).div(rows)), tf.zerosLike(pp)];
+    },
+  };
+}) as Parameters<typeof tf.customGrad>[0]) as unknown as (z: tf.Tensor, p: tf.Tensor) => tf.Scalar;
 
 /** Logits through the target's frozen final norm and LM head: [N, V]. */
 export function exitLogits(cfg: DecoderConfig, fz: AdapterFrozen, h: tf.Tensor2D): tf.Tensor2D {

@@ -58,6 +58,7 @@ import {
   exitLogits,
   makeAdapterFrozen,
   randomAdapterWeights,
+  softCrossEntropy,
   type AdapterFrozen,
   type AdapterParams,
 } from "./model.js";
@@ -89,6 +90,8 @@ export interface ExitAdapterTrainingOptions {
 export interface AgreementReport {
   /** Held-out top-1 agreement with the full model's next token. */
   top1: number;
+  /** Held-out cross-entropy against the full model's next-token distribution (the training loss), nats. */
+  loss: number;
   /** 1 + sum over d <= K of P(the first d drafts all agree): the mean accepted length of a greedy chain of K. */
   chainAcceptedLength: number;
 }
@@ -151,27 +154,39 @@ function lossOf(cfg: DecoderConfig, p: AdapterParams, fz: AdapterFrozen, s: Seq,
   const L = s.tokens.length;
   const h = tf.tensor2d(s.h, [L, H]);
   const target = s.target ? tf.tensor2d(s.target, [L, cfg.vocabSize]) : tf.softmax(exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H])));
-  const logq = tf.logSoftmax(exitLogits(cfg, fz, adapterForward(cfg, p, fz, h, positionsOf(s), attention)));
-  return target.mul(logq).sum(-1).neg().mean() as tf.Scalar;
+  return softCrossEntropy(exitLogits(cfg, fz, adapterForward(cfg, p, fz, h, positionsOf(s), attention)), target);
 }
 
-/** Per-position agreement (draft argmax == full argmax) on the generated part of each held-out sequence. */
-function agreements(cfg: DecoderConfig, fz: AdapterFrozen, seqs: Seq[], draftOut: ((s: Seq, h: tf.Tensor2D) => tf.Tensor2D) | undefined): Uint8Array[] {
+/**
+ * Per-position agreement (draft argmax == full argmax) on the generated part of each held-out
+ * sequence, and the mean cross-entropy against the full model's distribution there.
+ */
+function agreements(cfg: DecoderConfig, fz: AdapterFrozen, seqs: Seq[], draftOut: ((s: Seq, h: tf.Tensor2D) => tf.Tensor2D) | undefined): { agree: Uint8Array[]; loss: number } {
   const H = cfg.hiddenSize;
-  return seqs.map((s) =>
+  let lossSum = 0;
+  let rows = 0;
+  const agree = seqs.map((s) =>
     tf.tidy(() => {
       const L = s.tokens.length;
       const h = tf.tensor2d(s.h, [L, H]);
-      const full = exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H])).argMax(-1).dataSync();
-      const draft = exitLogits(cfg, fz, draftOut ? draftOut(s, h) : h).argMax(-1).dataSync();
-      const out = new Uint8Array(Math.max(0, L - s.from));
+      const fullLogits = exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H]));
+      const draftLogits = exitLogits(cfg, fz, draftOut ? draftOut(s, h) : h);
+      const full = fullLogits.argMax(-1).dataSync();
+      const draft = draftLogits.argMax(-1).dataSync();
+      const n = Math.max(0, L - s.from);
+      if (n > 0) {
+        lossSum += n * softCrossEntropy(draftLogits.slice([s.from, 0], [n, -1]), tf.softmax(fullLogits.slice([s.from, 0], [n, -1]))).dataSync()[0]!;
+        rows += n;
+      }
+      const out = new Uint8Array(n);
       for (let t = s.from; t < L; t++) out[t - s.from] = draft[t] === full[t] ? 1 : 0;
       return out;
     }),
   );
+  return { agree, loss: lossSum / Math.max(1, rows) };
 }
 
-function summarize(agree: Uint8Array[], K: number): AgreementReport {
+function summarize({ agree, loss }: { agree: Uint8Array[]; loss: number }, K: number): AgreementReport {
   let n = 0;
   let hits = 0;
   let chain = 0;
@@ -184,7 +199,7 @@ function summarize(agree: Uint8Array[], K: number): AgreementReport {
       for (let d = 0; d < K && t + d < a.length && a[t + d]; d++) chain++;
     }
   }
-  return { top1: round4(hits / Math.max(1, n)), chainAcceptedLength: round4(1 + chain / Math.max(1, n)) };
+  return { top1: round4(hits / Math.max(1, n)), loss: round4(loss), chainAcceptedLength: round4(1 + chain / Math.max(1, n)) };
 }
 
 export interface ExitAdapterTrainingData {
@@ -276,7 +291,7 @@ export async function trainExitAdapter(
       `training an exit adapter on layer ${exitLayer} of ${cfg.numLayers} (${attention ? "attention + MLP block" : "MLP only"}, init ${parts.initFrom}) ` +
         `on ${trainPositions} positions (${trainSeqs.length} sequences), held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows, lr ${lr}`,
     );
-    log(`before training: held-out top-1 ${pct(untrained.top1)} untrained exit, ${pct(initial.top1)} initial adapter`);
+    log(`before training: held-out top-1 ${pct(untrained.top1)} untrained exit, ${pct(initial.top1)} initial adapter (held-out loss ${initial.loss.toFixed(3)})`);
     const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
     const t0 = performance.now();
     let step = 0;
@@ -319,6 +334,7 @@ export async function trainExitAdapter(
     const trained = summarize(agreements(cfg, fz, held, withAdapter), K);
     log(
       `held-out top-1 agreement with the full model: ${pct(trained.top1)} (untrained exit ${pct(untrained.top1)}, initial adapter ${pct(initial.top1)}); ` +
+        `held-out loss ${trained.loss.toFixed(3)} (initial ${initial.loss.toFixed(3)}); ` +
         `greedy chain of ${K}: mean accepted length ${trained.chainAcceptedLength.toFixed(3)} (untrained ${untrained.chainAcceptedLength.toFixed(3)})`,
     );
     const weights = adapterWeightsFrom(cfg, params, init);

@@ -88,7 +88,10 @@ export const earlyExitMethod: MethodDefinition = {
     if (!res.draft) {
       throw new InvalidOptionError(`Method "early-exit" needs its draft graph loaded; call loadResources (or use SpecEngine.generate).`);
     }
-    const which = drafts.get(res.draft) ?? { exitLayer: res.draft.info.numLayers, exitAdapter: "untrained" as const };
+    // A draft not loaded by loadResources: an adapter graph says so in its metadata; else its layer count is the exit layer (draft-model.ts).
+    const file = (res.draft.info as { file?: string } | undefined)?.file;
+    const m = file ? exitAdapterLayerOf(file) : undefined;
+    const which = drafts.get(res.draft) ?? (m !== undefined ? { exitLayer: m, exitAdapter: "trained" } : { exitAdapter: "untrained" });
     return createDraftProposer({ method: "early-exit", target: res.target, draft: res.draft, options, extraStats: which });
   },
 };

@@ -155,6 +155,7 @@ describe("early-exit sampling with an adapter draft preserves the target distrib
         const res = await generateTokens({ target, promptIds: prompt, maxNewTokens: 3, eosIds: [], sampling: { ...sampling, seed: s }, proposer });
         const key = `${res.tokens[0]},${res.tokens[1]}`;
         counts.set(key, (counts.get(key) ?? 0) + 1);
+        if (s === 0) expect(res.stats.extra).toMatchObject({ exitLayer: 1, exitAdapter: "trained" });
         drafted += res.stats.draftedTokens;
         accepted += res.stats.acceptedTokens;
       }

@@ -12,6 +12,7 @@ import { isEagleHeadDir } from "./decoding/eagle.js";
 import { parseOptions, type OptionsShape } from "./decoding/options.js";
 import { renderMessage } from "./vocabulary.js";
 import { checkMethodOptions, getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
+import { exitAdapterLayersOf } from "./decoding/early-exit.js";
 import type { GenerationStats } from "./decoding/stats.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
@@ -61,13 +62,25 @@ export interface GenerateResponse {
 export const DEFAULT_MAX_NEW_TOKENS = 128;
 
 /** Decide which method "auto" means for this request. */
-export function chooseAutoMethod(req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">): { method: MethodName; reason: string } {
+export function chooseAutoMethod(
+  req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">,
+  /** Exit layers with a trained exit adapter beside the target (decoding/capabilities.ts exitAdapterLayersOf). */
+  exitAdapters?: number[],
+): { method: MethodName; reason: string } {
   const available = new Set(registeredMethods().map((m) => m.name));
   if (req.draft && available.has("draft")) return { method: "draft", reason: "a draft model was given: draft-model speculation usually gives the largest speedup" };
   if (req.heads && available.has("eagle") && isEagleHeadDir(req.heads)) return { method: "eagle", reason: "an EAGLE head was given" };
   if (req.heads && available.has("medusa")) return { method: "medusa", reason: "Medusa heads were given" };
   if (req.methodOptions?.exitLayer !== undefined && available.has("early-exit")) {
-    return { method: "early-exit", reason: "an exit layer was given: self-speculation with the target's first layers" };
+    const m = req.methodOptions.exitLayer;
+    const trained = req.methodOptions.adapter !== false && (exitAdapters?.includes(m) ?? false);
+    return {
+      method: "early-exit",
+      reason: trained
+        ? `an exit layer was given: self-speculation with the target's first ${m} layers and their trained exit adapter`
+        : `an exit layer was given: self-speculation with the target's first ${m} layers, untrained (on real weights an untrained exit drafts poorly; ` +
+          "train an adapter with `spec-decode train-early-exit`)",
+    };
   }
   if (available.has("prompt-lookup")) {
     return { method: "prompt-lookup", reason: "no draft model or heads: prompt lookup needs nothing extra and costs almost nothing when it misses" };
@@ -146,7 +159,7 @@ export class SpecEngine {
 
   private async generateWith(target: LoadedModel, req: GenerateRequest): Promise<GenerateResponse> {
     const { method, reason: methodReason } =
-      req.method === "auto" ? chooseAutoMethod(req) : { method: req.method ?? "baseline", reason: "requested" };
+      req.method === "auto" ? chooseAutoMethod(req, exitAdapterLayersOf(target.lm)) : { method: req.method ?? "baseline", reason: "requested" };
     const def = getMethod(method);
     // Keys no method knows are errors; the method's own are checked against its schema.
     checkMethodOptions(req.methodOptions ?? {});

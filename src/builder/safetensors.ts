@@ -99,6 +99,23 @@ function readFully(fd: number, buf: Uint8Array, position: number): void {
   }
 }
 
+/** The `__metadata__` string map of a safetensors file ({} when it has none). */
+export function safetensorsMetadata(file: string): Record<string, string> {
+  const fd = openSync(file, "r");
+  try {
+    const lenBuf = Buffer.alloc(8);
+    if (readSync(fd, lenBuf, 0, 8, 0) !== 8) throw new BuildError(`${file} is too short to be a safetensors file.`);
+    const headerLen = Number(lenBuf.readBigUInt64LE(0));
+    if (headerLen <= 0 || headerLen > 100_000_000 || 8 + headerLen > fstatSync(fd).size) throw new BuildError(`${file} does not look like a safetensors file.`);
+    const headerBuf = Buffer.alloc(headerLen);
+    readFully(fd, headerBuf, 8);
+    const meta = (JSON.parse(headerBuf.toString("utf8")) as { __metadata__?: Record<string, string> }).__metadata__;
+    return meta && typeof meta === "object" ? { ...meta } : {};
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Lazily read tensors from one or more safetensors files. */
 export class SafetensorsSource implements WeightSource {
   private readonly entries = new Map<string, Entry>();

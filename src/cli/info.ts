@@ -27,7 +27,7 @@ export async function infoCommand(argv: string[]): Promise<number> {
       console.log(`  layers ${d.numLayers}, kv heads ${d.kvHeads}, head dim ${d.headDim}, kv ${d.kvDtype}, logits ${d.logitsDtype}`);
       console.log(`  weights ${d.weightFormat}, ${(d.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB read per token`);
       console.log(`  vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}, eos ${JSON.stringify(d.eosIds)}`);
-      console.log(`  tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${JSON.stringify(d.earlyExitLayers)}`);
+      console.log(`  tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${JSON.stringify(d.earlyExitLayers)} (trained adapters ${JSON.stringify(d.earlyExitAdapters)})`);
       for (const m of d.methods) console.log(`  ${m.available ? "✓" : "✗"} ${m.method}: ${m.reason}`);
     }
     // A tokenizer that cannot be loaded is an error (text prompts would fail): exit non-zero.

@@ -16,6 +16,7 @@ const COMMANDS: Record<string, Command> = {
   serve: { summary: "run the MCP server (stdio by default, --http for Streamable HTTP) or, with --openai, an OpenAI-compatible server", run: async (a) => (await import("./serve.js")).serveCommand(a) },
   "train-medusa": { summary: "train Medusa heads on a model's own hidden states (self-distillation, CPU)", run: async (a) => (await import("./train-medusa.js")).trainMedusaCommand(a) },
   "train-eagle": { summary: "train an EAGLE draft head on a model's own features (self-distillation, CPU)", run: async (a) => (await import("./train-eagle.js")).trainEagleCommand(a) },
+  "train-early-exit": { summary: "train an early-exit adapter on top of layer m (Kangaroo-style self-distillation, CPU)", run: async (a) => (await import("./train-early-exit.js")).trainEarlyExitCommand(a) },
   bench: { summary: "benchmark methods against plain decoding (speedup with CI, acceptance, ideal vs measured; --json, --chart; --endpoint for OpenAI-compatible servers)", run: async (a) => (await import("./bench.js")).benchCommand(a) },
   tune: { summary: "sweep K for a draft model or early exit: measured vs predicted speedup, a verdict, the recommended setting and its peer settings", run: async (a) => (await import("./tune.js")).tuneCommand(a) },
   pull: { summary: "download a Hugging Face model (one ONNX variant, verified, resumable) into the HF cache", run: async (a) => (await import("./pull.js")).pullCommand(a) },

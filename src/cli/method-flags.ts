@@ -37,7 +37,9 @@ export function flagPlaceholder(key: OptionKey): string {
               ? "X"
               : s.type === "array"
                 ? "JSON"
-                : "NAME";
+                : s.type === "boolean"
+                  ? "true|false"
+                  : "NAME";
   return one(js);
 }
 
@@ -69,6 +71,7 @@ function coerce(key: OptionKey, raw: string): unknown {
   const schema = schemaOf(key);
   if (schema.safeParse(raw).success) return raw;
   const trimmed = raw.trim();
+  if (trimmed === "true" || trimmed === "false") return trimmed === "true";
   if (trimmed !== "" && Number.isFinite(Number(trimmed))) return Number(trimmed);
   if (/^[[{]/.test(trimmed)) {
     try {

@@ -3,10 +3,10 @@ import { statSync } from "node:fs";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { readWeightFormat } from "../engine/weight-format.js";
 import { renderMessage, LIBRARY_VOCABULARY, type Vocabulary } from "../vocabulary.js";
-import { earlyExitLayersOf } from "./early-exit.js";
+import { earlyExitLayersOf, exitAdapterLayersOf } from "./early-exit.js";
 import { registeredMethods, type MethodName } from "./methods.js";
 
-export { earlyExitLayersOf };
+export { earlyExitLayersOf, exitAdapterLayersOf };
 
 export interface MethodSupport {
   method: MethodName;
@@ -39,6 +39,8 @@ export interface ModelDescription {
   hasHiddenStates: boolean;
   /** Exit layers for which an early-exit draft graph exists beside the model. */
   earlyExitLayers: number[];
+  /** Exit layers with a trained exit adapter (exit_adapter_{m}.onnx, `spec-decode train-early-exit`): early-exit drafts with it there. */
+  earlyExitAdapters: number[];
   multiTokenWithPast: boolean | null;
   methods: MethodSupport[];
 }
@@ -78,6 +80,7 @@ export function describeModel(lm: CausalLM, v: Vocabulary = LIBRARY_VOCABULARY):
     hasTreeMask: i.hasTreeMask,
     hasHiddenStates: i.hasHiddenStates,
     earlyExitLayers: earlyExitLayersOf(lm),
+    earlyExitAdapters: exitAdapterLayersOf(lm),
     multiTokenWithPast: i.multiTokenWithPast ?? null,
     methods,
   };

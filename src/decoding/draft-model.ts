@@ -37,6 +37,8 @@ export interface DraftProposerOptions {
   target: CausalLM;
   draft: CausalLM;
   options: ControllerOptions;
+  /** Extra stats the method reports for every generation (early-exit: exit layer, trained or untrained exit). */
+  extraStats?: Record<string, number | string>;
 }
 
 /** Validate the K options of a draft method (InvalidOptionError) without making a proposer. */
@@ -46,7 +48,7 @@ export function validateDraftOptions(options: ControllerOptions): ResolvedContro
 
 /** One generation's draft proposer. */
 export function createDraftProposer(o: DraftProposerOptions): Proposer {
-  return new DraftProposer(o.method, o.target, o.draft, resolveControllerOptions(o.options));
+  return new DraftProposer(o.method, o.target, o.draft, resolveControllerOptions(o.options), o.extraStats);
 }
 
 class DraftProposer implements Proposer {
@@ -73,7 +75,13 @@ class DraftProposer implements Proposer {
   private roundLongCatchUpMs = 0;
   private targetMsBefore = 0;
 
-  constructor(method: string, target: CausalLM, draft: CausalLM, opts: ResolvedControllerOptions) {
+  constructor(
+    method: string,
+    target: CausalLM,
+    draft: CausalLM,
+    opts: ResolvedControllerOptions,
+    private readonly extraStats: Record<string, number | string> = {},
+  ) {
     this.method = method;
     this.target = target;
     this.draft = draft;
@@ -107,6 +115,7 @@ class DraftProposer implements Proposer {
     this.controller = createController(this.opts, Math.max(1, fits));
     ctx.stats.extra.kController = this.controller.name;
     if (this.method === "early-exit") ctx.stats.extra.exitLayer = this.draft.info.numLayers;
+    Object.assign(ctx.stats.extra, this.extraStats);
     this.cache = this.draft.newCache();
     this.held = [];
     if (P > 1) {

@@ -4,10 +4,22 @@
  * (`spec-decode build --model DIR --early-exit m`). No second model, same tokenizer by
  * construction. Drafting, verification, K control and statistics are draft-model.ts's.
  *
- * Exit layer: the `exitLayer` option picks the graph; without it the smallest m built is used
- * (the cheapest draft; with several built, pass exitLayer or run tune).
+ * Trained exit (Kangaroo-style): when `spec-decode train-early-exit --exit-layer m` has written
+ * `exit_adapter_{m}.onnx` beside the model (m target layers + a trained adapter block + the final
+ * norm and LM head; builder/exit-adapter.ts), that graph is the draft instead. On real weights an
+ * untrained exit agrees with the full model on few tokens (stories260K: mean accepted length
+ * 1.03-1.08 at layers 1-3 of 5); the adapter is what makes the exit draft well. `adapter: false`
+ * forces the untrained exit, `adapter: true` requires the adapter. Stats report which
+ * (`extra.exitAdapter`: "trained" | "untrained"). Exactness does not depend on the draft: greedy
+ * output is the target's, sampling keeps the target's distribution (verify.ts).
+ *
+ * Exit layer: `exitLayer` picks the graph; without it the smallest m with a trained adapter is
+ * used, else the smallest m built.
  */
+import { existsSync, readdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { z } from "zod";
+import { exitAdapterLayerOf, exitAdapterOnnxFile } from "../builder/exit-adapter.js";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFile, earlyExitFiles } from "../engine/model-store.js";
 import { InvalidOptionError, ModelLoadError } from "../errors.js";
@@ -21,6 +33,16 @@ export function earlyExitLayersOf(lm: CausalLM): number[] {
   return [...earlyExitFiles(lm.info.file).keys()];
 }
 
+/** Exit layers with a trained adapter graph (exit_adapter_{m}.onnx) beside the model. */
+export function exitAdapterLayersOf(lm: CausalLM): number[] {
+  const out: number[] = [];
+  for (const f of readdirSync(dirname(lm.info.file))) {
+    const m = /^exit_adapter_(\d+)\.onnx$/.exec(f);
+    if (m && Number(m[1]) >= 1 && Number(m[1]) < lm.info.numLayers) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
 export const EARLY_EXIT_OPTIONS = {
   ...CONTROLLER_OPTIONS,
   exitLayer: z
@@ -29,55 +51,85 @@ export const EARLY_EXIT_OPTIONS = {
     .min(1)
     .max(OPTION_MAX.exitLayer)
     .optional()
-    .describe("Draft layers (a built early-exit draft; default the smallest)."),
+    .describe("Draft layers (a built early-exit draft; default the smallest, trained first)."),
+  adapter: z.boolean().optional().describe("Use the trained exit adapter (default: when one exists)."),
 };
+
+/** Which draft a loaded early-exit graph is (its layer count tells: m + 1 with the adapter). */
+const drafts = new WeakMap<CausalLM, { exitLayer: number; exitAdapter: "trained" | "untrained" }>();
+
+const trainAdapter = (dir: string, m: number | string) => `\`spec-decode train-early-exit --model ${dir} --exit-layer ${m} --self-distill 200\``;
 
 export const earlyExitMethod = defineMethod({
   name: "early-exit",
   summary: (v) =>
-    "Early-exit self-speculation: the target's first m layers (+ final norm and LM head) draft K tokens, the full model " +
-    `verifies them (exact; needs early_exit_{m}.onnx from ${v.buildEarlyExit("DIR", "m")}).`,
+    "Early-exit self-speculation: the target's first m layers (+ a trained adapter block when `spec-decode train-early-exit` made one, " +
+    `+ final norm and LM head) draft K tokens, the full model verifies them (exact; needs early_exit_{m}.onnx from ${v.buildEarlyExit("DIR", "m")}). ` +
+    "Untrained exits accept few tokens on real models: train the adapter.",
   options: EARLY_EXIT_OPTIONS,
   async loadResources(req) {
     validateDraftOptions(req.options);
+    const want = req.options.adapter;
     const target = req.target.lm;
     const L = target.info.numLayers;
     let m = req.options.exitLayer;
     if (m === undefined) {
+      const trained = want === false ? [] : exitAdapterLayersOf(target);
       const built = earlyExitLayersOf(target);
-      if (built.length === 0) {
+      if (trained.length === 0 && built.length === 0) {
         throw new ModelLoadError(
           (v) =>
             `Method "early-exit" needs an early-exit draft graph beside ${target.info.file}, and there is none. Build one with ` +
             `${v.buildEarlyExit(target.info.dir, Math.max(1, Math.floor(L / 4)))} ` +
-            `(needs the safetensors checkpoint), then pass ${v.option("exitLayer")}.`,
+            `(needs the safetensors checkpoint), train its adapter with ${trainAdapter(target.info.dir, "M")}, then pass ${v.option("exitLayer")}.`,
         );
       }
-      m = built[0]!;
+      m = trained[0] ?? built[0]!;
     }
     if (!Number.isInteger(m) || m < 1 || m >= L) {
       const got = m;
       throw new InvalidOptionError((v) => `${v.option("exitLayer")} must be an integer from 1 to ${L - 1} (the target has ${L} layers; got ${String(got)}).`);
     }
-    const file = earlyExitFile(target, m); // ModelLoadError naming the build step when absent
-    const draft = await req.store.load(target.info.dir, { file, pin: true });
-    if (draft.lm.info.numLayers !== m) {
-      req.store.unpin(draft);
-      const layers = m;
-      throw new ModelLoadError((v) => `${file} has ${draft.lm.info.numLayers} layers, expected ${layers}. Rebuild it with ${v.buildEarlyExit(target.info.dir, layers)}.`);
+    const layer = m;
+    const adapterFile = exitAdapterOnnxFile(target.info.file, layer);
+    const useAdapter = want ?? existsSync(adapterFile);
+    if (useAdapter && !existsSync(adapterFile)) {
+      throw new ModelLoadError(
+        (v) =>
+          `${v.option("adapter")} is true, but there is no trained exit adapter for layer ${layer} (looked for ${adapterFile}). Train one with ` +
+          `${trainAdapter(target.info.dir, layer)}, or drop ${v.option("adapter")} to use the untrained exit.`,
+      );
     }
+    const file = useAdapter ? adapterFile : earlyExitFile(target, layer); // ModelLoadError naming the build step when absent
+    const draft = await req.store.load(target.info.dir, { file, pin: true });
+    const layers = useAdapter ? layer + 1 : layer;
+    if (draft.lm.info.numLayers !== layers || (useAdapter && exitAdapterLayerOf(file) !== layer)) {
+      req.store.unpin(draft);
+      throw new ModelLoadError((v) =>
+        useAdapter
+          ? `${file} is not an exit adapter graph for layer ${layer} (${draft.lm.info.numLayers} layers). Retrain it with ${trainAdapter(target.info.dir, layer)}.`
+          : `${file} has ${draft.lm.info.numLayers} layers, expected ${layer}. Rebuild it with ${v.buildEarlyExit(target.info.dir, layer)}.`,
+      );
+    }
+    drafts.set(draft.lm, { exitLayer: layer, exitAdapter: useAdapter ? "trained" : "untrained" });
     return { draft: draft.lm, loaded: [draft] };
   },
   unavailableReason(res) {
     if (res.draft) return undefined;
-    return earlyExitLayersOf(res.target).length > 0
+    return earlyExitLayersOf(res.target).length > 0 || exitAdapterLayersOf(res.target).length > 0
       ? undefined
-      : (v) => `no early-exit draft graph beside the model (build one with ${v.buildEarlyExit(res.target.info.dir, "M")})`;
+      : (v) =>
+          `no early-exit draft graph beside the model (build one with ${v.buildEarlyExit(res.target.info.dir, "M")}, ` +
+          `then train its adapter with ${trainAdapter(res.target.info.dir, "M")})`;
   },
   create(res, options) {
     if (!res.draft) {
       throw new InvalidOptionError(`Method "early-exit" needs its draft graph loaded; call loadResources (or use SpecEngine.generate).`);
     }
-    return createDraftProposer({ method: "early-exit", target: res.target, draft: res.draft, options });
+    // A draft not loaded by loadResources: an adapter graph says so in its metadata; else its layer count is the exit layer (draft-model.ts).
+    const file = (res.draft.info as { file?: string } | undefined)?.file;
+    const m = file ? exitAdapterLayerOf(file) : undefined;
+    const which = drafts.get(res.draft) ?? (m !== undefined ? { exitLayer: m, exitAdapter: "trained" } : { exitAdapter: "untrained" });
+    return createDraftProposer({ method: "early-exit", target: res.target, draft: res.draft, options, extraStats: which });
   },
 });

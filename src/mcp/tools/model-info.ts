@@ -37,6 +37,7 @@ export const outputSchema = {
   hasTreeMask: z.boolean(),
   hasHiddenStates: z.boolean(),
   earlyExitLayers: z.array(z.number()).describe("Built early-exit drafts (methodOptions.exitLayer)."),
+  earlyExitAdapters: z.array(z.number()).describe("Trained exit adapters (train-early-exit)."),
   multiTokenWithPast: z.boolean().nullable(),
   methods: z.array(z.object({ method: z.string(), available: z.boolean(), reason: z.string() })),
 };
@@ -81,13 +82,14 @@ export function register(server: McpServer, ctx: ToolContext) {
         hasTreeMask: d.hasTreeMask,
         hasHiddenStates: d.hasHiddenStates,
         earlyExitLayers: d.earlyExitLayers,
+        earlyExitAdapters: d.earlyExitAdapters,
         multiTokenWithPast: d.multiTokenWithPast,
         methods,
       };
       const text = [
         `${d.architecture} (${d.layout}) ${d.file}: ${d.numLayers} layers, ${(out.bytes / 2 ** 20).toFixed(1)} MiB, vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}`,
         `weights ${d.weightFormat}, ${(d.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB read per token`,
-        `tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${d.earlyExitLayers.length ? d.earlyExitLayers.join(", ") : "none"}`,
+        `tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${d.earlyExitLayers.length ? d.earlyExitLayers.join(", ") : "none"} (trained adapters: ${d.earlyExitAdapters.length ? d.earlyExitAdapters.join(", ") : "none"})`,
         ...methods.map((x) => `${x.available ? "✓" : "✗"} ${x.method}: ${x.reason}`),
       ].join("\n");
       return textResult(text, out);

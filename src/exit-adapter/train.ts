@@ -1,0 +1,478 @@
+/**
+ * Train an early-exit adapter (`spec-decode train-early-exit`): a decoder block on top of the
+ * target's layer m, trained by self-distillation against the FULL model's own next-token
+ * distribution, the target (its first m layers, final norm and LM head) frozen.
+ *
+ *  1. Data (medusa/data.ts, as train-medusa / train-eagle): self-distilled sequences (the model's
+ *     own generations; token-id prompts from --prompt-ids or BOS + sampled tokens for models without
+ *     a tokenizer) or text, with the full model's pre-final-norm features f_t at every position.
+ *     The early-exit graph early_exit_{m}.onnx gives the layer-m states h_t of the same sequences.
+ *  2. Loss at every position: cross-entropy of softmax(lm_head(norm(adapter(h)_t))) against the full
+ *     model's distribution softmax(lm_head(norm(f_t))) (soft targets: the model's own outputs).
+ *     The draft is teacher-forced by construction at decode time too (every drafted token runs the
+ *     target's real first m layers), so there is no train/test gap to unroll.
+ *  3. Minibatches of causal windows, Adam with warmup + cosine decay, global-norm clipping (tfjs).
+ *  4. Held-out evaluation on the generated part of held-out sequences: top-1 agreement with the full
+ *     model's argmax (trained adapter, the initial adapter, and the untrained exit norm(h) -> LM head),
+ *     and the mean accepted length a greedy chain of K drafts would get from these agreements.
+ *  5. Files beside the model (builder/exit-adapter.ts): exit_adapter_{m}.safetensors and the drafting
+ *     graph exit_adapter_{m}.onnx, both written atomically.
+ */
+import { dirname, join, resolve } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { getWeight, openCheckpoint } from "../builder/checkpoint.js";
+import type { DecoderConfig } from "../builder/config.js";
+import {
+  buildExitAdapterOnnx,
+  exitAdapterOnnxName,
+  exitAdapterWeightsName,
+  readCheckpointLayer,
+  readExitAdapterWeights,
+  writeExitAdapterWeights,
+  type AdapterLayerWeights,
+} from "../builder/exit-adapter.js";
+import { CausalLM } from "../engine/causal-lm.js";
+import { earlyExitFile } from "../engine/model-store.js";
+import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
+import { Rng } from "../sampling/index.js";
+import { TextTokenizer } from "../text/index.js";
+import { tfReady } from "../eagle/model.js";
+import {
+  checkTrainingDataOptions,
+  readDataFile,
+  selfDistill,
+  textSequences,
+  idPromptsFor,
+  trainingDataSummary,
+  type SelfDistillDataOptions,
+  type TrainingDataSummary,
+  type TrainingSequence,
+} from "../medusa/data.js";
+import {
+  adapterForward,
+  adapterParamList,
+  adapterParamsFrom,
+  adapterWeightsFrom,
+  disposeAdapterFrozen,
+  disposeCausalBiases,
+  exitLogits,
+  makeAdapterFrozen,
+  randomAdapterWeights,
+  softCrossEntropy,
+  type AdapterFrozen,
+  type AdapterParams,
+} from "./model.js";
+
+export interface ExitAdapterTrainingOptions {
+  epochs?: number;
+  /** Rows (positions) per minibatch, about. Default 512. */
+  batchRows?: number;
+  /**
+   * Training window (rows); longer sequences are cut into windows that attend within themselves.
+   * Default 64 (the attention cost per row grows with it on tfjs's JS backend).
+   */
+  window?: number;
+  lr?: number;
+  /** Draft length K for the chain estimate (mean accepted length of a greedy chain of K drafts). Default 4. */
+  evalDepth?: number;
+  evalFraction?: number;
+  seed?: number;
+  maxSteps?: number;
+  maxSeconds?: number;
+  /** Initial weights: "layer" (the target's own layer m, default) or "random". */
+  initFrom?: "layer" | "random";
+  /** Train the attention block too (default). false: MLP-only (o_proj fixed at 0), an ablation. */
+  attention?: boolean;
+  onLog?: (line: string) => void;
+  logEvery?: number;
+}
+
+export interface AgreementReport {
+  /** Held-out top-1 agreement with the full model's next token. */
+  top1: number;
+  /** Held-out cross-entropy against the full model's next-token distribution (the training loss), nats. */
+  loss: number;
+  /** 1 + sum over d <= K of P(the first d drafts all agree): the mean accepted length of a greedy chain of K. */
+  chainAcceptedLength: number;
+}
+
+export interface ExitAdapterTrainingReport {
+  exitLayer: number;
+  numLayers: number;
+  trainSequences: number;
+  evalSequences: number;
+  trainPositions: number;
+  evalPositions: number;
+  epochs: number;
+  steps: number;
+  lr: number;
+  trainSeconds: number;
+  positionsPerSecond: number;
+  initFrom: "layer" | "random" | "file";
+  attention: boolean;
+  evalDepth: number;
+  /** norm(h_m) -> LM head, no adapter (what `early-exit` without an adapter drafts with). */
+  untrained: AgreementReport;
+  /** The adapter as initialised (the target's layer m by default: the untrained exit at m + 1). */
+  initial: AgreementReport;
+  trained: AgreementReport;
+}
+
+interface Seq {
+  tokens: number[];
+  /** layer-m states [L, H] */
+  h: Float32Array;
+  /** full model features [L, H] */
+  f: Float32Array;
+  offset: number;
+  /** first position whose next token was generated (held-out evaluation starts there) */
+  from: number;
+  /** the full model's next-token distribution [L, V], precomputed when it fits in memory */
+  target?: Float32Array;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const round4 = (x: number) => Math.round(x * 10000) / 10000;
+
+function windows(s: Seq, w: number, H: number): Seq[] {
+  const out: Seq[] = [];
+  const L = s.tokens.length;
+  for (let a = 0; a < L; a += w) {
+    const b = Math.min(L, a + w);
+    if (b - a < 2) break;
+    out.push({ tokens: s.tokens.slice(a, b), h: s.h.subarray(a * H, b * H), f: s.f.subarray(a * H, b * H), offset: a, from: 0 });
+  }
+  return out;
+}
+
+function positionsOf(s: Seq): tf.Tensor1D {
+  return tf.tensor1d(Int32Array.from({ length: s.tokens.length }, (_, i) => s.offset + i), "int32");
+}
+
+function lossOf(cfg: DecoderConfig, p: AdapterParams, fz: AdapterFrozen, s: Seq, attention: boolean): tf.Scalar {
+  const H = cfg.hiddenSize;
+  const L = s.tokens.length;
+  const h = tf.tensor2d(s.h, [L, H]);
+  const target = s.target ? tf.tensor2d(s.target, [L, cfg.vocabSize]) : tf.softmax(exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H])));
+  return softCrossEntropy(exitLogits(cfg, fz, adapterForward(cfg, p, fz, h, positionsOf(s), attention)), target);
+}
+
+/**
+ * Per-position agreement (draft argmax == full argmax) on the generated part of each held-out
+ * sequence, and the mean cross-entropy against the full model's distribution there.
+ */
+function agreements(cfg: DecoderConfig, fz: AdapterFrozen, seqs: Seq[], draftOut: ((s: Seq, h: tf.Tensor2D) => tf.Tensor2D) | undefined): { agree: Uint8Array[]; loss: number } {
+  const H = cfg.hiddenSize;
+  let lossSum = 0;
+  let rows = 0;
+  const agree = seqs.map((s) =>
+    tf.tidy(() => {
+      const L = s.tokens.length;
+      const h = tf.tensor2d(s.h, [L, H]);
+      const fullLogits = exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H]));
+      const draftLogits = exitLogits(cfg, fz, draftOut ? draftOut(s, h) : h);
+      const full = fullLogits.argMax(-1).dataSync();
+      const draft = draftLogits.argMax(-1).dataSync();
+      const n = Math.max(0, L - s.from);
+      if (n > 0) {
+        lossSum += n * softCrossEntropy(draftLogits.slice([s.from, 0], [n, -1]), tf.softmax(fullLogits.slice([s.from, 0], [n, -1]))).dataSync()[0]!;
+        rows += n;
+      }
+      const out = new Uint8Array(n);
+      for (let t = s.from; t < L; t++) out[t - s.from] = draft[t] === full[t] ? 1 : 0;
+      return out;
+    }),
+  );
+  return { agree, loss: lossSum / Math.max(1, rows) };
+}
+
+function summarize({ agree, loss }: { agree: Uint8Array[]; loss: number }, K: number): AgreementReport {
+  let n = 0;
+  let hits = 0;
+  let chain = 0;
+  for (const a of agree) {
+    for (let t = 0; t < a.length; t++) {
+      n++;
+      hits += a[t]!;
+      // A round starting at t accepts the first d drafts iff agreements t .. t+d-1 all hold
+      // (each drafted token runs the real first m layers, so an accepted prefix is the true one).
+      for (let d = 0; d < K && t + d < a.length && a[t + d]; d++) chain++;
+    }
+  }
+  return { top1: round4(hits / Math.max(1, n)), loss: round4(loss), chainAcceptedLength: round4(1 + chain / Math.max(1, n)) };
+}
+
+export interface ExitAdapterTrainingData {
+  /** Token sequences with the full model's features and the layer-m states of the same tokens. */
+  seqs: { tokens: number[]; features: Float32Array; exitStates: Float32Array; firstTarget: number }[];
+}
+
+/** Train an adapter on prepared data. */
+export async function trainExitAdapter(
+  data: ExitAdapterTrainingData,
+  cfg: DecoderConfig,
+  exitLayer: number,
+  parts: { init: AdapterLayerWeights; initFrom: "layer" | "random" | "file"; finalNorm: Float32Array; lmHead: Float32Array },
+  o: ExitAdapterTrainingOptions = {},
+): Promise<{ weights: AdapterLayerWeights; report: ExitAdapterTrainingReport }> {
+  await tfReady();
+  const log = o.onLog ?? (() => {});
+  const H = cfg.hiddenSize;
+  const attention = o.attention ?? true;
+  const seqs: Seq[] = data.seqs
+    .filter((s) => s.tokens.length >= 3)
+    .map((s) => {
+      if (s.features.length !== s.tokens.length * H || s.exitStates.length !== s.tokens.length * H) {
+        throw new InvalidOptionError(`training sequence lacks features / exit states of hidden size ${H}; build the model with \`spec-decode build\`.`);
+      }
+      return { tokens: s.tokens, h: s.exitStates, f: s.features, offset: 0, from: Math.max(0, s.firstTarget - 1) };
+    });
+  if (seqs.length === 0) throw new InvalidOptionError("No training sequences of at least 3 tokens.");
+  const lr = o.lr ?? 5e-3;
+  if (!(lr > 0 && lr < 1)) throw new InvalidOptionError(`lr must be in (0, 1) (got ${lr}).`);
+  const K = o.evalDepth ?? 4;
+  const batchRows = o.batchRows ?? 512;
+  const window = o.window ?? 64;
+  if (!Number.isInteger(window) || window < 2 || window > 4096) throw new InvalidOptionError(`window must be an integer from 2 to 4096 (got ${window}).`);
+  const nEval = seqs.length >= 2 ? Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1))) : 0;
+  const trainSeqs = seqs.slice(0, seqs.length - nEval);
+  const held = nEval > 0 ? seqs.slice(seqs.length - nEval) : seqs;
+  if (nEval === 0) log("only one sequence: evaluating on the training data");
+  const train = trainSeqs.flatMap((s) => windows(s, window, H));
+  const trainPositions = train.reduce((a, s) => a + s.tokens.length, 0);
+  const rng = new Rng(o.seed ?? 0);
+  const order = train.map((_, i) => i);
+  const packs = (): number[][] => {
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const out: number[][] = [];
+    let cur: number[] = [];
+    let rows = 0;
+    for (const i of order) {
+      const L = train[i]!.tokens.length;
+      if (cur.length > 0 && rows + L > batchRows) {
+        out.push(cur);
+        cur = [];
+        rows = 0;
+      }
+      cur.push(i);
+      rows += L;
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  };
+  const stepsPerEpoch = packs().length;
+  const epochs = o.epochs ?? Math.min(200, Math.max(2, Math.ceil(400 / stepsPerEpoch)));
+  const totalSteps = Math.min(o.maxSteps ?? Infinity, epochs * stepsPerEpoch);
+  const init = attention ? parts.init : { ...parts.init, o: new Float32Array(parts.init.o.length) };
+  const fz = makeAdapterFrozen(cfg, init, parts.finalNorm, parts.lmHead);
+  const params = adapterParamsFrom(cfg, init);
+  const vars = adapterParamList(params, attention);
+  const opt = tf.train.adam(lr, 0.9, 0.95, 1e-8);
+  try {
+    const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
+    const warmup = Math.min(50, Math.max(1, Math.ceil(0.05 * totalSteps)));
+    const lrAt = (t: number, secs: number) => {
+      if (t < warmup) return (lr * (t + 1)) / warmup;
+      const byStep = (t - warmup) / Math.max(1, totalSteps - warmup);
+      const progress = Math.min(1, Math.max(byStep, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0));
+      return lr * (0.05 + 0.475 * (1 + Math.cos(Math.PI * progress)));
+    };
+    // The full model's distributions are fixed: compute them once when they fit (<= 1 GB).
+    if (trainPositions * cfg.vocabSize <= 256 * 1024 * 1024) {
+      for (const s of train) s.target = tf.tidy(() => tf.softmax(exitLogits(cfg, fz, tf.tensor2d(s.f, [s.tokens.length, H]))).dataSync() as Float32Array);
+    }
+    const withAdapter = (s: Seq, h: tf.Tensor2D) => adapterForward(cfg, params, fz, h, positionsOf(s), attention);
+    const untrained = summarize(agreements(cfg, fz, held, undefined), K);
+    const initial = summarize(agreements(cfg, fz, held, withAdapter), K);
+    log(
+      `training an exit adapter on layer ${exitLayer} of ${cfg.numLayers} (${attention ? "attention + MLP block" : "MLP only"}, init ${parts.initFrom}) ` +
+        `on ${trainPositions} positions (${trainSeqs.length} sequences), held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows, lr ${lr}`,
+    );
+    log(`before training: held-out top-1 ${pct(untrained.top1)} untrained exit, ${pct(initial.top1)} initial adapter (held-out loss ${initial.loss.toFixed(3)})`);
+    const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
+    const t0 = performance.now();
+    let step = 0;
+    let positions = 0;
+    let accLoss = 0;
+    let accN = 0;
+    let epochsRun = 0;
+    let lastLog = t0;
+    outer: for (let e = 0; e < epochs; e++) {
+      epochsRun = e + 1;
+      for (const pack of packs()) {
+        if (step >= totalSteps) break outer;
+        if (o.maxSeconds !== undefined && (performance.now() - t0) / 1000 >= o.maxSeconds) {
+          log(`time budget of ${o.maxSeconds}s reached after ${step} steps`);
+          break outer;
+        }
+        setLr(lrAt(step, (performance.now() - t0) / 1000));
+        tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention))).div(pack.length) as tf.Scalar, vars);
+          const names = Object.keys(grads);
+          const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
+          const scale = norm > 1 ? 1 / norm : 1;
+          opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
+          accLoss += value.dataSync()[0]!;
+        });
+        accN++;
+        step++;
+        positions += pack.reduce((a, i) => a + train[i]!.tokens.length, 0);
+        const now = performance.now();
+        if (step % logEvery === 0 || step === totalSteps || now - lastLog > 30_000) {
+          lastLog = now;
+          const secs = (now - t0) / 1000;
+          log(`step ${step}/${totalSteps} epoch ${e + 1}/${epochs}  loss ${(accLoss / accN).toFixed(4)}  (${Math.round(positions / Math.max(secs, 1e-9))} positions/s)`);
+          accLoss = 0;
+          accN = 0;
+        }
+      }
+    }
+    const trainSeconds = (performance.now() - t0) / 1000;
+    const trained = summarize(agreements(cfg, fz, held, withAdapter), K);
+    log(
+      `held-out top-1 agreement with the full model: ${pct(trained.top1)} (untrained exit ${pct(untrained.top1)}, initial adapter ${pct(initial.top1)}); ` +
+        `held-out loss ${trained.loss.toFixed(3)} (initial ${initial.loss.toFixed(3)}); ` +
+        `greedy chain of ${K}: mean accepted length ${trained.chainAcceptedLength.toFixed(3)} (untrained ${untrained.chainAcceptedLength.toFixed(3)})`,
+    );
+    const weights = adapterWeightsFrom(cfg, params, init);
+    return {
+      weights,
+      report: {
+        exitLayer,
+        numLayers: cfg.numLayers,
+        trainSequences: trainSeqs.length,
+        evalSequences: nEval,
+        trainPositions,
+        evalPositions: held.reduce((a, s) => a + s.tokens.length - s.from, 0),
+        epochs: epochsRun,
+        steps: step,
+        lr,
+        trainSeconds: Math.round(trainSeconds * 100) / 100,
+        positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
+        initFrom: parts.initFrom,
+        attention,
+        evalDepth: K,
+        untrained,
+        initial,
+        trained,
+      },
+    };
+  } finally {
+    disposeAdapterFrozen(fz);
+    disposeCausalBiases();
+    tf.dispose(vars.length === 9 ? vars : adapterParamList(params, true));
+    opt.dispose();
+  }
+}
+
+export interface TrainEarlyExitOptions extends ExitAdapterTrainingOptions, SelfDistillDataOptions {
+  model: string;
+  exitLayer: number;
+  /** Continue training this adapter (an exit_adapter_{m}.safetensors). */
+  init?: string;
+}
+
+export interface TrainEarlyExitReport extends ExitAdapterTrainingReport {
+  model: string;
+  files: string[];
+  data: TrainingDataSummary;
+}
+
+/** The `spec-decode train-early-exit` job: data, training, files, report. */
+export async function trainEarlyExit(o: TrainEarlyExitOptions): Promise<TrainEarlyExitReport> {
+  const model = resolve(o.model);
+  const log = o.onLog ?? (() => {});
+  checkTrainingDataOptions(o, "target");
+  const { cfg, weights, names } = openCheckpoint(
+    model,
+    "Training an exit adapter needs the target's safetensors checkpoint and config.json (its layer m, final norm and LM head)",
+  );
+  const m = o.exitLayer;
+  if (!Number.isInteger(m) || m < 1 || m >= cfg.numLayers) {
+    throw new InvalidOptionError(`--exit-layer must be an integer from 1 to ${cfg.numLayers - 1} (the model has ${cfg.numLayers} layers; got ${String(m)}).`);
+  }
+  let init: AdapterLayerWeights;
+  let initFrom: "layer" | "random" | "file";
+  if (o.init) {
+    const a = readExitAdapterWeights(resolve(o.init), cfg);
+    if (a.exitLayer !== m) throw new InvalidOptionError(`--init ${o.init} is an adapter for exit layer ${a.exitLayer}, not ${m}.`);
+    init = a.weights;
+    initFrom = "file";
+  } else {
+    const layer = readCheckpointLayer(cfg, weights, m);
+    init = o.initFrom === "random" ? randomAdapterWeights(cfg, o.seed ?? 0, layer) : layer;
+    initFrom = o.initFrom ?? "layer";
+  }
+  const finalNorm = getWeight(weights, names.norm, [cfg.hiddenSize]);
+  const lmHead = getWeight(weights, names.lmHead, [cfg.vocabSize, cfg.hiddenSize]);
+  const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
+  let exitLm: CausalLM | undefined;
+  try {
+    if (!lm.info.hasFeatures) {
+      throw new ModelInterfaceError(`${lm.label} has no features output; rebuild the model with \`spec-decode build\` (features are on by default).`);
+    }
+    if (lm.info.vocabSize !== undefined && lm.info.vocabSize !== cfg.vocabSize) {
+      throw new BuildError(`The ONNX graph has vocabulary ${lm.info.vocabSize} but the checkpoint has ${cfg.vocabSize}; rebuild the model.`);
+    }
+    exitLm = await CausalLM.load(model, { file: earlyExitFile(lm, m), device: o.device, threads: o.threads });
+    if (!exitLm.info.hasFeatures || exitLm.info.numLayers !== m) {
+      throw new ModelInterfaceError(`${exitLm.info.file} is not a ${m}-layer early exit with a features output; rebuild it with \`spec-decode build --model ${model} --early-exit ${m}\`.`);
+    }
+    const tok = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(model) : undefined;
+    const t0 = performance.now();
+    const progress = (what: string) => (done: number, total: number, tokens: number) => {
+      if (done === total || done % Math.max(1, Math.round(total / 10)) === 0) log(`${what}: ${done}/${total} sequences, ${tokens} tokens`);
+    };
+    let seqs: TrainingSequence[];
+    if (o.selfDistill !== undefined) {
+      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
+      const entries = o.data && !promptIds ? readDataFile(o.data) : undefined;
+      seqs = await selfDistill(lm, tok, {
+        count: o.selfDistill,
+        maxNewTokens: o.maxNewTokens ?? 128,
+        prompts: entries,
+        promptIds,
+        temperature: o.temperature,
+        seed: o.seed,
+        chat: o.chat,
+        collect: "features",
+        onProgress: progress("self-distillation"),
+      });
+    } else {
+      seqs = await textSequences(lm, tok, readDataFile(o.data!), { maxLength: o.maxLength ?? 512, collect: "features", onProgress: progress("features") });
+    }
+    const data: ExitAdapterTrainingData = { seqs: [] };
+    for (const s of seqs) {
+      const out = await exitLm.forward(exitLm.newCache(), s.tokens, { features: true, logits: "none" });
+      if (!out.features || !s.features) throw new ModelInterfaceError(`${exitLm.label} returned no features.`);
+      data.seqs.push({ tokens: s.tokens, features: s.features, exitStates: out.features.slice(), firstTarget: s.firstTarget });
+    }
+    const dataSeconds = (performance.now() - t0) / 1000;
+    const tokens = seqs.reduce((a, q) => a + q.tokens.length, 0);
+    const { weights: trained, report } = await trainExitAdapter(data, cfg, m, { init, initFrom, finalNorm, lmHead }, o);
+    const dir = dirname(lm.info.file);
+    const wFile = join(dir, exitAdapterWeightsName(m));
+    const oFile = join(dir, exitAdapterOnnxName(m));
+    const info = {
+      trained_by: "spec-decode train-early-exit",
+      data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
+      init: o.init ? resolve(o.init) : initFrom,
+      attention: report.attention,
+      steps: report.steps,
+      held_out_top1: report.trained.top1,
+      untrained_top1: report.untrained.top1,
+      chain_accepted_length: report.trained.chainAcceptedLength,
+    };
+    // The graph first, then the weights: an interrupted run never leaves weights without their graph.
+    await buildExitAdapterOnnx(model, m, trained, oFile, { "spec_decode.exit_adapter_info": JSON.stringify(info) });
+    writeExitAdapterWeights(wFile, cfg, m, trained, info);
+    log(`wrote ${oFile}, ${wFile}`);
+    return { ...report, model, files: [oFile, wFile], data: trainingDataSummary(o, seqs.length, tokens, dataSeconds) };
+  } finally {
+    await exitLm?.dispose();
+    await lm.dispose();
+  }
+}

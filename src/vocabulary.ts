@@ -19,8 +19,8 @@ export interface Vocabulary {
   buildEarlyExit(dir: string, layers: number | string): string;
   /** The step that converts the checkpoint in `dir` to ONNX. */
   build(dir: string): string;
-  /** The step that trains Medusa heads or an EAGLE head for the model in `dir`. */
-  train(kind: "medusa" | "eagle", dir: string): string;
+  /** The step that trains Medusa heads, an EAGLE head, or the exit adapter on layer `layer`, for the model in `dir`. */
+  train(kind: "medusa" | "eagle" | "early-exit", dir: string, layer?: number | string): string;
 }
 
 /** A message in every vocabulary: plain text, or text that names options/arguments/steps through one. */
@@ -67,8 +67,12 @@ export const CLI_VOCABULARY: Vocabulary = {
   method: (name) => `--method ${name}`,
   buildEarlyExit: (dir, layers) => `\`spec-decode build --model ${dir} --early-exit ${layers}\``,
   build: (dir) => `\`spec-decode build --model ${dir}\``,
-  train: (kind, dir) =>
-    kind === "medusa" ? `\`spec-decode train-medusa --model ${dir}\`` : `\`spec-decode train-eagle --model ${dir} --self-distill 200\``,
+  train: (kind, dir, layer = "M") =>
+    kind === "medusa"
+      ? `\`spec-decode train-medusa --model ${dir}\``
+      : kind === "eagle"
+        ? `\`spec-decode train-eagle --model ${dir} --self-distill 200\``
+        : `\`spec-decode train-early-exit --model ${dir} --exit-layer ${layer} --self-distill 200\``,
 };
 
 /**
@@ -84,10 +88,12 @@ export function mcpVocabulary(topLevel: Record<string, string> = { k: "k" }): Vo
     method: (name) => `method: "${name}"`,
     buildEarlyExit: (dir, layers) => `build_model {model: ${JSON.stringify(dir)}, earlyExit: [${layers}]}`,
     build: (dir) => `build_model {model: ${JSON.stringify(dir)}}`,
-    train: (kind, dir) =>
+    train: (kind, dir, layer = "M") =>
       kind === "medusa"
         ? `\`spec-decode train-medusa --model ${dir}\` (a CLI step; there is no MCP tool for training)`
-        : `\`spec-decode train-eagle --model ${dir} --self-distill 200\` (a CLI step; there is no MCP tool for training)`,
+        : kind === "eagle"
+          ? `\`spec-decode train-eagle --model ${dir} --self-distill 200\` (a CLI step; there is no MCP tool for training)`
+          : `\`spec-decode train-early-exit --model ${dir}\` for exit layer ${layer} (a CLI step; there is no MCP tool for training)`,
   };
 }
 

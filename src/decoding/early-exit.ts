@@ -58,8 +58,6 @@ export const EARLY_EXIT_OPTIONS = {
 /** Which draft a loaded early-exit graph is (its layer count tells: m + 1 with the adapter). */
 const drafts = new WeakMap<CausalLM, { exitLayer: number; exitAdapter: "trained" | "untrained" }>();
 
-const trainAdapter = (dir: string, m: number | string) => `\`spec-decode train-early-exit --model ${dir} --exit-layer ${m} --self-distill 200\``;
-
 export const earlyExitMethod = defineMethod({
   name: "early-exit",
   summary: (v) =>
@@ -81,7 +79,7 @@ export const earlyExitMethod = defineMethod({
           (v) =>
             `Method "early-exit" needs an early-exit draft graph beside ${target.info.file}, and there is none. Build one with ` +
             `${v.buildEarlyExit(target.info.dir, Math.max(1, Math.floor(L / 4)))} ` +
-            `(needs the safetensors checkpoint), train its adapter with ${trainAdapter(target.info.dir, "M")}, then pass ${v.option("exitLayer")}.`,
+            `(needs the safetensors checkpoint), train its adapter with ${v.train("early-exit", target.info.dir)}, then pass ${v.option("exitLayer")}.`,
         );
       }
       m = trained[0] ?? built[0]!;
@@ -97,7 +95,7 @@ export const earlyExitMethod = defineMethod({
       throw new ModelLoadError(
         (v) =>
           `${v.option("adapter")} is true, but there is no trained exit adapter for layer ${layer} (looked for ${adapterFile}). Train one with ` +
-          `${trainAdapter(target.info.dir, layer)}, or drop ${v.option("adapter")} to use the untrained exit.`,
+          `${v.train("early-exit", target.info.dir, layer)}, or drop ${v.option("adapter")} to use the untrained exit.`,
       );
     }
     const file = useAdapter ? adapterFile : earlyExitFile(target, layer); // ModelLoadError naming the build step when absent
@@ -107,7 +105,7 @@ export const earlyExitMethod = defineMethod({
       req.store.unpin(draft);
       throw new ModelLoadError((v) =>
         useAdapter
-          ? `${file} is not an exit adapter graph for layer ${layer} (${draft.lm.info.numLayers} layers). Retrain it with ${trainAdapter(target.info.dir, layer)}.`
+          ? `${file} is not an exit adapter graph for layer ${layer} (${draft.lm.info.numLayers} layers). Retrain it with ${v.train("early-exit", target.info.dir, layer)}.`
           : `${file} has ${draft.lm.info.numLayers} layers, expected ${layer}. Rebuild it with ${v.buildEarlyExit(target.info.dir, layer)}.`,
       );
     }
@@ -120,7 +118,7 @@ export const earlyExitMethod = defineMethod({
       ? undefined
       : (v) =>
           `no early-exit draft graph beside the model (build one with ${v.buildEarlyExit(res.target.info.dir, "M")}, ` +
-          `then train its adapter with ${trainAdapter(res.target.info.dir, "M")})`;
+          `then train its adapter with ${v.train("early-exit", res.target.info.dir)})`;
   },
   create(res, options) {
     if (!res.draft) {

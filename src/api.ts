@@ -11,6 +11,7 @@ import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, checkPromptBytes } from "./de
 import { isEagleHeadDir } from "./decoding/eagle.js";
 import { getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import type { GenerationStats } from "./decoding/stats.js";
+import { rebuildAdvice } from "./decoding/capabilities.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
 
@@ -59,8 +60,14 @@ export interface GenerateResponse {
 export const DEFAULT_MAX_NEW_TOKENS = 128;
 
 /** Decide which method "auto" means for this request. */
-export function chooseAutoMethod(req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">): { method: MethodName; reason: string } {
+export function chooseAutoMethod(
+  req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">,
+  target?: { multiTokenWithPast?: boolean; advice?: string | null },
+): { method: MethodName; reason: string } {
   const available = new Set(registeredMethods().map((m) => m.name));
+  if (target?.multiTokenWithPast === false) {
+    return { method: "baseline", reason: `plain decoding: speculation cannot be faster on this model. ${target.advice ?? ""}`.trim() };
+  }
   if (req.draft && available.has("draft")) return { method: "draft", reason: "a draft model was given: draft-model speculation usually gives the largest speedup" };
   if (req.heads && available.has("eagle") && isEagleHeadDir(req.heads)) return { method: "eagle", reason: "an EAGLE head was given" };
   if (req.heads && available.has("medusa")) return { method: "medusa", reason: "Medusa heads were given" };
@@ -143,8 +150,14 @@ export class SpecEngine {
   }
 
   private async generateWith(target: LoadedModel, req: GenerateRequest): Promise<GenerateResponse> {
+    let auto: { multiTokenWithPast?: boolean; advice?: string | null } | undefined;
+    if (req.method === "auto") {
+      // An export that can only verify token by token gains nothing from speculation: find out first (once per load).
+      auto = { multiTokenWithPast: await target.lm.probeMultiTokenWithPast() };
+      auto.advice = rebuildAdvice(target.lm);
+    }
     const { method, reason: methodReason } =
-      req.method === "auto" ? chooseAutoMethod(req) : { method: req.method ?? "baseline", reason: "requested" };
+      req.method === "auto" ? chooseAutoMethod(req, auto) : { method: req.method ?? "baseline", reason: "requested" };
     const def = getMethod(method);
     const options = req.methodOptions ?? {};
     const extra = def.loadResources

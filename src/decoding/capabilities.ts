@@ -38,6 +38,29 @@ export interface ModelDescription {
   earlyExitLayers: number[];
   multiTokenWithPast: boolean | null;
   methods: MethodSupport[];
+  /** Why and how to rebuild this export with our interface (`build --from-onnx`), or null when it would gain nothing. */
+  rebuild: string | null;
+}
+
+/**
+ * The advice to rebuild an export that cannot use speculation fully (null for builder-made graphs
+ * and exports that verify several tokens in one forward and have a tree mask).
+ */
+export function rebuildAdvice(lm: CausalLM): string | null {
+  const i = lm.info;
+  if (i.metadata["spec_decode.builder"] !== undefined) return null;
+  const how =
+    `Rebuild it from its own weights with our interface: \`spec-decode build --from-onnx ${i.dir}\` ` +
+    `(MCP: build_model {model, fromOnnx: true}); MatMulNBits weights are kept as they are and the export is not modified.`;
+  if (i.multiTokenWithPast === false) {
+    return (
+      `This export cannot run several new tokens on a filled KV cache (a multi-token forward with a past failed inside its graph, ` +
+      `e.g. the mask-reformat subgraph of onnxruntime-genai exports), so every method verifies one token per forward: exact, but no faster than plain decoding. ` +
+      how
+    );
+  }
+  if (!i.hasTreeMask) return `This export has no tree_attention_mask input, so lookahead and Medusa verify chains only (no token trees). ${how}`;
+  return null;
 }
 
 export function earlyExitLayersOf(lm: CausalLM): number[] {
@@ -80,5 +103,6 @@ export function describeModel(lm: CausalLM): ModelDescription {
     earlyExitLayers: earlyExitLayersOf(lm),
     multiTokenWithPast: i.multiTokenWithPast ?? null,
     methods,
+    rebuild: rebuildAdvice(lm),
   };
 }

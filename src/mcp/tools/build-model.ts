@@ -4,6 +4,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { statSync } from "node:fs";
 import { z } from "zod";
 import { buildModelDir, quantizeFromArgs } from "../../builder/index.js";
+import { buildFromOnnx } from "../../builder/from-onnx.js";
 import type { ToolContext } from "../context.js";
 import { modelArg, progressSender, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
 
@@ -35,6 +36,14 @@ export const inputSchema = {
     .describe("MatMulNBits compute precision: 4 = int8 activations (default, fastest on CPU), 0/1 = float32; needs quantize."),
   quantizeLmHead: z.boolean().optional().describe("Also quantize lm_head (default false); needs quantize."),
   quantizeEmbeddings: z.boolean().optional().describe("Also quantize the embedding table (GatherBlockQuantized; int4/int8; default false); needs quantize."),
+  fromOnnx: z
+    .boolean()
+    .optional()
+    .describe(
+      "model is an existing ONNX export (onnxruntime-genai builder, Optimum / onnx-community; Llama-family): rebuild it from its own weights " +
+        "(MatMulNBits blocks kept as they are) with our interface into our cache, leaving the export untouched. For exports that can only " +
+        "verify token by token (model_info says so). Not combinable with quantize / ioDtype / layout.",
+    ),
 };
 
 export const outputSchema = {
@@ -60,6 +69,34 @@ export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
       const dir = ctx.roots.resolve(args.model, "model", { directory: true });
+      if (args.fromOnnx) {
+        for (const k of ["quantize", "blockSize", "accuracyLevel", "quantizeLmHead", "quantizeEmbeddings", "ioDtype", "layout"] as const) {
+          if (args[k] !== undefined) throw new InvalidOptionError(`${k} does not apply with fromOnnx: the rebuild keeps the export's own weights, KV dtype and writes into our cache.`);
+        }
+        const progress = progressSender(extra);
+        return ctx.exclusive(`build:${dir}`, async () => {
+          throwIfCancelled(extra);
+          const t0 = performance.now();
+          let step = 0;
+          const res = await buildFromOnnx(dir, {
+            earlyExit: args.earlyExit,
+            treeMask: args.treeMask,
+            hiddenStates: args.hiddenStates,
+            onProgress: (msg) => {
+              ctx.logger.log("debug", `build_model: ${msg}`);
+              progress(++step, undefined, msg);
+            },
+          });
+          // Sessions of an earlier rebuild in the same place would read replaced files.
+          const unloadedSessions = await ctx.store.unload(res.dir);
+          const bytes = res.files.reduce((s, f) => s + (statSync(f, { throwIfNoEntry: false })?.size ?? 0), 0);
+          const elapsedMs = Math.round(performance.now() - t0);
+          return textResult(
+            `Rebuilt ${res.source} (${res.family}) into ${res.dir}: ${res.files.length} file(s), ${(bytes / 2 ** 20).toFixed(1)} MiB in ${(elapsedMs / 1000).toFixed(1)} s. Load it with model "${res.dir}".`,
+            { dir: res.dir, files: res.files, bytes, elapsedMs, unloadedSessions },
+          );
+        });
+      }
       // A Hugging Face snapshot is shared with Python tools and named by content: never build into it.
       if (/(^|[\\/])models--[^\\/]+[\\/]snapshots[\\/]/.test(dir)) {
         throw new InvalidOptionError(

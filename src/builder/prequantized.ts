@@ -1,0 +1,115 @@
+/**
+ * Linear weights that arrive already quantized (com.microsoft MatMulNBits blocks read out of an
+ * existing ONNX export, see from-onnx.ts) and are written back as they are: the codes and zero
+ * points byte for byte, the scales converted to float32 (exact from float16). Nothing is
+ * requantized; the only arithmetic is the optional per-row scale factor (1/sqrt(head_dim) folded
+ * into the query rows' scales, exact when head_dim is a power of 4).
+ */
+import { BuildError } from "../errors.js";
+import type { GraphBuilder } from "./onnx-graph.js";
+
+/** One MatMulNBits weight: y = x W^T for W [N, K] (rows = outputs), in onnxruntime's layout. */
+export interface PreQuantized {
+  bits: number;
+  blockSize: number;
+  N: number;
+  K: number;
+  /** [N, nBlocks, blockSize * bits / 8] codes. */
+  packed: Uint8Array;
+  /** [N * nBlocks] per-block scales. */
+  scales: Float32Array;
+  /** [N * ceil(nBlocks * bits / 8)] packed zero points (absent: the symmetric default 2^(bits-1)). */
+  zeroPoints?: Uint8Array;
+  /** The export's accuracy_level attribute. */
+  accuracyLevel: number;
+}
+
+const nBlocksOf = (m: PreQuantized) => Math.ceil(m.K / m.blockSize);
+const zpBytesPerRow = (m: PreQuantized) => Math.ceil((nBlocksOf(m) * m.bits) / 8);
+
+/** The default zero points of a row written out explicitly (2^(bits-1) in every slot). */
+function defaultZeroPoints(m: PreQuantized): Uint8Array {
+  const out = new Uint8Array(m.N * zpBytesPerRow(m));
+  if (m.bits === 4) out.fill(0x88);
+  else if (m.bits === 8) out.fill(128);
+  else throw new BuildError(`MatMulNBits with ${m.bits} bits and some zero points given is not supported (only 4 and 8 bits).`);
+  return out;
+}
+
+/**
+ * Stack row blocks [q; k; v] (or [gate; up]) into one weight: MatMulNBits stores each output row
+ * on its own (codes, scales and zero points are row-major by N), so stacking is concatenation.
+ * `rowScale` multiplies the scales of the first `scaledRows` rows.
+ */
+export function stackPreQuantized(parts: PreQuantized[], what: string, scaledRows = 0, rowScale = 1): PreQuantized {
+  const first = parts[0]!;
+  for (const p of parts) {
+    if (p.bits !== first.bits || p.blockSize !== first.blockSize || p.K !== first.K) {
+      throw new BuildError(
+        `${what}: the export quantizes its parts differently (bits ${p.bits}/${first.bits}, block ${p.blockSize}/${first.blockSize}, K ${p.K}/${first.K}); ` +
+          `the rebuild keeps blocks as they are and cannot fuse these.`,
+      );
+    }
+  }
+  const N = parts.reduce((s, p) => s + p.N, 0);
+  const cat = <T extends Uint8Array | Float32Array>(arrays: T[], make: (n: number) => T): T => {
+    const out = make(arrays.reduce((s, a) => s + a.length, 0));
+    let o = 0;
+    for (const a of arrays) {
+      out.set(a, o);
+      o += a.length;
+    }
+    return out;
+  };
+  const scales = cat(
+    parts.map((p) => p.scales),
+    (n) => new Float32Array(n),
+  );
+  if (rowScale !== 1) for (let i = 0; i < scaledRows * nBlocksOf(first); i++) scales[i] = Math.fround(scales[i]! * rowScale);
+  const anyZp = parts.some((p) => p.zeroPoints);
+  return {
+    bits: first.bits,
+    blockSize: first.blockSize,
+    N,
+    K: first.K,
+    packed: cat(
+      parts.map((p) => p.packed),
+      (n) => new Uint8Array(n),
+    ),
+    scales,
+    zeroPoints: anyZp
+      ? cat(
+          parts.map((p) => p.zeroPoints ?? defaultZeroPoints(p)),
+          (n) => new Uint8Array(n),
+        )
+      : undefined,
+    accuracyLevel: first.accuracyLevel,
+  };
+}
+
+/** Emit `x W^T` as MatMulNBits with the weight's own blocks; returns the output name. */
+export function preQuantizedLinear(g: GraphBuilder, x: string, name: string, m: PreQuantized): string {
+  const nBlocks = nBlocksOf(m);
+  const blob = (m.blockSize * m.bits) / 8;
+  g.initializer(`${name}.qweight`, "uint8", [m.N, nBlocks, blob], m.packed);
+  g.initializer(`${name}.scales`, "float32", [m.N * nBlocks], m.scales);
+  const inputs = [x, `${name}.qweight`, `${name}.scales`];
+  if (m.zeroPoints) inputs.push(g.initializer(`${name}.zero_points`, "uint8", [m.N * zpBytesPerRow(m)], m.zeroPoints));
+  return g.msOp("MatMulNBits", inputs, { K: m.K, N: m.N, bits: m.bits, block_size: m.blockSize, accuracy_level: m.accuracyLevel });
+}
+
+/** The pre-quantized weights of `names` when the source holds all of them that way; undefined when none. */
+export function preQuantizedParts(
+  source: { quantized?(name: string): PreQuantized | undefined },
+  names: string[],
+  what: string,
+): PreQuantized[] | undefined {
+  if (!source.quantized) return undefined;
+  const parts = names.map((n) => source.quantized!(n));
+  if (parts.every((p) => p === undefined)) return undefined;
+  const missing = names.filter((_, i) => parts[i] === undefined);
+  if (missing.length) {
+    throw new BuildError(`${what}: ${missing.join(", ")} ${missing.length === 1 ? "is" : "are"} float while the rest is MatMulNBits; the rebuild cannot fuse mixed weights.`);
+  }
+  return parts as PreQuantized[];
+}

@@ -18,7 +18,7 @@
  * anything is written; the output goes to a staging folder renamed into place at the end.
  */
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { inspectModelDir } from "../engine/model-dir.js";
 import { BuildError } from "../errors.js";
@@ -800,7 +800,8 @@ export async function buildFromOnnx(dirIn: string, opts: BuildFromOnnxOptions = 
     };
     await build(rec.cfg.numLayers, "model.onnx");
     for (const m of earlyExit) await build(m, earlyExitFileName(m, undefined));
-    atomicWriteFileSync(join(staging, FROM_ONNX_MARKER), JSON.stringify({ source: info.modelFile, family: rec.family, builtAt: new Date().toISOString() }, null, 2) + "\n");
+    const marker = { source: info.modelFile, family: rec.family, config: rec.cfg, builtAt: new Date().toISOString() };
+    atomicWriteFileSync(join(staging, FROM_ONNX_MARKER), JSON.stringify(marker, null, 2) + "\n");
     // Swap into place: an earlier rebuild is moved aside first and removed after.
     const old = `${out}.old-${process.pid}-${Date.now()}`;
     if (existsSync(out)) renameSync(out, old);
@@ -812,4 +813,66 @@ export async function buildFromOnnx(dirIn: string, opts: BuildFromOnnxOptions = 
     rmSync(staging, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** W [N, K] of a MatMulNBits weight as floats: (code - zero point) * scale. */
+export function dequantizePreQuantized(m: PreQuantized): Float32Array {
+  const nBlocks = Math.ceil(m.K / m.blockSize);
+  const blob = (m.blockSize * m.bits) / 8;
+  const zpRow = Math.ceil((nBlocks * m.bits) / 8);
+  const out = new Float32Array(m.N * m.K);
+  for (let n = 0; n < m.N; n++) {
+    for (let b = 0; b < nBlocks; b++) {
+      let zp = m.bits === 4 ? 8 : 128;
+      if (m.zeroPoints) {
+        const byte = m.zeroPoints[n * zpRow + (m.bits === 4 ? b >> 1 : b)]!;
+        zp = m.bits === 4 ? ((b & 1) === 0 ? byte & 15 : byte >> 4) : byte;
+      }
+      const s = m.scales[n * nBlocks + b]!;
+      for (let j = 0; j < m.blockSize && b * m.blockSize + j < m.K; j++) {
+        const byte = m.packed[(n * nBlocks + b) * blob + (m.bits === 4 ? j >> 1 : j)]!;
+        const code = m.bits === 4 ? ((j & 1) === 0 ? byte & 15 : byte >> 4) : byte;
+        out[n * m.K + b * m.blockSize + j] = Math.fround((code - zp) * s);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The embedding, final norm and LM head of a model rebuilt by `build --from-onnx` (it has no
+ * safetensors): read back from the rebuilt graph, with the recognised config. Undefined for other
+ * directories. EAGLE heads need these parts (builder/eagle-head.ts).
+ */
+export function readRebuiltTargetParts(modelDir: string): { cfg: DecoderConfig; embed: Float32Array; finalNorm: Float32Array; lmHead: Float32Array } | undefined {
+  const markerPath = join(modelDir, FROM_ONNX_MARKER);
+  const graphPath = join(modelDir, "onnx", "model.onnx");
+  if (!existsSync(markerPath) || !existsSync(graphPath)) return undefined;
+  const marker = JSON.parse(readFileSync(markerPath, "utf8")) as { config?: DecoderConfig };
+  const cfg = marker.config;
+  if (!cfg || typeof cfg.hiddenSize !== "number") throw new BuildError(`${markerPath} holds no recognised config; rebuild with \`spec-decode build --from-onnx\` again.`);
+  const model = readOnnxModel(graphPath);
+  const t = (name: string) => {
+    const x = model.tensors.get(name);
+    if (!x) throw new BuildError(`${graphPath} has no tensor "${name}"; rebuild it with \`spec-decode build --from-onnx\` again.`);
+    return x;
+  };
+  const embed = tensorFloats(t("model.embed_tokens.weight"));
+  let lmHead: Float32Array;
+  if (model.tensors.has("lm_head.weight")) lmHead = tensorFloats(t("lm_head.weight"));
+  else if (model.tensors.has("lm_head.qweight")) {
+    const node = model.nodes.find((n) => n.opType === "MatMulNBits" && n.inputs[1] === "lm_head.qweight")!;
+    const num = (k: string) => node.attrs.get(k) as number;
+    lmHead = dequantizePreQuantized({
+      bits: num("bits"),
+      blockSize: num("block_size"),
+      N: num("N"),
+      K: num("K"),
+      packed: t("lm_head.qweight").bytes(),
+      scales: tensorFloats(t("lm_head.scales")),
+      zeroPoints: model.tensors.get("lm_head.zero_points")?.bytes(),
+      accuracyLevel: 0,
+    });
+  } else lmHead = embed; // tied
+  return { cfg, embed, finalNorm: tensorFloats(t("model.norm.weight")), lmHead };
 }

@@ -138,7 +138,20 @@ export function writeGenaiExport(src: string, out: string, o: GenaiExportOptions
   // the attention-mask reformat the genai builder writes: seqlens_k = sum(mask) - 1, total = mask width
   const seqlens = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", [mask, g.constInt64([1])], { keepdims: 0 }), g.constInt64([1], true)])], { to: dtypeCode("int32") });
   const total = g.op("Cast", [g.op("Squeeze", [g.op("Shape", [mask], { start: 1, end: 2 }), g.constInt64([0])])], { to: dtypeCode("int32") });
-  // MHA: an additive causal mask is not needed for one-token steps; unidirectional covers the prompt.
+  // MHA: an additive causal mask [1, 1, S, S] broadcast to [1, 1, S, T], which, like the mask
+  // reformat of real genai MHA exports, only holds for a prompt (S = T) or one new token (S = 1): a
+  // multi-token forward on a filled cache fails with "invalid expand shape", so such an export can
+  // only verify token by token.
+  let attnBias = "";
+  if (attention === "mha") {
+    const S = g.op("Shape", [ids], { start: 1, end: 2 });
+    const T = g.op("Shape", [mask], { start: 1, end: 2 });
+    const ones = g.op("ConstantOfShape", [g.op("Concat", [S, S], { axis: 0 })], { value: attr.tensor("float32", [1], [1]) });
+    const tri = g.op("Trilu", [ones], { upper: 0 });
+    let bias = g.op("Mul", [g.op("Sub", [g.constFloat(1), tri]), g.constFloat(-10000)]);
+    if (dt === "float16") bias = g.op("Cast", [bias], { to: dtypeCode("float16") });
+    attnBias = g.op("Expand", [g.op("Unsqueeze", [bias, g.constInt64([0, 1])]), g.op("Concat", [g.constInt64([1, 1]), S, T], { axis: 0 })]);
+  }
 
   // rotary caches (the genai builder stores cos/sin of [positions, head_size/2])
   const P = cfg.maxPositionEmbeddings;
@@ -200,7 +213,7 @@ export function writeGenaiExport(src: string, out: string, o: GenaiExportOptions
     let att: string;
     if (attention === "mha") {
       // inputs: query, key, value, bias, key_padding_mask, attention_bias, past_key, past_value
-      [att] = g.node("MultiHeadAttention", [q, k, v, "", "", "", past[i]!.k, past[i]!.v], { num_heads: NH, unidirectional: 1 }, [`${n}/attn/MultiHeadAttention/output_0`, `present.${i}.key`, `present.${i}.value`], "com.microsoft") as [string];
+      [att] = g.node("MultiHeadAttention", [q, k, v, "", "", attnBias, past[i]!.k, past[i]!.v], { num_heads: NH }, [`${n}/attn/MultiHeadAttention/output_0`, `present.${i}.key`, `present.${i}.value`], "com.microsoft") as [string];
     } else {
       const inputs = [q, k, v, past[i]!.k, past[i]!.v, seqlens, total];
       const attrs: Record<string, number> = { num_heads: NH, kv_num_heads: KV };

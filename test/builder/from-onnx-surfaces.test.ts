@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, ensureBuilt } from "../helpers/dist.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { writeGenaiExport } from "../helpers/onnx-exports.js";
+import { writeGenaiExport } from "../../src/builder/export-fixtures.js";
 import { callErr, callOk, connectInMemory } from "../mcp/helpers.js";
 
 const MHA = { layers: 2, hidden: 64, heads: 4, kvHeads: 4, vocab: 320, seed: 8 };

@@ -25,7 +25,7 @@ import { describeModel } from "../../src/decoding/capabilities.js";
 import type { MethodName, MethodOptions } from "../../src/decoding/methods.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { writeGenaiExport, writeOptimumExport, type GenaiExportOptions } from "../helpers/onnx-exports.js";
+import { writeGenaiExport, writeOptimumExport, type GenaiExportOptions } from "../../src/builder/export-fixtures.js";
 import { writeRandomEagleHead } from "../eagle/helpers.js";
 import { writeRandomHeads } from "../medusa/helpers.js";
 

@@ -1,6 +1,6 @@
 /**
  * Writers of small ONNX exports in the formats OTHER tools produce, for the `--from-onnx` rebuild
- * tests and benchmark (one place for all of them):
+ * tests (test/builder/from-onnx*.test.ts) and benchmark (scripts/from-onnx-bench.mjs); one place for all of them:
  *  - genai style (onnxruntime-genai model builder): SimplifiedLayerNormalization, then
  *    SkipSimplifiedLayerNormalization carrying the residual; GroupQueryAttention (rotary as
  *    separate RotaryEmbedding nodes, or inside GQA with do_rotary) or MultiHeadAttention; cos/sin
@@ -16,12 +16,13 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { genaiConfigFor } from "../../src/builder/build-dir.js";
-import { readDecoderConfig, ropeInvFreq, type DecoderConfig } from "../../src/builder/config.js";
-import { GraphBuilder, attr, dtypeCode } from "../../src/builder/onnx-graph.js";
-import { quantizeMatrix } from "../../src/builder/quantize.js";
-import { openSafetensorsDir, type WeightSource } from "../../src/builder/safetensors.js";
-import { atomicWriteFileSync } from "../../src/util/atomic-file.js";
+import { BuildError } from "../errors.js";
+import { atomicWriteFileSync } from "../util/atomic-file.js";
+import { genaiConfigFor } from "./build-dir.js";
+import { readDecoderConfig, ropeInvFreq, type DecoderConfig } from "./config.js";
+import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
+import { quantizeMatrix } from "./quantize.js";
+import { openSafetensorsDir, type WeightSource } from "./safetensors.js";
 
 export interface GenaiExportOptions {
   attention?: "gqa" | "gqa-rotary" | "mha";
@@ -102,7 +103,7 @@ export function writeGenaiExport(src: string, out: string, o: GenaiExportOptions
   const wq = o.weights ?? "float";
   const blockSize = o.blockSize ?? 32;
   const { hiddenSize: H, intermediateSize: I, numHeads: NH, numKvHeads: KV, headDim: D, vocabSize: V, numLayers: L } = cfg;
-  if (attention === "mha" && NH !== KV) throw new Error("MultiHeadAttention fixtures need heads == kvHeads");
+  if (attention === "mha" && NH !== KV) throw new BuildError("MultiHeadAttention export fixtures need heads == kvHeads.");
   copyTokenizer(src, out, o.withConfigJson === true);
   const path = join(out, "model.onnx");
   const g = new GraphBuilder({ name: "genai_style", modelPath: path, externalData: o.externalData ? "always" : "never" });
@@ -354,6 +355,6 @@ export function writeOptimumExport(src: string, out: string, o: OptimumExportOpt
   g.output("logits", "float32", ["batch_size", "sequence_length", V]);
   g.save(path);
   g.dispose();
-  if (!existsSync(join(out, "config.json"))) throw new Error("fixture source has no config.json");
+  if (!existsSync(join(out, "config.json"))) throw new BuildError(`${src} has no config.json.`);
   return out;
 }

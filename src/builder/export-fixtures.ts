@@ -260,6 +260,12 @@ export function writeGenaiExport(src: string, out: string, o: GenaiExportOptions
 export interface OptimumExportOptions {
   /** Put the weights in model.onnx_data (external data). */
   externalData?: boolean;
+  /**
+   * onnx-community dynamic-int8 form (onnxruntime quantize_dynamic): every projection and lm_head
+   * as DynamicQuantizeLinear + MatMulInteger with per-tensor int8 (symmetric) or uint8 (min/max)
+   * weights, Cast, Mul(x_scale * w_scale).
+   */
+  int8?: "int8" | "uint8";
 }
 
 /** Optimum-style plain-op export (fp32) of the checkpoint in `src`, written to `out/model.onnx` + config.json + tokenizer. */
@@ -274,6 +280,34 @@ export function writeOptimumExport(src: string, out: string, o: OptimumExportOpt
   const get = (n: string) => w.get(n).data;
   let anon = 100;
   const weightT = (weight: Float32Array, N: number, K: number) => g.initializer(`onnx::MatMul_${anon++}`, "float32", [K, N], transposed(weight, N, K));
+  const dqlOf = new Map<string, [string, string, string]>();
+  /** x W^T: a float MatMul, or quantize_dynamic's MatMulInteger chain (per-tensor scale and zero point). */
+  const matmul = (x: string, weight: Float32Array, N: number, K: number, outName: string): string => {
+    if (!o.int8) return g.node("MatMul", [x, weightT(weight, N, K)], {}, [outName])[0]!;
+    const wt = transposed(weight, N, K);
+    let lo = 0;
+    let hi = 0;
+    for (const v of wt) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    const signed = o.int8 === "int8";
+    const scale = Math.fround(signed ? Math.max(-lo, hi) / 127 : (hi - lo) / 255);
+    const zp = signed ? 0 : Math.max(0, Math.min(255, Math.round(-lo / scale)));
+    const codes = signed ? Int8Array.from(wt, (v) => Math.max(-127, Math.min(127, Math.round(v / scale)))) : Uint8Array.from(wt, (v) => Math.max(0, Math.min(255, Math.round(v / scale) + zp)));
+    const base = `onnx::MatMul_${anon++}`;
+    g.initializer(`${base}_quantized`, o.int8, [K, N], codes);
+    g.initializer(`${base}_scale`, "float32", [], [scale]);
+    g.initializer(`${base}_zero_point`, o.int8, [], [zp]);
+    let dql = dqlOf.get(x);
+    if (!dql) {
+      dql = g.node("DynamicQuantizeLinear", [x], {}, [`${x}_quantized`, `${x}_scale`, `${x}_zero_point`]) as [string, string, string];
+      dqlOf.set(x, dql);
+    }
+    const acc = g.node("MatMulInteger", [dql[0], `${base}_quantized`, dql[2], `${base}_zero_point`], {}, [`${outName}_quantized`])[0]!;
+    const scales = g.op("Mul", [dql[1], `${base}_scale`]);
+    return g.node("Mul", [g.op("Cast", [acc], { to: dtypeCode("float32") }), scales], {}, [outName])[0]!;
+  };
   const ids = g.input("input_ids", "int64", ["batch_size", "sequence_length"]);
   const mask = g.input("attention_mask", "int64", ["batch_size", "past_sequence_length + 1"]);
   const pos = g.input("position_ids", "int64", ["batch_size", "sequence_length"]);
@@ -329,7 +363,7 @@ export function writeOptimumExport(src: string, out: string, o: OptimumExportOpt
     const p = `model.layers.${i}`;
     const n = `/model/layers.${i}`;
     const xn = rms(`${n}/input_layernorm`, x, `${p}.input_layernorm.weight`, get(`${p}.input_layernorm.weight`));
-    const proj = (name: string, inp: string, N: number, K: number, wName: string) => named("MatMul", `${n}/${name}`, [inp, weightT(get(wName), N, K)]);
+    const proj = (name: string, inp: string, N: number, K: number, wName: string) => matmul(inp, get(wName), N, K, `${n}/${name}/MatMul_output_0`);
     const heads = (t: string, h: number) => g.op("Transpose", [g.op("Reshape", [t, c64([0, 0, h, D])])], { perm: [0, 2, 1, 3] });
     const qb = (t: string, r: string) => (cfg.attentionBias ? g.op("Add", [g.initializer(`${p}.self_attn.${r}_proj.bias`, "float32", [r === "q" ? NH * D : KV * D], get(`${p}.self_attn.${r}_proj.bias`)), t]) : t);
     const q = rope(heads(qb(proj("self_attn/q_proj", xn, NH * D, H, `${p}.self_attn.q_proj.weight`), "q"), NH));
@@ -351,7 +385,7 @@ export function writeOptimumExport(src: string, out: string, o: OptimumExportOpt
   }
   const xf = rms("/model/norm", x, "model.norm.weight", get("model.norm.weight"));
   const head = cfg.tieWordEmbeddings || !w.has("lm_head.weight") ? get("model.embed_tokens.weight") : get("lm_head.weight");
-  g.node("MatMul", [xf, weightT(head, V, H)], {}, ["logits"]);
+  matmul(xf, head, V, H, "logits");
   g.output("logits", "float32", ["batch_size", "sequence_length", V]);
   g.save(path);
   g.dispose();

@@ -76,7 +76,7 @@ const PLAIN_OPS = new Set([
   "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceSum", "Reshape", "ScatterND", "Shape", "Sigmoid", "Sin",
   "Size", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where", "Xor", "Mod", "Abs",
   "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization", "RotaryEmbedding", "GroupQueryAttention", "MultiHeadAttention",
-  "MatMulNBits",
+  "MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear",
 ]);
 /** Ops that mean "not the decoder the builder writes", with what they are. */
 const KNOWN_UNSUPPORTED: Record<string, string> = {
@@ -91,8 +91,6 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
   Attention: "the fused BERT/GPT-2 Attention op",
   PackedAttention: "packed attention",
   SparseAttention: "sparse attention (Phi-3-small style)",
-  MatMulInteger: "dynamic int8 (MatMulInteger) weights, which the rebuild cannot keep as they are yet",
-  DynamicQuantizeLinear: "dynamic int8 (MatMulInteger) weights, which the rebuild cannot keep as they are yet",
   GatherBlockQuantized: "a quantized embedding table (GatherBlockQuantized)",
   MatMulBnb4: "bitsandbytes 4-bit weights (MatMulBnb4)",
   If: "control flow (If: an Optimum merged decoder with and without past)",
@@ -190,6 +188,12 @@ function rowSlice(w: () => Float32Array, K: number, start: number, rows: number)
 function quantRowSlice(q: () => PreQuantized, start: number, rows: number): () => PreQuantized {
   return () => {
     const m = q();
+    if (m.kind === "integer") {
+      // output rows are columns of B [K, N]
+      const weight = new Uint8Array(m.K * rows);
+      for (let k = 0; k < m.K; k++) weight.set(m.weight.subarray(k * m.N + start, k * m.N + start + rows), k * rows);
+      return { ...m, N: rows, weight, zeroPoints: m.zeroPoints.slice(start, start + rows), scales: m.scales.slice(start, start + rows) };
+    }
     const nBlocks = Math.ceil(m.K / m.blockSize);
     const blob = (m.blockSize * m.bits) / 8;
     const zpRow = Math.ceil((nBlocks * m.bits) / 8);
@@ -206,7 +210,7 @@ function quantRowSlice(q: () => PreQuantized, start: number, rows: number): () =
 /** The linear layer a node is, if it is one. */
 function asLinear(g: GraphIndex, node: OnnxNode, index: number): Linear | undefined {
   const withBias = (l: Omit<Linear, "output" | "bias"> & { bias?: () => Float32Array }): Linear => {
-    let output = node.outputs[0]!;
+    let output = l.node.outputs[0]!;
     let bias = l.bias;
     const cons = g.consumers.get(output) ?? [];
     if (!bias && cons.length === 1 && cons[0]!.node.opType === "Add") {
@@ -258,6 +262,56 @@ function asLinear(g: GraphIndex, node: OnnxNode, index: number): Linear | undefi
       bias: c ? () => tensorFloats(c) : undefined,
     });
   }
+  if (node.opType === "MatMulInteger" && node.domain === "") {
+    // quantize_dynamic: DynamicQuantizeLinear(x) -> MatMulInteger(xq, B, xzp, Bzp) -> Cast -> Mul(., Mul(x_scale, B_scale))
+    const what = `MatMulInteger node "${node.name}"`;
+    const dql = g.producer.get(node.inputs[0]!)?.node;
+    const b = g.tensor(node.inputs[1]);
+    const bzp = node.inputs[3] ? g.tensor(node.inputs[3]) : undefined;
+    if (!dql || dql.opType !== "DynamicQuantizeLinear" || dql.outputs[2] !== node.inputs[2]) {
+      throw new BuildError(`${what} does not read a DynamicQuantizeLinear of its activation; the rebuild understands onnxruntime's dynamic int8 form only.`);
+    }
+    if (!b || b.dims.length !== 2 || (b.elemType !== "int8" && b.elemType !== "uint8")) throw new BuildError(`${what}: its weight is not a constant 2-D int8/uint8 tensor.`);
+    const [K, N] = b.dims as [number, number];
+    const cast = (g.consumers.get(node.outputs[0]!) ?? [])[0]?.node;
+    const mul = cast?.opType === "Cast" ? (g.consumers.get(cast.outputs[0]!) ?? [])[0]?.node : undefined;
+    const scaleMul = mul?.opType === "Mul" ? g.producer.get(mul.inputs.find((i) => i !== cast!.outputs[0])!)?.node : undefined;
+    const wScaleName = scaleMul?.opType === "Mul" ? scaleMul.inputs.find((i) => i !== dql.outputs[1]) : undefined;
+    const wScale = g.tensor(wScaleName);
+    if (!mul || !wScale || !scaleMul!.inputs.includes(dql.outputs[1]!)) {
+      throw new BuildError(`${what}: its output is not rescaled as Cast -> Mul(x_scale * weight_scale); the rebuild cannot read the weight scale.`);
+    }
+    const perColumn = (t: OnnxTensor | undefined, fill: number): Uint8Array => {
+      const raw = t ? t.bytes() : new Uint8Array([fill]);
+      if (raw.length === N) return raw.slice();
+      if (raw.length === 1) return new Uint8Array(N).fill(raw[0]!);
+      throw new BuildError(`${what}: weight zero point has ${raw.length} values, expected 1 or ${N}.`);
+    };
+    return {
+      ...withBias({
+        node: mul,
+        index,
+        input: dql.inputs[0]!,
+        N,
+        K,
+        kind: `MatMulInteger ${b.elemType}`,
+        quant: () => {
+          const sc = tensorFloats(wScale);
+          if (sc.length !== 1 && sc.length !== N) throw new BuildError(`${what}: weight scale has ${sc.length} values, expected 1 or ${N}.`);
+          return {
+            kind: "integer",
+            N,
+            K,
+            signed: b.elemType === "int8",
+            weight: b.bytes(),
+            zeroPoints: perColumn(bzp, b.elemType === "int8" ? 0 : 0),
+            scales: sc.length === N ? sc : new Float32Array(N).fill(sc[0]!),
+          };
+        },
+      }),
+      index,
+    };
+  }
   if (node.opType === "MatMulNBits" && node.domain === "com.microsoft") {
     const K = attrNum(node, "K", 0);
     const N = attrNum(node, "N", 0);
@@ -282,7 +336,7 @@ function asLinear(g: GraphIndex, node: OnnxNode, index: number): Linear | undefi
       N,
       K,
       kind: `MatMulNBits ${bits}-bit block ${blockSize}`,
-      quant: () => ({ bits, blockSize, N, K, packed: blob.bytes(), scales: tensorFloats(scales), zeroPoints: zp?.bytes(), accuracyLevel }),
+      quant: () => ({ kind: "nbits", bits, blockSize, N, K, packed: blob.bytes(), scales: tensorFloats(scales), zeroPoints: zp?.bytes(), accuracyLevel }),
       bias: biasT ? () => tensorFloats(biasT) : undefined,
     });
   }
@@ -305,6 +359,7 @@ function asNorm(g: GraphIndex, node: OnnxNode, index: number, H: number): Norm |
     const weight = g.tensor(node.inputs[s]);
     if (!weight || weight.dims.length !== 1 || (weight.dims[0] !== H && H > 0)) continue;
     const other = node.inputs[1 - s]!;
+    if (g.producer.get(other)?.node.opType === "DynamicQuantizeLinear") continue; // a dynamic-int8 scale product
     const anc = g.ancestors(other, 9);
     const ops = anc.map((n) => n.opType);
     if (!ops.includes("ReduceMean") || !ops.includes("Sqrt")) continue;
@@ -817,6 +872,14 @@ export async function buildFromOnnx(dirIn: string, opts: BuildFromOnnxOptions = 
 
 /** W [N, K] of a MatMulNBits weight as floats: (code - zero point) * scale. */
 export function dequantizePreQuantized(m: PreQuantized): Float32Array {
+  if (m.kind === "integer") {
+    const out = new Float32Array(m.N * m.K);
+    const code = (b: number) => (m.signed ? (b << 24) >> 24 : b);
+    for (let k = 0; k < m.K; k++) {
+      for (let n = 0; n < m.N; n++) out[n * m.K + k] = Math.fround((code(m.weight[k * m.N + n]!) - code(m.zeroPoints[n]!)) * m.scales[n]!);
+    }
+    return out;
+  }
   const nBlocks = Math.ceil(m.K / m.blockSize);
   const blob = (m.blockSize * m.bits) / 8;
   const zpRow = Math.ceil((nBlocks * m.bits) / 8);
@@ -864,6 +927,7 @@ export function readRebuiltTargetParts(modelDir: string): { cfg: DecoderConfig; 
     const node = model.nodes.find((n) => n.opType === "MatMulNBits" && n.inputs[1] === "lm_head.qweight")!;
     const num = (k: string) => node.attrs.get(k) as number;
     lmHead = dequantizePreQuantized({
+      kind: "nbits",
       bits: num("bits"),
       blockSize: num("block_size"),
       N: num("N"),
@@ -872,6 +936,17 @@ export function readRebuiltTargetParts(modelDir: string): { cfg: DecoderConfig; 
       scales: tensorFloats(t("lm_head.scales")),
       zeroPoints: model.tensors.get("lm_head.zero_points")?.bytes(),
       accuracyLevel: 0,
+    });
+  } else if (model.tensors.has("lm_head.weight_quantized")) {
+    const w = t("lm_head.weight_quantized");
+    lmHead = dequantizePreQuantized({
+      kind: "integer",
+      K: w.dims[0]!,
+      N: w.dims[1]!,
+      signed: w.elemType === "int8",
+      weight: w.bytes(),
+      zeroPoints: t("lm_head.weight_zero_point").bytes(),
+      scales: tensorFloats(t("lm_head.weight_scale")),
     });
   } else lmHead = embed; // tied
   return { cfg, embed, finalNorm: tensorFloats(t("model.norm.weight")), lmHead };

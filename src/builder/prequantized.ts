@@ -1,15 +1,34 @@
 /**
- * Linear weights that arrive already quantized (com.microsoft MatMulNBits blocks read out of an
- * existing ONNX export, see from-onnx.ts) and are written back as they are: the codes and zero
- * points byte for byte, the scales converted to float32 (exact from float16). Nothing is
+ * Linear weights that arrive already quantized (read out of an existing ONNX export, see
+ * from-onnx.ts) and are written back as they are: com.microsoft MatMulNBits blocks, or the
+ * dynamic-int8 form (DynamicQuantizeLinear + MatMulInteger, onnxruntime's quantize_dynamic). Codes
+ * and zero points are kept byte for byte, scales converted to float32 (exact from float16; a
+ * per-tensor scale or zero point is written once per output column, the same values). Nothing is
  * requantized; the only arithmetic is the optional per-row scale factor (1/sqrt(head_dim) folded
  * into the query rows' scales, exact when head_dim is a power of 4).
  */
 import { BuildError } from "../errors.js";
-import type { GraphBuilder } from "./onnx-graph.js";
+import { dtypeCode, type GraphBuilder } from "./onnx-graph.js";
+
+export type PreQuantized = NBitsWeight | IntegerWeight;
+
+/** A MatMulInteger weight: y = (dynamic-uint8 x) B with B [K, N] int8/uint8, per-column scales and zero points. */
+export interface IntegerWeight {
+  kind: "integer";
+  N: number;
+  K: number;
+  signed: boolean;
+  /** [K, N] codes, row-major (MatMulInteger's B). */
+  weight: Uint8Array;
+  /** [N] zero points (same type as the codes). */
+  zeroPoints: Uint8Array;
+  /** [N] scales. */
+  scales: Float32Array;
+}
 
 /** One MatMulNBits weight: y = x W^T for W [N, K] (rows = outputs), in onnxruntime's layout. */
-export interface PreQuantized {
+export interface NBitsWeight {
+  kind: "nbits";
   bits: number;
   blockSize: number;
   N: number;
@@ -24,11 +43,11 @@ export interface PreQuantized {
   accuracyLevel: number;
 }
 
-const nBlocksOf = (m: PreQuantized) => Math.ceil(m.K / m.blockSize);
-const zpBytesPerRow = (m: PreQuantized) => Math.ceil((nBlocksOf(m) * m.bits) / 8);
+const nBlocksOf = (m: NBitsWeight) => Math.ceil(m.K / m.blockSize);
+const zpBytesPerRow = (m: NBitsWeight) => Math.ceil((nBlocksOf(m) * m.bits) / 8);
 
 /** The default zero points of a row written out explicitly (2^(bits-1) in every slot). */
-function defaultZeroPoints(m: PreQuantized): Uint8Array {
+function defaultZeroPoints(m: NBitsWeight): Uint8Array {
   const out = new Uint8Array(m.N * zpBytesPerRow(m));
   if (m.bits === 4) out.fill(0x88);
   else if (m.bits === 8) out.fill(128);
@@ -42,6 +61,31 @@ function defaultZeroPoints(m: PreQuantized): Uint8Array {
  * `rowScale` multiplies the scales of the first `scaledRows` rows.
  */
 export function stackPreQuantized(parts: PreQuantized[], what: string, scaledRows = 0, rowScale = 1): PreQuantized {
+  if (parts.every((p) => p.kind === "integer")) return stackInteger(parts as IntegerWeight[], what, scaledRows, rowScale);
+  if (!parts.every((p) => p.kind === "nbits")) throw new BuildError(`${what}: the export quantizes these parts in different forms (MatMulNBits and MatMulInteger); the rebuild cannot fuse them.`);
+  return stackNBits(parts as NBitsWeight[], what, scaledRows, rowScale);
+}
+
+function stackInteger(parts: IntegerWeight[], what: string, scaledRows: number, rowScale: number): IntegerWeight {
+  const first = parts[0]!;
+  if (parts.some((p) => p.signed !== first.signed || p.K !== first.K)) throw new BuildError(`${what}: the export's MatMulInteger parts mix int8 and uint8 weights; the rebuild cannot fuse them.`);
+  const N = parts.reduce((s, p) => s + p.N, 0);
+  const K = first.K;
+  const weight = new Uint8Array(K * N);
+  const zeroPoints = new Uint8Array(N);
+  const scales = new Float32Array(N);
+  let c0 = 0;
+  for (const p of parts) {
+    for (let k = 0; k < K; k++) weight.set(p.weight.subarray(k * p.N, (k + 1) * p.N), k * N + c0);
+    zeroPoints.set(p.zeroPoints, c0);
+    scales.set(p.scales, c0);
+    c0 += p.N;
+  }
+  if (rowScale !== 1) for (let i = 0; i < scaledRows; i++) scales[i] = Math.fround(scales[i]! * rowScale);
+  return { kind: "integer", N, K, signed: first.signed, weight, zeroPoints, scales };
+}
+
+function stackNBits(parts: NBitsWeight[], what: string, scaledRows: number, rowScale: number): NBitsWeight {
   const first = parts[0]!;
   for (const p of parts) {
     if (p.bits !== first.bits || p.blockSize !== first.blockSize || p.K !== first.K) {
@@ -68,6 +112,7 @@ export function stackPreQuantized(parts: PreQuantized[], what: string, scaledRow
   if (rowScale !== 1) for (let i = 0; i < scaledRows * nBlocksOf(first); i++) scales[i] = Math.fround(scales[i]! * rowScale);
   const anyZp = parts.some((p) => p.zeroPoints);
   return {
+    kind: "nbits",
     bits: first.bits,
     blockSize: first.blockSize,
     N,
@@ -87,8 +132,19 @@ export function stackPreQuantized(parts: PreQuantized[], what: string, scaledRow
   };
 }
 
-/** Emit `x W^T` as MatMulNBits with the weight's own blocks; returns the output name. */
+/** Emit `x W^T` with the weight's own codes (MatMulNBits, or DynamicQuantizeLinear + MatMulInteger); returns the output name. */
 export function preQuantizedLinear(g: GraphBuilder, x: string, name: string, m: PreQuantized): string {
+  if (m.kind === "integer") {
+    const t = m.signed ? "int8" : "uint8";
+    const codes = m.signed ? new Int8Array(m.weight.buffer, m.weight.byteOffset, m.weight.byteLength) : m.weight;
+    const zps = m.signed ? new Int8Array(m.zeroPoints.buffer, m.zeroPoints.byteOffset, m.zeroPoints.byteLength) : m.zeroPoints;
+    g.initializer(`${name}.weight_quantized`, t, [m.K, m.N], codes);
+    g.initializer(`${name}.weight_zero_point`, t, [m.N], zps);
+    g.initializer(`${name}.weight_scale`, "float32", [m.N], m.scales);
+    const [xq, xScale, xZp] = g.node("DynamicQuantizeLinear", [x], {}, 3) as [string, string, string];
+    const acc = g.op("MatMulInteger", [xq, `${name}.weight_quantized`, xZp, `${name}.weight_zero_point`]);
+    return g.op("Mul", [g.op("Cast", [acc], { to: dtypeCode("float32") }), g.op("Mul", [xScale, `${name}.weight_scale`])]);
+  }
   const nBlocks = nBlocksOf(m);
   const blob = (m.blockSize * m.bits) / 8;
   g.initializer(`${name}.qweight`, "uint8", [m.N, nBlocks, blob], m.packed);

@@ -11,7 +11,10 @@
  * while the rebuild computes in float32 (KV cache and logits float16): logits then differ by float16
  * rounding (~1e-2 on these fixtures), so the fp16 arms accept "equal, or equal up to a position
  * whose reference top-1/top-2 logit gap is below 0.05" (the near-tie rule of the quantized method
- * tests, test/decoding/quantized-methods.test.ts), at most once per arm. The fixture weights
+ * tests, test/decoding/quantized-methods.test.ts), at most once per arm. The same rule covers the
+ * dynamic-int8 exports: their activations are rounded to uint8 per forward, and the rebuild's
+ * RMSNorm (x / sqrt) and the export's (x * 1/sqrt) differ in the last bit, which can move a value
+ * across an int8 rounding edge (weights, zero points and scales are the export's own). The fixture weights
  * (src/builder/fixture.ts) give a median top-2 gap of ~0.8 logit, so such a tie is rare.
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
@@ -81,7 +84,7 @@ interface Arm {
   label: string;
   mha?: boolean;
   write: (src: string, out: string) => string;
-  /** float16 compute in the original: the near-tie rule applies. */
+  /** float16 compute, or int8 activations (DynamicQuantizeLinear) in the original: the near-tie rule applies. */
   fp16?: boolean;
   family: RegExp;
 }
@@ -99,6 +102,8 @@ const ARMS: Arm[] = [
   { label: "genai MultiHeadAttention + RotaryEmbedding, float32", mha: true, write: genai({ attention: "mha" }), family: /MultiHeadAttention \+ RotaryEmbedding/ },
   { label: "Optimum plain ops, float32", write: (s, o) => writeOptimumExport(s, o), family: /plain ops.*rotary from inv_freq, RMSNorm as plain ops/ },
   { label: "Optimum plain ops, float32, external data", write: (s, o) => writeOptimumExport(s, o, { externalData: true }), family: /plain ops/ },
+  { label: "onnx-community dynamic int8 (MatMulInteger, int8 weights)", write: (s, o) => writeOptimumExport(s, o, { int8: "int8" }), fp16: true, family: /MatMulInteger int8/ },
+  { label: "onnx-community dynamic int8 (MatMulInteger, uint8 weights)", write: (s, o) => writeOptimumExport(s, o, { int8: "uint8" }), fp16: true, family: /MatMulInteger uint8/ },
 ];
 
 describe("build --from-onnx: rebuilt exports decode exactly like the originals", () => {
@@ -141,7 +146,7 @@ describe("build --from-onnx: rebuilt exports decode exactly like the originals",
     });
   });
 
-  it("keeps MatMulNBits blocks byte for byte (no requantization)", async () => {
+  it("keeps quantized weights as they are: MatMulNBits blocks, MatMulInteger codes (no requantization)", async () => {
     const exp = writeGenaiExport(src, join(root, "blocks"), { weights: "int4-zp", blockSize: 16 });
     const res = await buildFromOnnx(exp, { out: join(root, "blocks-rebuilt") });
     const orig = readOnnxModel(join(exp, "model.onnx"));
@@ -160,6 +165,17 @@ describe("build --from-onnx: rebuilt exports decode exactly like the originals",
     const qkv = bytes(ours, "model.layers.0.self_attn.qkv_proj.qweight");
     const parts = ["q", "k", "v"].map((r) => bytes(orig, `model.layers.0.attn.${r}_proj.MatMul.weight_Q4`));
     expect(qkv.equals(Buffer.concat(parts))).toBe(true);
+
+    // dynamic int8: MatMulInteger codes kept, the per-tensor zero point / scale written per column
+    const exp8 = writeOptimumExport(src, join(root, "blocks-int8"), { int8: "int8" });
+    const res8 = await buildFromOnnx(exp8, { out: join(root, "blocks-int8-rebuilt") });
+    const orig8 = readOnnxModel(join(exp8, "model.onnx"));
+    const ours8 = readOnnxModel(join(res8.dir, "onnx", "model.onnx"));
+    const mmi = orig8.nodes.find((n) => n.opType === "MatMulInteger" && n.outputs[0] === "/model/layers.1/self_attn/o_proj/MatMul_output_0_quantized")!;
+    expect(bytes(ours8, "model.layers.1.self_attn.o_proj.weight_quantized").equals(bytes(orig8, mmi.inputs[1]!))).toBe(true);
+    const scale = new Float32Array(Uint8Array.from(bytes(orig8, mmi.inputs[1]!.replace(/_quantized$/, "_scale"))).buffer)[0]!;
+    const ourScales = new Float32Array(Uint8Array.from(bytes(ours8, "model.layers.1.self_attn.o_proj.weight_scale")).buffer);
+    expect(ourScales.every((x) => x === scale)).toBe(true);
   });
 });
 

@@ -263,7 +263,8 @@ export interface OptimumExportOptions {
   /**
    * onnx-community dynamic-int8 form (onnxruntime quantize_dynamic): every projection and lm_head
    * as DynamicQuantizeLinear + MatMulInteger with per-tensor int8 (symmetric) or uint8 (min/max)
-   * weights, Cast, Mul(x_scale * w_scale).
+   * weights, Cast, Mul(x_scale * w_scale); the embedding table quantized per tensor with a
+   * DequantizeLinear after its Gather (quantize_dynamic's GatherQuant).
    */
   int8?: "int8" | "uint8";
 }
@@ -356,8 +357,23 @@ export function writeOptimumExport(src: string, out: string, o: OptimumExportOpt
   const addMask = g.op("Unsqueeze", [g.op("Where", [allowed, g.constFloat(0), g.constFloat(-3.4028234663852886e38)]), c64([1])]);
   const scale = g.constFloat(1 / Math.sqrt(D));
 
-  g.initializer("model.embed_tokens.weight", "float32", [V, H], get("model.embed_tokens.weight"));
-  let x = g.node("Gather", ["model.embed_tokens.weight", ids], { axis: 0 }, ["/model/embed_tokens/Gather_output_0"])[0]!;
+  let x: string;
+  if (o.int8) {
+    // GatherQuant: the table per-tensor quantized, DequantizeLinear after the Gather
+    const e = get("model.embed_tokens.weight");
+    const amax = e.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const scale = Math.fround(amax / 127);
+    const signed = o.int8 === "int8";
+    const zp = signed ? 0 : 128;
+    g.initializer("model.embed_tokens.weight_quantized", o.int8, [V, H], signed ? Int8Array.from(e, (v) => Math.round(v / scale)) : Uint8Array.from(e, (v) => Math.round(v / scale) + zp));
+    g.initializer("model.embed_tokens.weight_scale", "float32", [], [scale]);
+    g.initializer("model.embed_tokens.weight_zero_point", o.int8, [], [zp]);
+    const gathered = g.op("Gather", ["model.embed_tokens.weight_quantized", ids], { axis: 0 });
+    x = g.node("DequantizeLinear", [gathered, "model.embed_tokens.weight_scale", "model.embed_tokens.weight_zero_point"], {}, ["/model/embed_tokens/Gather_output_0"])[0]!;
+  } else {
+    g.initializer("model.embed_tokens.weight", "float32", [V, H], get("model.embed_tokens.weight"));
+    x = g.node("Gather", ["model.embed_tokens.weight", ids], { axis: 0 }, ["/model/embed_tokens/Gather_output_0"])[0]!;
+  }
   const repeat = (t: string) => (G === 1 ? t : g.op("Reshape", [g.op("Tile", [g.op("Unsqueeze", [t, c64([2])]), c64([1, 1, G, 1, 1])]), c64([0, NH, -1, D])]));
   for (let i = 0; i < L; i++) {
     const p = `model.layers.${i}`;

@@ -433,6 +433,24 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
     throw new BuildError(`${file}: input_ids does not feed a Gather from an embedding table (it feeds ${what}); the rebuild cannot find the embedding.`);
   }
   const [V, H] = embedT.dims as [number, number];
+  let readEmbed = () => tensorFloats(embedT);
+  let embedKind = "";
+  if (embedT.elemType === "int8" || embedT.elemType === "uint8") {
+    // quantize_dynamic's GatherQuant: Gather over the int8 table, then DequantizeLinear (per-tensor): the table dequantized is exact.
+    const dq = (g.consumers.get(gather!.node.outputs[0]!) ?? [])[0]?.node;
+    const sc = dq?.opType === "DequantizeLinear" ? g.tensor(dq.inputs[1]) : undefined;
+    const zpT = dq?.opType === "DequantizeLinear" && dq.inputs[2] ? g.tensor(dq.inputs[2]) : undefined;
+    if (!dq || !sc || sc.dims.reduce((a, b) => a * b, 1) !== 1 || (dq.inputs[2] && (!zpT || zpT.dims.reduce((a, b) => a * b, 1) !== 1))) {
+      throw new BuildError(`${file}: the embedding "${embedT.name}" is ${embedT.elemType} but not followed by a per-tensor DequantizeLinear; the rebuild cannot read it.`);
+    }
+    embedKind = `, ${embedT.elemType} embedding`;
+    readEmbed = () => {
+      const s0 = tensorFloats(sc)[0]!;
+      const z = zpT ? tensorInts(zpT)[0]! : 0;
+      const q = embedT.elemType === "int8" ? new Int8Array(embedT.bytes().slice().buffer) : embedT.bytes();
+      return Float32Array.from(q, (c) => Math.fround((c - z) * s0));
+    };
+  }
 
   // 4. norms and linears in node order
   const norms: Norm[] = [];
@@ -689,7 +707,7 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
 
   // 5. the weight source in HF names
   const entries = new Map<string, { dims: number[]; read?: () => Float32Array; quant?: () => PreQuantized }>();
-  entries.set("model.embed_tokens.weight", { dims: [V, H], read: () => tensorFloats(embedT) });
+  entries.set("model.embed_tokens.weight", { dims: [V, H], read: readEmbed });
   for (let i = 0; i < L; i++) {
     entries.set(`model.layers.${i}.input_layernorm.weight`, { dims: [H], read: () => tensorFloats(norms[2 * i]!.weight) });
     entries.set(`model.layers.${i}.post_attention_layernorm.weight`, { dims: [H], read: () => tensorFloats(norms[2 * i + 1]!.weight) });
@@ -743,7 +761,7 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
   };
   const normKind = norms.some((n) => n.node.opType.includes("Simplified")) ? [...new Set(norms.map((n) => n.node.opType))].join("/") : "RMSNorm as plain ops";
   const ropeKind = cosSin.size ? (attentionKind === "GroupQueryAttention" && !model.nodes.some((n) => n.opType === "RotaryEmbedding") ? "rotary inside GQA" : "RotaryEmbedding") : "rotary from inv_freq";
-  const family = `${attentionKind} + ${ropeKind}, ${normKind}, weights ${[...kinds].join(" / ")}${tied ? ", tied lm_head" : ""}, ${ioDtype} KV`;
+  const family = `${attentionKind} + ${ropeKind}, ${normKind}, weights ${[...kinds].join(" / ")}${embedKind}${tied ? ", tied lm_head" : ""}, ${ioDtype} KV`;
   return { cfg, weights, family, ioDtype };
 }
 

@@ -43,6 +43,12 @@ describe("spec-decode build --from-onnx", () => {
     expect(d.stdout).toMatch(new RegExp(`rebuilt .*model\\.onnx \\(MultiHeadAttention.*\\) into ${cache}/from-onnx/export-[0-9a-f]{12}`));
   });
 
+  it("info says why and how to rebuild an export that verifies token by token", () => {
+    const r = cli(["info", "--model", exp]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/rebuild: .*one token per forward.*spec-decode build --from-onnx/);
+  });
+
   it("rejects flags that do not apply, in CLI words", () => {
     const q = cli(["build", "--from-onnx", exp, "--quantize", "int4"]);
     expect(q.code).not.toBe(0);

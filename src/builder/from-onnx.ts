@@ -491,9 +491,9 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
   const roles = new Map<string, Role>();
   const kinds = new Set<string>();
   const put = (name: string, r: Role) => roles.set(name, r);
-  const splitRows = (l: Linear, parts: [string, number][], biasNames: string[]) => {
+  const splitRows = (l: Linear, parts: [string, number][]) => {
     let start = 0;
-    parts.forEach(([name, rows], idx) => {
+    parts.forEach(([name, rows]) => {
       put(name, {
         rows,
         K: l.K,
@@ -501,7 +501,6 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
         quant: l.quant ? quantRowSlice(l.quant, start, rows) : undefined,
         bias: l.bias ? ((s) => () => l.bias!().slice(s, s + rows))(start) : undefined,
       });
-      void biasNames[idx];
       start += rows;
     });
   };
@@ -532,7 +531,7 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
       const nh = (qkv.N - 2 * KV * D) / D;
       if (!Number.isInteger(nh) || nh < KV) throw new BuildError(`${file}: ${where}'s fused q/k/v node "${qkv.node.name}" has ${qkv.N} outputs, which does not split into q + 2 x ${KV}x${D}.`);
       NH = nh;
-      splitRows(qkv, [[`${p}.self_attn.q_proj`, NH * D], [`${p}.self_attn.k_proj`, KV * D], [`${p}.self_attn.v_proj`, KV * D]], []);
+      splitRows(qkv, [[`${p}.self_attn.q_proj`, NH * D], [`${p}.self_attn.k_proj`, KV * D], [`${p}.self_attn.v_proj`, KV * D]]);
       kinds.add(qkv.kind);
     } else if (direct.length === 3) {
       const assigned = new Map<string, Linear>();
@@ -566,9 +565,6 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
       if (scale !== 0 && Math.abs(scale * Math.sqrt(D) - 1) > 1e-6) throw new BuildError(`${file}: ${attOp.opType} node "${attOp.name}" scales by ${scale}, not 1/sqrt(${D}); not supported.`);
       if (attrNum(attOp, "local_window_size", -1) !== -1) throw new BuildError(`${file}: ${attOp.opType} node "${attOp.name}" uses a sliding window (local_window_size), not supported.`);
       if (((attOp.attrs.get("softcap") as number | undefined) ?? 0) !== 0) throw new BuildError(`${file}: ${attOp.opType} node "${attOp.name}" soft-caps scores, not supported.`);
-      if (attrNum(attOp, "unidirectional", 1) === 0 && attOp.opType === "MultiHeadAttention" && !attOp.inputs[5] && !attOp.inputs[4]) {
-        /* MHA with a bias/mask input from the mask-reformat subgraph is the usual causal use */
-      }
       if (attOp.opType === "GroupQueryAttention" && attrNum(attOp, "do_rotary", 0) === 1) {
         if (attrNum(attOp, "rotary_interleaved", 0) !== 0) throw new BuildError(`${file}: GroupQueryAttention node "${attOp.name}" uses interleaved rotary, not supported.`);
         cosSin.add(`${attOp.inputs[7]}|${attOp.inputs[8]}`);
@@ -585,8 +581,19 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
       if (((r.attrs.get("scale") as number | undefined) ?? 1) !== 1) throw new BuildError(`${file}: RotaryEmbedding node "${r.name}" has scale != 1, not supported.`);
       cosSin.add(`${r.inputs[2]}|${r.inputs[3]}`);
     }
-    if (!attOp || (attOp.opType === "MultiHeadAttention" || attrNum(attOp, "do_rotary", 0) === 0) && ropes.length === 0) {
-      if (attOp) throw new BuildError(`${file}: ${where} has ${attOp.opType} but no RotaryEmbedding: the rebuild cannot find its rotary tables.`);
+    const rotaryInAttention = attOp?.opType === "GroupQueryAttention" && attrNum(attOp, "do_rotary", 0) === 1;
+    if (attOp && ropes.length === 0 && !rotaryInAttention) {
+      throw new BuildError(`${file}: ${where} has ${attOp.opType} but no RotaryEmbedding: the rebuild cannot find its rotary tables.`);
+    }
+    if (!attOp) {
+      // plain ops: the scores must be scaled by 1/sqrt(head_dim) (Mul), sqrt(head_dim) (Div), or head_dim^-1/4 on q and k each
+      const scalars = attNodes
+        .filter((n) => n.opType === "Mul" || n.opType === "Div")
+        .flatMap((n) => n.inputs.map((x) => ({ op: n.opType, v: scalarOf(g, x) })))
+        .filter((x): x is { op: string; v: number } => x.v !== undefined);
+      const near = (a: number, b: number) => Math.abs(a / b - 1) < 1e-5;
+      const ok = scalars.some((x) => (x.op === "Mul" && (near(x.v, 1 / Math.sqrt(D)) || near(x.v, D ** -0.25))) || (x.op === "Div" && near(x.v, Math.sqrt(D))));
+      if (!ok) throw new BuildError(`${file}: ${where}'s attention has no 1/sqrt(${D}) score scaling the rebuild can find (a Mul or Div by a constant); other scalings are not supported.`);
     }
     if (!attOp && !invFreq) {
       // plain ops: the inv_freq constant the exporter traced ([D/2], [1, D/2, 1]...) anywhere in the graph
@@ -616,7 +623,7 @@ export function recogniseExport(model: OnnxModel, extra: { config?: Record<strin
     if (mDirect.length === 1) {
       const gu = mDirect[0]!;
       if (gu.N !== 2 * I) throw new BuildError(`${file}: ${where}'s fused gate/up node "${gu.node.name}" has ${gu.N} outputs, not 2 x ${I}.`);
-      splitRows(gu, [[`${p}.mlp.gate_proj`, I], [`${p}.mlp.up_proj`, I]], []);
+      splitRows(gu, [[`${p}.mlp.gate_proj`, I], [`${p}.mlp.up_proj`, I]]);
       kinds.add(gu.kind);
     } else if (mDirect.length === 2) {
       const gated = mDirect.map((l) => (g.consumers.get(l.output) ?? []).some((c) => c.node.opType === "Sigmoid" || (PASS.has(c.node.opType) && (g.consumers.get(c.node.outputs[0]!) ?? []).some((d) => d.node.opType === "Sigmoid"))));

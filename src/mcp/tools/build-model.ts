@@ -59,7 +59,8 @@ export const config = {
   description:
     "Convert a Hugging Face Llama-family checkpoint (config.json + safetensors: Llama, Mistral, Qwen2, Qwen3) into an ONNX " +
     "model with the engine's interface (tree attention mask, hidden states), optionally with early-exit drafts made of the " +
-    "first layers. Writes into the model directory (overwrites earlier builds). Long: sends progress when given a progress token.",
+    "first layers. Writes into the model directory (overwrites earlier builds). With fromOnnx, rebuilds an existing ONNX export from its " +
+      "own weights into our cache instead (the export is not modified). Long: sends progress when given a progress token.",
   inputSchema,
   outputSchema,
   annotations: { title: "Build model", readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },

@@ -250,6 +250,28 @@ describe("every method on a rebuilt export", () => {
     });
   }
 
+  it("every method on a rebuilt int4 export (MatMulNBits kept, int4 lm_head) returns the original's greedy tokens", async () => {
+    const src = await fixture(MHA);
+    const orig4 = writeGenaiExport(src, join(root, "export-q4"), { attention: "gqa-rotary", weights: "int4", fuseQkv: true, quantizeLmHead: true });
+    const q4 = (await buildFromOnnx(orig4, { out: join(root, "rebuilt-q4"), earlyExit: [1] })).dir;
+    const eagle4 = writeRandomEagleHead(join(root, "eagle-q4"), q4, 6); // its target parts come from the rebuilt graph (int4 lm_head dequantized)
+    const promptIds = [...PROMPTS[0]!, ...PROMPTS[0]!];
+    const ref = await greedyOneByOne(orig4, promptIds, N);
+    for (const arm of arms) {
+      const res = await engine.generate({
+        model: q4,
+        promptIds,
+        maxNewTokens: N,
+        method: arm.method,
+        methodOptions: arm.options,
+        draft: arm.extra === "draft" ? draft : undefined,
+        heads: arm.extra === "heads" ? heads : arm.extra === "eagle" ? eagle4 : undefined,
+      });
+      expect(res.tokens, arm.method).toEqual(ref.tokens);
+      expect(arm.verification, arm.method).toContain(res.stats.verification);
+    }
+  });
+
   it("the runs used both chain and tree verification, never token by token", () => {
     expect([...modes].sort()).toEqual(["chain", "tree"]);
   });

@@ -169,3 +169,35 @@ export function preQuantizedParts(
   }
   return parts as PreQuantized[];
 }
+
+/** W [N, K] of a MatMulNBits weight as floats: (code - zero point) * scale. */
+export function dequantizePreQuantized(m: PreQuantized): Float32Array {
+  if (m.kind === "integer") {
+    const out = new Float32Array(m.N * m.K);
+    const code = (b: number) => (m.signed ? (b << 24) >> 24 : b);
+    for (let k = 0; k < m.K; k++) {
+      for (let n = 0; n < m.N; n++) out[n * m.K + k] = Math.fround((code(m.weight[k * m.N + n]!) - code(m.zeroPoints[n]!)) * m.scales[n]!);
+    }
+    return out;
+  }
+  const nBlocks = Math.ceil(m.K / m.blockSize);
+  const blob = (m.blockSize * m.bits) / 8;
+  const zpRow = Math.ceil((nBlocks * m.bits) / 8);
+  const out = new Float32Array(m.N * m.K);
+  for (let n = 0; n < m.N; n++) {
+    for (let b = 0; b < nBlocks; b++) {
+      let zp = m.bits === 4 ? 8 : 128;
+      if (m.zeroPoints) {
+        const byte = m.zeroPoints[n * zpRow + (m.bits === 4 ? b >> 1 : b)]!;
+        zp = m.bits === 4 ? ((b & 1) === 0 ? byte & 15 : byte >> 4) : byte;
+      }
+      const s = m.scales[n * nBlocks + b]!;
+      for (let j = 0; j < m.blockSize && b * m.blockSize + j < m.K; j++) {
+        const byte = m.packed[(n * nBlocks + b) * blob + (m.bits === 4 ? j >> 1 : j)]!;
+        const code = m.bits === 4 ? ((j & 1) === 0 ? byte & 15 : byte >> 4) : byte;
+        out[n * m.K + b * m.blockSize + j] = Math.fround((code - zp) * s);
+      }
+    }
+  }
+  return out;
+}

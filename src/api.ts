@@ -14,6 +14,7 @@ import { renderMessage } from "./vocabulary.js";
 import { checkMethodOptions, getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import { exitAdapterLayersOf } from "./decoding/early-exit.js";
 import type { GenerationStats } from "./decoding/stats.js";
+import { rebuildAdvice } from "./decoding/capabilities.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
 
@@ -64,16 +65,19 @@ export const DEFAULT_MAX_NEW_TOKENS = 128;
 /** Decide which method "auto" means for this request. */
 export function chooseAutoMethod(
   req: Pick<GenerateRequest, "draft" | "heads" | "methodOptions">,
-  /** Exit layers with a trained exit adapter beside the target (decoding/capabilities.ts exitAdapterLayersOf). */
-  exitAdapters?: number[],
+  /** What auto knows of the target: whether it verifies several tokens per forward (else the rebuild advice), and its trained exit adapters. */
+  target?: { multiTokenWithPast?: boolean; advice?: string | null; exitAdapters?: number[] },
 ): { method: MethodName; reason: string } {
   const available = new Set(registeredMethods().map((m) => m.name));
+  if (target?.multiTokenWithPast === false) {
+    return { method: "baseline", reason: `plain decoding: speculation cannot be faster on this model. ${target.advice ?? ""}`.trim() };
+  }
   if (req.draft && available.has("draft")) return { method: "draft", reason: "a draft model was given: draft-model speculation usually gives the largest speedup" };
   if (req.heads && available.has("eagle") && isEagleHeadDir(req.heads)) return { method: "eagle", reason: "an EAGLE head was given" };
   if (req.heads && available.has("medusa")) return { method: "medusa", reason: "Medusa heads were given" };
   if (req.methodOptions?.exitLayer !== undefined && available.has("early-exit")) {
     const m = req.methodOptions.exitLayer;
-    const trained = req.methodOptions.adapter !== false && (exitAdapters?.includes(m) ?? false);
+    const trained = req.methodOptions.adapter !== false && (target?.exitAdapters?.includes(m) ?? false);
     return {
       method: "early-exit",
       reason: trained
@@ -158,8 +162,14 @@ export class SpecEngine {
   }
 
   private async generateWith(target: LoadedModel, req: GenerateRequest): Promise<GenerateResponse> {
+    let auto: { multiTokenWithPast?: boolean; advice?: string | null } | undefined;
+    if (req.method === "auto") {
+      // An export that can only verify token by token gains nothing from speculation: find out first (once per load).
+      auto = { multiTokenWithPast: await target.lm.probeMultiTokenWithPast() };
+      auto.advice = rebuildAdvice(target.lm);
+    }
     const { method, reason: methodReason } =
-      req.method === "auto" ? chooseAutoMethod(req, exitAdapterLayersOf(target.lm)) : { method: req.method ?? "baseline", reason: "requested" };
+      req.method === "auto" ? chooseAutoMethod(req, { ...auto, exitAdapters: exitAdapterLayersOf(target.lm) }) : { method: req.method ?? "baseline", reason: "requested" };
     const def = getMethod(method);
     // Keys no method knows are errors; the method's own are checked against its schema.
     checkMethodOptions(req.methodOptions ?? {});

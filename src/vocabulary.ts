@@ -19,6 +19,8 @@ export interface Vocabulary {
   buildEarlyExit(dir: string, layers: number | string): string;
   /** The step that converts the checkpoint in `dir` to ONNX. */
   build(dir: string): string;
+  /** The step that rebuilds the ONNX export in `dir` from its own weights with our interface. */
+  rebuildFromOnnx(dir: string): string;
   /** The step that trains Medusa heads, an EAGLE head, or the exit adapter on layer `layer`, for the model in `dir`. */
   train(kind: "medusa" | "eagle" | "early-exit", dir: string, layer?: number | string): string;
 }
@@ -67,6 +69,7 @@ export const CLI_VOCABULARY: Vocabulary = {
   method: (name) => `--method ${name}`,
   buildEarlyExit: (dir, layers) => `\`spec-decode build --model ${dir} --early-exit ${layers}\``,
   build: (dir) => `\`spec-decode build --model ${dir}\``,
+  rebuildFromOnnx: (dir) => `\`spec-decode build --from-onnx ${dir}\``,
   train: (kind, dir, layer = "M") =>
     kind === "medusa"
       ? `\`spec-decode train-medusa --model ${dir}\``
@@ -88,6 +91,7 @@ export function mcpVocabulary(topLevel: Record<string, string> = { k: "k" }): Vo
     method: (name) => `method: "${name}"`,
     buildEarlyExit: (dir, layers) => `build_model {model: ${JSON.stringify(dir)}, earlyExit: [${layers}]}`,
     build: (dir) => `build_model {model: ${JSON.stringify(dir)}}`,
+    rebuildFromOnnx: (dir) => `build_model {model: ${JSON.stringify(dir)}, fromOnnx: true}`,
     train: (kind, dir, layer = "M") =>
       kind === "medusa"
         ? `\`spec-decode train-medusa --model ${dir}\` (a CLI step; there is no MCP tool for training)`

@@ -34,6 +34,7 @@ import { BuildError } from "../errors.js";
 import { getWeight, openCheckpoint } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
 import { transposeInto } from "./llama.js";
+import { readRebuiltTargetParts } from "./from-onnx.js";
 import { ensureDerivedOnnx } from "./derived-onnx.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
 import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
@@ -195,6 +196,8 @@ export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleH
 
 /** The target's embedding, final norm and LM head from its safetensors checkpoint. */
 export function readEagleTargetParts(modelDir: string): EagleTargetParts {
+  const rebuilt = readRebuiltTargetParts(modelDir); // a `build --from-onnx` rebuild has no safetensors
+  if (rebuilt) return rebuilt;
   const { cfg, weights, names } = openCheckpoint(
     modelDir,
     "EAGLE heads need the target's safetensors checkpoint and config.json (for its embedding, final norm and LM head)",

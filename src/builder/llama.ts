@@ -26,6 +26,7 @@ import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
 import { quantizeBnb4, quantizeMatrix, quantizeUint8, resolveQuantize, type QuantizeOptions } from "./quantize.js";
+import { preQuantizedLinear, preQuantizedParts, stackPreQuantized } from "./prequantized.js";
 import type { WeightSource } from "./safetensors.js";
 
 /** Written to `spec_decode.builder`; bump when the graph interface or math changes. */
@@ -228,7 +229,7 @@ export async function buildDecoderOnnx(
     const negInf = g.constFloat(NEG_INF);
 
     // ---- RoPE tables gathered by position_ids -> [B, S, 1, D]
-    const { cos, sin } = ropeTables(cfg, maxPositions);
+    const { cos, sin } = weights.ropeTables?.(maxPositions) ?? ropeTables(cfg, maxPositions);
     const half = D / 2;
     for (let p = 0; p < maxPositions; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
     const cosT = g.initializer("rope.cos", "float32", [maxPositions, D], cos);
@@ -273,7 +274,9 @@ export async function buildDecoderOnnx(
       const qkvCols = qDim + 2 * kvDim;
       const qScale = cfg.qkNorm ? 1 : attnScale;
       let qkv: string;
-      if (quant) {
+      const preQkv = preQuantizedParts(weights, [l.q, l.k, l.v], `layer ${i} q/k/v`);
+      if (preQkv) qkv = preQuantizedLinear(g, xn, `${p}.self_attn.qkv_proj`, stackPreQuantized(preQkv, `layer ${i} q/k/v`, qDim, qScale));
+      else if (quant) {
         const w = concatRows([getWeight(weights, l.q, [qDim, H]), getWeight(weights, l.k, [kvDim, H]), getWeight(weights, l.v, [kvDim, H])]);
         qkv = qLinear(xn, `${p}.self_attn.qkv_proj`, w, qkvCols, H, qDim, qScale);
       } else {
@@ -335,7 +338,9 @@ export async function buildDecoderOnnx(
       const ctxFlat = reshape(transpose(reshape(ctx, [0, NH, -1, D]), [0, 2, 1, 3]), [0, 0, qDim]);
 
       let attnOut: string;
-      if (quant) attnOut = qLinear(ctxFlat, `${p}.self_attn.o_proj`, getWeight(weights, l.o, [H, qDim]), H, qDim);
+      const preO = preQuantizedParts(weights, [l.o], `layer ${i} o_proj`);
+      if (preO) attnOut = preQuantizedLinear(g, ctxFlat, `${p}.self_attn.o_proj`, preO[0]!);
+      else if (quant) attnOut = qLinear(ctxFlat, `${p}.self_attn.o_proj`, getWeight(weights, l.o, [H, qDim]), H, qDim);
       else {
         const wo = new Float32Array(qDim * H);
         transposeInto(getWeight(weights, l.o, [H, qDim]), H, qDim, wo, H, 0);
@@ -350,7 +355,9 @@ export async function buildDecoderOnnx(
       g.initializer(`${p}.post_attention_layernorm.weight`, "float32", [H], getWeight(weights, l.postNorm, [H]));
       const xn2 = rmsNorm(x, `${p}.post_attention_layernorm.weight`);
       let gu: string;
-      if (quant) {
+      const preGu = preQuantizedParts(weights, [l.gate, l.up], `layer ${i} gate/up`);
+      if (preGu) gu = preQuantizedLinear(g, xn2, `${p}.mlp.gate_up_proj`, stackPreQuantized(preGu, `layer ${i} gate/up`));
+      else if (quant) {
         gu = qLinear(xn2, `${p}.mlp.gate_up_proj`, concatRows([getWeight(weights, l.gate, [I, H]), getWeight(weights, l.up, [I, H])]), 2 * I, H);
       } else {
         const wgu = new Float32Array(H * 2 * I);
@@ -370,7 +377,9 @@ export async function buildDecoderOnnx(
       const [gate, up] = g.node("Split", [gu, guSplit], { axis: -1 }, 2) as [string, string];
       const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
       let mlpOut: string;
-      if (quant) mlpOut = qLinear(act, `${p}.mlp.down_proj`, getWeight(weights, l.down, [H, I]), H, I);
+      const preDown = preQuantizedParts(weights, [l.down], `layer ${i} down_proj`);
+      if (preDown) mlpOut = preQuantizedLinear(g, act, `${p}.mlp.down_proj`, preDown[0]!);
+      else if (quant) mlpOut = qLinear(act, `${p}.mlp.down_proj`, getWeight(weights, l.down, [H, I]), H, I);
       else {
         const wd = new Float32Array(I * H);
         transposeInto(getWeight(weights, l.down, [H, I]), H, I, wd, H, 0);
@@ -390,7 +399,9 @@ export async function buildDecoderOnnx(
     if (hiddenStates) g.output("hidden_states", "float32", ["batch_size", "sequence_length", H], hidden);
     const flat = reshape(hidden, [-1, H]);
     let logits2d: string;
-    if (quant?.lmHead) logits2d = qLinear(flat, "lm_head", getWeight(weights, names.lmHead, [V, H]), V, H);
+    const preHead = names.tied ? undefined : preQuantizedParts(weights, [names.lmHead], "lm_head");
+    if (preHead) logits2d = preQuantizedLinear(g, flat, "lm_head", preHead[0]!);
+    else if (quant?.lmHead) logits2d = qLinear(flat, "lm_head", getWeight(weights, names.lmHead, [V, H]), V, H);
     else {
       if (!names.tied) g.initializer(names.lmHead, "float32", [V, H], getWeight(weights, names.lmHead, [V, H]));
       logits2d = g.op("Gemm", [flat, names.lmHead], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });

@@ -12,6 +12,7 @@ import { atomicWriteFileSync, openAtomic, writeAllAt } from "../util/atomic-file
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
+import type { PreQuantized } from "./prequantized.js";
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from "../util/half.js";
 
 export interface WeightTensor {
@@ -26,6 +27,13 @@ export interface WeightSource {
   names(): string[];
   /** Shape without reading the data. */
   shape?(name: string): number[];
+  /**
+   * A linear weight that is already quantized (MatMulNBits blocks of an ONNX export): the builder
+   * writes it as it is instead of reading floats (see prequantized.ts). Undefined for float weights.
+   */
+  quantized?(name: string): PreQuantized | undefined;
+  /** The source's own RoPE cos/sin tables [positions, head_dim] (HF half-rotation layout), if it carries them. */
+  ropeTables?(positions: number): { cos: Float32Array; sin: Float32Array };
 }
 
 type StDtype = "F32" | "F16" | "BF16" | "F64";

@@ -20,6 +20,7 @@ export async function infoCommand(argv: string[]): Promise<number> {
   const r = await resolveModel(required(v.model as string | undefined, "model", USAGE), hubProgress());
   const lm = await CausalLM.load(r.dir, { device: v.device as Device | undefined, variant: (v.variant as string | undefined) ?? r.variant });
   try {
+    await lm.probeMultiTokenWithPast(); // so the rebuild advice knows whether this export verifies token by token
     const d = describeModel(lm, CLI_VOCABULARY);
     if (v.json) console.log(JSON.stringify(d, null, 2));
     else {
@@ -29,6 +30,7 @@ export async function infoCommand(argv: string[]): Promise<number> {
       console.log(`  vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}, eos ${JSON.stringify(d.eosIds)}`);
       console.log(`  tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${JSON.stringify(d.earlyExitLayers)} (trained adapters ${JSON.stringify(d.earlyExitAdapters)})`);
       for (const m of d.methods) console.log(`  ${m.available ? "✓" : "✗"} ${m.method}: ${m.reason}`);
+      if (d.rebuild) console.log(`  rebuild: ${d.rebuild}`);
     }
     // A tokenizer that cannot be loaded is an error (text prompts would fail): exit non-zero.
     if (lm.dirInfo.hasTokenizer) {

@@ -2,7 +2,7 @@
 import { statSync } from "node:fs";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { readWeightFormat } from "../engine/weight-format.js";
-import { renderMessage, LIBRARY_VOCABULARY, type Vocabulary } from "../vocabulary.js";
+import { renderMessage, LIBRARY_VOCABULARY, MCP_VOCABULARY, type Vocabulary } from "../vocabulary.js";
 import { earlyExitLayersOf, exitAdapterLayersOf } from "./early-exit.js";
 import { registeredMethods, type MethodName } from "./methods.js";
 
@@ -43,6 +43,30 @@ export interface ModelDescription {
   earlyExitAdapters: number[];
   multiTokenWithPast: boolean | null;
   methods: MethodSupport[];
+  /** Why and how to rebuild this export with our interface (`build --from-onnx`), or null when it would gain nothing. */
+  rebuild: string | null;
+}
+
+/**
+ * The advice to rebuild an export that cannot use speculation fully (null for builder-made graphs
+ * and exports that verify several tokens in one forward and have a tree mask).
+ */
+export function rebuildAdvice(lm: CausalLM, v: Vocabulary = LIBRARY_VOCABULARY): string | null {
+  const i = lm.info;
+  if (i.metadata["spec_decode.builder"] !== undefined) return null;
+  const how =
+    `Rebuild it from its own weights with our interface: ${v.rebuildFromOnnx(i.dir)}` +
+    (v.surface === "library" ? ` (MCP: ${MCP_VOCABULARY.rebuildFromOnnx(i.dir)})` : "") +
+    `; MatMulNBits weights are kept as they are and the export is not modified.`;
+  if (i.multiTokenWithPast === false) {
+    return (
+      `This export cannot run several new tokens on a filled KV cache (a multi-token forward with a past failed inside its graph, ` +
+      `e.g. the mask-reformat subgraph of onnxruntime-genai exports), so every method verifies one token per forward: exact, but no faster than plain decoding. ` +
+      how
+    );
+  }
+  if (!i.hasTreeMask) return `This export has no tree_attention_mask input, so lookahead and Medusa verify chains only (no token trees). ${how}`;
+  return null;
 }
 
 function weightFormatOf(file: string): { weightFormat: string; weightBytesPerToken: number } {
@@ -83,5 +107,6 @@ export function describeModel(lm: CausalLM, v: Vocabulary = LIBRARY_VOCABULARY):
     earlyExitAdapters: exitAdapterLayersOf(lm),
     multiTokenWithPast: i.multiTokenWithPast ?? null,
     methods,
+    rebuild: rebuildAdvice(lm, v),
   };
 }

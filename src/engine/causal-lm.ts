@@ -195,6 +195,20 @@ export class CausalLM {
     return this.run(cache, tokens, opts);
   }
 
+  /**
+   * Whether this graph can run several new tokens on a filled cache (what speculation's one-forward
+   * verification needs): known for builder-made graphs, otherwise found out once with a tiny probe
+   * (one token, then two on top of it) that sets `info.multiTokenWithPast` like a real forward would.
+   */
+  async probeMultiTokenWithPast(): Promise<boolean> {
+    if (this.info.multiTokenWithPast !== undefined) return this.info.multiTokenWithPast;
+    const t = this.info.bosId ?? 0;
+    const cache = this.newCache();
+    await this.forward(cache, [t], { logits: "none" });
+    await this.forward(cache, [t, t], { logits: "all" });
+    return this.info.multiTokenWithPast ?? false;
+  }
+
   private async forwardOneByOne(cache: KVCache, tokens: number[], opts: ForwardOptions): Promise<ForwardOutput> {
     if (opts.treeMask) {
       throw new ModelInterfaceError(`${this.label} cannot run several tokens on a cache, so tree verification is unavailable.`);

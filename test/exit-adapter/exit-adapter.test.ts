@@ -219,8 +219,8 @@ describe("train-early-exit", () => {
 describe("auto with an exit layer", () => {
   it("says whether the exit is trained, and points at train-early-exit when it is not", async () => {
     const { chooseAutoMethod } = await import("../../src/api.js");
-    expect(chooseAutoMethod({ methodOptions: { exitLayer: 2 } }, [2]).reason).toMatch(/trained exit adapter/);
-    expect(chooseAutoMethod({ methodOptions: { exitLayer: 2, adapter: false } }, [2]).reason).toMatch(/untrained.*train-early-exit/);
-    expect(chooseAutoMethod({ methodOptions: { exitLayer: 1 } }, [2]).reason).toMatch(/untrained/);
+    expect(chooseAutoMethod({ methodOptions: { exitLayer: 2 } }, { exitAdapters: [2] }).reason).toMatch(/trained exit adapter/);
+    expect(chooseAutoMethod({ methodOptions: { exitLayer: 2, adapter: false } }, { exitAdapters: [2] }).reason).toMatch(/untrained.*train-early-exit/);
+    expect(chooseAutoMethod({ methodOptions: { exitLayer: 1 } }, { exitAdapters: [2] }).reason).toMatch(/untrained/);
   });
 });

@@ -4,6 +4,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { statSync } from "node:fs";
 import { z } from "zod";
 import { buildModelDir, quantizeFromArgs } from "../../builder/index.js";
+import { buildFromOnnx } from "../../builder/from-onnx.js";
 import type { ToolContext } from "../context.js";
 import { modelArg, progressSender, runTool, textResult, throwIfCancelled } from "../tool-kit.js";
 
@@ -27,6 +28,7 @@ export const inputSchema = {
     .describe("int4/int8: 4 = int8 activations (default), 0/1 = float32."),
   quantizeLmHead: z.boolean().optional().describe("Also quantize lm_head (default false)."),
   quantizeEmbeddings: z.boolean().optional().describe("Also quantize embeddings (int4/int8; default false)."),
+  fromOnnx: z.boolean().optional().describe("model is an ONNX export (genai/Optimum): rebuild it from its own weights into our cache."),
 };
 
 export const outputSchema = {
@@ -41,7 +43,7 @@ export const config = {
   title: "Build ONNX model",
   description:
     "Convert a Llama/Mistral/Qwen2/Qwen3 safetensors checkpoint to ONNX for this engine (plus early-exit drafts, quantized " +
-    "weights). Overwrites earlier builds. Long: sends progress.",
+    "weights). Overwrites earlier builds. fromOnnx: rebuild an ONNX export instead. Long: sends progress.",
   inputSchema,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
 };
@@ -50,6 +52,34 @@ export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
       const dir = ctx.roots.resolve(args.model, "model", { directory: true });
+      if (args.fromOnnx) {
+        for (const k of ["quantize", "blockSize", "accuracyLevel", "quantizeLmHead", "quantizeEmbeddings", "ioDtype", "layout"] as const) {
+          if (args[k] !== undefined) throw new InvalidOptionError(`${k} does not apply with fromOnnx: the rebuild keeps the export's own weights, KV dtype and writes into our cache.`);
+        }
+        const progress = progressSender(extra);
+        return ctx.exclusive(`build:${dir}`, async () => {
+          throwIfCancelled(extra);
+          const t0 = performance.now();
+          let step = 0;
+          const res = await buildFromOnnx(dir, {
+            earlyExit: args.earlyExit,
+            treeMask: args.treeMask,
+            hiddenStates: args.hiddenStates,
+            onProgress: (msg) => {
+              ctx.logger.log("debug", `build_model: ${msg}`);
+              progress(++step, undefined, msg);
+            },
+          });
+          // Sessions of an earlier rebuild in the same place would read replaced files.
+          const unloadedSessions = await ctx.store.unload(res.dir);
+          const bytes = res.files.reduce((s, f) => s + (statSync(f, { throwIfNoEntry: false })?.size ?? 0), 0);
+          const elapsedMs = Math.round(performance.now() - t0);
+          return textResult(
+            `Rebuilt ${res.source} (${res.family}) into ${res.dir}: ${res.files.length} file(s), ${(bytes / 2 ** 20).toFixed(1)} MiB in ${(elapsedMs / 1000).toFixed(1)} s. Load it with model "${res.dir}".`,
+            { dir: res.dir, files: res.files, bytes, elapsedMs, unloadedSessions },
+          );
+        });
+      }
       // A Hugging Face snapshot is shared with Python tools and named by content: never build into it.
       if (/(^|[\\/])models--[^\\/]+[\\/]snapshots[\\/]/.test(dir)) {
         throw new InvalidOptionError(

@@ -40,6 +40,7 @@ export const outputSchema = {
   earlyExitAdapters: z.array(z.number()).describe("Trained exit adapters (train-early-exit)."),
   multiTokenWithPast: z.boolean().nullable(),
   methods: z.array(z.object({ method: z.string(), available: z.boolean(), reason: z.string() })),
+  rebuild: z.string().nullable().describe("Why and how to rebuild this export with our interface (build_model fromOnnx), or null."),
 };
 
 export const config = {
@@ -57,6 +58,7 @@ export function register(server: McpServer, ctx: ToolContext) {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
       const m = await ctx.store.load(dir, { variant: args.variant ?? variantOfArg(args.model) });
       throwIfCancelled(extra);
+      await m.lm.probeMultiTokenWithPast(); // so multiTokenWithPast and the rebuild advice are known, not null
       const d = describeModel(m.lm, MCP_VOCABULARY); // reasons name tool arguments (heads, build_model {earlyExit})
       const methods = d.methods;
       const cfg = (m.lm.dirInfo.config.text_config ?? m.lm.dirInfo.config) as Record<string, unknown>;
@@ -85,12 +87,14 @@ export function register(server: McpServer, ctx: ToolContext) {
         earlyExitAdapters: d.earlyExitAdapters,
         multiTokenWithPast: d.multiTokenWithPast,
         methods,
+        rebuild: d.rebuild,
       };
       const text = [
         `${d.architecture} (${d.layout}) ${d.file}: ${d.numLayers} layers, ${(out.bytes / 2 ** 20).toFixed(1)} MiB, vocab ${d.vocabSize ?? "?"}, context ${d.maxContext ?? "unknown"}`,
         `weights ${d.weightFormat}, ${(d.weightBytesPerToken / 2 ** 20).toFixed(1)} MiB read per token`,
         `tree mask ${d.hasTreeMask ? "yes" : "no"}, hidden states ${d.hasHiddenStates ? "yes" : "no"}, early-exit drafts ${d.earlyExitLayers.length ? d.earlyExitLayers.join(", ") : "none"} (trained adapters: ${d.earlyExitAdapters.length ? d.earlyExitAdapters.join(", ") : "none"})`,
         ...methods.map((x) => `${x.available ? "✓" : "✗"} ${x.method}: ${x.reason}`),
+        ...(d.rebuild ? [`rebuild: ${d.rebuild}`] : []),
       ].join("\n");
       return textResult(text, out);
     }),

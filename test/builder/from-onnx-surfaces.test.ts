@@ -78,7 +78,7 @@ describe("MCP build_model {fromOnnx: true}", () => {
     const { client } = await connectInMemory({ roots: [join(root, "models"), cache] });
     const before = (await callOk(client, "model_info", { model: exp })) as { multiTokenWithPast: boolean | null; rebuild: string | null };
     expect(before.multiTokenWithPast).toBe(false);
-    expect(before.rebuild).toMatch(/one token per forward.*build --from-onnx/s);
+    expect(before.rebuild).toMatch(/one token per forward.*build_model \{model: .*fromOnnx: true\}/s);
 
     const built = (await callOk(client, "build_model", { model: exp, fromOnnx: true, earlyExit: [1] })) as { dir: string; files: string[] };
     expect(built.dir.startsWith(join(cache, "from-onnx"))).toBe(true);

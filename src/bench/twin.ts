@@ -457,10 +457,10 @@ export function readTwinInfo(modelDir: string): TwinInfo | undefined {
   }
 }
 
-/** Where the bench caches twins: $SPEC_DECODE_CACHE or ~/.cache/speculative-decoding, one dir per knob (v2: the fused graph form). */
+/** Where the bench caches twins: $SPEC_DECODE_CACHE or ~/.cache/speculative-decoding, one dir per knob. */
 export function twinCacheDir(divergence: number): string {
   const root = process.env.SPEC_DECODE_CACHE ?? join(homedir(), ".cache", "speculative-decoding");
-  return join(root, `twin-v2-d${divergence}`);
+  return join(root, `twin-v1-d${divergence}`);
 }
 
 /**

@@ -21,13 +21,18 @@
  * Two exact rewrites: 1/sqrt(head_dim) is folded into W_q and b_q (into q_norm's weight for qwen3,
  * where the norm follows the projection), and the sign of rotate_half is folded into the sin table.
  *
- * Two graph forms with the same interface (`attention`): "fused" (default for float32 I/O) runs
- * RoPE, masking, the KV append and attention in one com.microsoft GroupQueryAttention node per
- * layer and each residual add + RMSNorm in one SkipSimplifiedLayerNormalization (contrib-ops.ts),
- * ~10 nodes per layer; "ops" spells them out in standard ONNX ops (~40 nodes per layer; any
- * runtime, and the only form for float16 I/O or a head_dim that is not a multiple of 16). Fused caveat: a forward on an EMPTY cache
- * (prefill) rotates its tokens at positions position_ids[0] + 0..S-1 (onnxruntime's first-prompt
- * path); later forwards honour position_ids per token (trees).
+ * Two graph forms with the same interface (`attention`): "ops" (the default) spells attention
+ * out in standard ONNX ops (~40 nodes per layer); "fused" runs RoPE, masking, the KV append and
+ * attention in one com.microsoft GroupQueryAttention node per layer and each residual add + RMSNorm
+ * in one SkipSimplifiedLayerNormalization (contrib-ops.ts), ~10 nodes per layer. "ops" is the
+ * default because it is bitwise row-consistent: a token's logits are the same bits whether its
+ * forward carries 1 token or several (measured on the twin: 0 difference, float32 and int8), which
+ * is what makes greedy speculation return exactly plain decoding's tokens. onnxruntime's
+ * GroupQueryAttention takes another kernel path for one query row than for several (measured:
+ * 7e-6 on float32 logits, 4e-2 on int8 level-4 logits), so speculation over a fused graph can take
+ * the other branch of a near tie. Fused also needs float32 I/O and head_dim % 16 == 0 (else "ops"
+ * is used), and on an EMPTY cache (prefill) it rotates its tokens at positions position_ids[0] +
+ * 0..S-1 (onnxruntime's first-prompt path); later forwards honour position_ids per token (trees).
  */
 import { BuildError } from "../errors.js";
 import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
@@ -61,9 +66,10 @@ export interface BuildDecoderOptions {
    */
   quantize?: QuantizeOptions;
   /**
-   * Graph form: "fused" (GroupQueryAttention + SkipSimplifiedLayerNormalization, onnxruntime
-   * contrib ops; fewer, faster nodes) or "ops" (standard ONNX ops only). Default "fused"; float16
-   * I/O and head_dim not a multiple of 16 always use "ops".
+   * Graph form: "ops" (standard ONNX ops; the default: bitwise row-consistent, see the file
+   * comment) or "fused" (GroupQueryAttention + SkipSimplifiedLayerNormalization, onnxruntime
+   * contrib ops: ~3x fewer nodes, not row-consistent). float16 I/O and head_dim not a multiple of
+   * 16 always use "ops".
    */
   attention?: "fused" | "ops";
   /** External data policy (see GraphBuilder); default "auto" (beyond ~1.5 GB of weights). */
@@ -125,7 +131,7 @@ export async function buildDecoderOnnx(
     throw new BuildError(`attention must be "fused" or "ops", got ${JSON.stringify(opts.attention)}.`);
   }
   // onnxruntime's GroupQueryAttention needs head_dim % 16 == 0 (and computes in the I/O dtype).
-  const fused = (opts.attention ?? "fused") === "fused" && io === "float32" && cfg.headDim % 16 === 0;
+  const fused = opts.attention === "fused" && io === "float32" && cfg.headDim % 16 === 0;
   const maxPositions = opts.maxPositions ?? cfg.maxPositionEmbeddings;
   const progress = opts.onProgress ?? (() => {});
   const quant = opts.quantize ? resolveQuantize(opts.quantize) : undefined;

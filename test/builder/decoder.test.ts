@@ -61,6 +61,23 @@ describe("decoder graph vs float64 reference", () => {
     await expect(buildDecoderOnnx(config, weights, join(root, "bad.onnx"), { attention: "flash" as "ops" })).rejects.toThrow(/attention must be "fused" or "ops"/);
   });
 
+  it("the default form gives a token bitwise the same logits in a one-token and a multi-token forward", async () => {
+    // What makes greedy speculation exact: verifying K tokens in one forward must score each of
+    // them exactly as one-token decoding would (the fused form does not guarantee this).
+    const { dir, config } = await makeFixture({ out: join(root, "rows"), arch: "llama" });
+    const s = await ort.InferenceSession.create(join(dir, "onnx", "model.onnx"));
+    const V = config.vocabSize;
+    const pre = await run(s, config, config.numLayers, TOKENS.slice(0, 7));
+    const multi = await run(s, config, config.numLayers, TOKENS.slice(7), { kv: pre.kv });
+    let kv = pre.kv;
+    for (let t = 7; t < TOKENS.length; t++) {
+      const one = await run(s, config, config.numLayers, [TOKENS[t]!], { kv });
+      kv = one.kv;
+      expect(Array.from(one.logits)).toEqual(Array.from((multi.logits as Float32Array).subarray((t - 7) * V, (t - 6) * V)));
+    }
+    await s.release();
+  });
+
   it("early-exit graphs equal the reference with numLayers m, and carry metadata", async () => {
     const { dir, config } = await makeFixture({ out: join(root, "ee"), arch: "qwen2", layers: 3, earlyExit: [1, 2] });
     const weights = openSafetensorsDir(dir);

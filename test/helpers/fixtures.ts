@@ -11,7 +11,7 @@ import { makeFixture } from "../../src/builder/index.js";
 export type FixtureOptions = Omit<Parameters<typeof makeFixture>[0], "out">;
 
 const ROOT = join(tmpdir(), "spec-decode-test-fixtures");
-const BUILDER_STAMP = "v4"; // v3: graphs have the `features` output (EAGLE); v4: the fused graph form
+const BUILDER_STAMP = "v3"; // v3: graphs have the `features` output (EAGLE)
 
 /** Build (once) and return the directory of a fixture with these options. */
 export async function fixture(opts: FixtureOptions = {}): Promise<string> {

@@ -20,10 +20,24 @@
  *
  * Two exact rewrites: 1/sqrt(head_dim) is folded into W_q and b_q (into q_norm's weight for qwen3,
  * where the norm follows the projection), and the sign of rotate_half is folded into the sin table.
+ *
+ * Two graph forms with the same interface (`attention`): "ops" (the default) spells attention
+ * out in standard ONNX ops (~40 nodes per layer); "fused" runs RoPE, masking, the KV append and
+ * attention in one com.microsoft GroupQueryAttention node per layer and each residual add + RMSNorm
+ * in one SkipSimplifiedLayerNormalization (contrib-ops.ts), ~10 nodes per layer. "ops" is the
+ * default because it is bitwise row-consistent: a token's logits are the same bits whether its
+ * forward carries 1 token or several (measured on the twin: 0 difference, float32 and int8), which
+ * is what makes greedy speculation return exactly plain decoding's tokens. onnxruntime's
+ * GroupQueryAttention takes another kernel path for one query row than for several (measured:
+ * 7e-6 on float32 logits, 4e-2 on int8 level-4 logits), so speculation over a fused graph can take
+ * the other branch of a near tie. Fused also needs float32 I/O and head_dim % 16 == 0 (else "ops"
+ * is used), and on an EMPTY cache (prefill) it rotates its tokens at positions position_ids[0] +
+ * 0..S-1 (onnxruntime's first-prompt path); later forwards honour position_ids per token (trees).
  */
 import { BuildError } from "../errors.js";
 import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
+import { attentionBias, gqaLengths, groupQueryAttention, skipRmsNorm } from "./contrib-ops.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
 import { quantizeBnb4, quantizeMatrix, quantizeUint8, resolveQuantize, type QuantizeOptions } from "./quantize.js";
 import { preQuantizedLinear, preQuantizedParts, stackPreQuantized } from "./prequantized.js";
@@ -52,6 +66,13 @@ export interface BuildDecoderOptions {
    * com.microsoft MatMulNBits (int4 or int8, symmetric blocks: see quantize.ts). Default: float32.
    */
   quantize?: QuantizeOptions;
+  /**
+   * Graph form: "ops" (standard ONNX ops; the default: bitwise row-consistent, see the file
+   * comment) or "fused" (GroupQueryAttention + SkipSimplifiedLayerNormalization, onnxruntime
+   * contrib ops: ~3x fewer nodes, not row-consistent). float16 I/O and head_dim not a multiple of
+   * 16 always use "ops".
+   */
+  attention?: "fused" | "ops";
   /** External data policy (see GraphBuilder); default "auto" (beyond ~1.5 GB of weights). */
   externalData?: "auto" | "always" | "never";
   onProgress?: (msg: string) => void;
@@ -107,6 +128,11 @@ export async function buildDecoderOnnx(
   const hiddenStates = opts.hiddenStates ?? true;
   const features = opts.features ?? true;
   const io = opts.ioDtype ?? "float32";
+  if (opts.attention !== undefined && opts.attention !== "fused" && opts.attention !== "ops") {
+    throw new BuildError(`attention must be "fused" or "ops", got ${JSON.stringify(opts.attention)}.`);
+  }
+  // onnxruntime's GroupQueryAttention needs head_dim % 16 == 0 (and computes in the I/O dtype).
+  const fused = opts.attention === "fused" && io === "float32" && cfg.headDim % 16 === 0;
   const maxPositions = opts.maxPositions ?? cfg.maxPositionEmbeddings;
   const progress = opts.onProgress ?? (() => {});
   const quant = opts.quantize ? resolveQuantize(opts.quantize) : undefined;
@@ -225,18 +251,35 @@ export async function buildDecoderOnnx(
     }
     const keyValid = g.op("Cast", [unsqueeze(attentionMask, [1])], { to: BOOL }); // [B, 1, T]
     let mask = unsqueeze(g.op("And", [allowed, keyValid]), [1]); // [B, 1, S, T]
-    if (G > 1) mask = g.op("Tile", [mask, c64([1, 1, G, 1])]); // [B, 1, G*S, T], row g*S+s -> s
+    // fused: one additive bias [B, 1, S, T] for every layer and head (GroupQueryAttention adds it
+    // to the scores after its own causal mask, which every tree mask lies within).
+    const bias = fused ? attentionBias(g, mask, NEG_INF) : "";
+    const lengths = fused ? gqaLengths(g, attentionMask, inputIds) : undefined;
+    if (!fused && G > 1) mask = g.op("Tile", [mask, c64([1, 1, G, 1])]); // [B, 1, G*S, T], row g*S+s -> s
     const negInf = g.constFloat(NEG_INF);
 
-    // ---- RoPE tables gathered by position_ids -> [B, S, 1, D]
+    // ---- RoPE tables: fused, [maxPositions, D/2] caches for GroupQueryAttention; ops, gathered by
+    // position_ids -> [B, S, 1, D]
     const { cos, sin } = weights.ropeTables?.(maxPositions) ?? ropeTables(cfg, maxPositions);
     const half = D / 2;
+    let cosCache = "";
+    let sinCache = "";
+    if (fused) {
+      const c = new Float32Array(maxPositions * half);
+      const sn = new Float32Array(maxPositions * half);
+      for (let p = 0; p < maxPositions; p++) {
+        c.set(cos.subarray(p * D, p * D + half), p * half);
+        sn.set(sin.subarray(p * D, p * D + half), p * half);
+      }
+      cosCache = g.initializer("rope.cos_cache", "float32", [maxPositions, half], c);
+      sinCache = g.initializer("rope.sin_cache", "float32", [maxPositions, half], sn);
+    }
     for (let p = 0; p < maxPositions; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
-    const cosT = g.initializer("rope.cos", "float32", [maxPositions, D], cos);
-    const sinT = g.initializer("rope.sin_signed", "float32", [maxPositions, D], sin);
-    const cosP = unsqueeze(g.op("Gather", [cosT, positionIds], { axis: 0 }), [2]);
-    const sinP = unsqueeze(g.op("Gather", [sinT, positionIds], { axis: 0 }), [2]);
-    const halves = c64([half, half]);
+    const cosT = fused ? "" : g.initializer("rope.cos", "float32", [maxPositions, D], cos);
+    const sinT = fused ? "" : g.initializer("rope.sin_signed", "float32", [maxPositions, D], sin);
+    const cosP = fused ? "" : unsqueeze(g.op("Gather", [cosT, positionIds], { axis: 0 }), [2]);
+    const sinP = fused ? "" : unsqueeze(g.op("Gather", [sinT, positionIds], { axis: 0 }), [2]);
+    const halves = fused ? "" : c64([half, half]);
     const rope = (x: string): string => {
       const [x1, x2] = g.node("Split", [x, halves], { axis: -1 }, 2) as [string, string];
       const rotated = g.op("Concat", [x2, x1], { axis: -1 });
@@ -260,8 +303,22 @@ export async function buildDecoderOnnx(
       });
     } else x = g.op("Gather", [names.embed, inputIds], { axis: 0 });
 
-    const qkvSplit = c64([qDim, kvDim, kvDim]);
+    const qkvSplit = (): string => c64([qDim, kvDim, kvDim]);
     const guSplit = c64([I, I]);
+    // fused: a sublayer's output waits in `pending` and is added to the residual `x` by the next
+    // norm (SkipSimplifiedLayerNormalization); ops: added at once.
+    let pending: string | undefined;
+    const addResidual = (out: string) => {
+      if (fused) pending = out;
+      else x = g.op("Add", [x, out]);
+    };
+    const normResidual = (weightName: string): string => {
+      if (!pending) return rmsNorm(x, weightName);
+      const [y, sum] = skipRmsNorm(g, x, pending, weightName, cfg.rmsNormEps);
+      x = sum;
+      pending = undefined;
+      return y;
+    };
     for (let i = 0; i < numLayers; i++) {
       progress(`layer ${i + 1}/${numLayers}`);
       const l = names.layer(i);
@@ -269,7 +326,7 @@ export async function buildDecoderOnnx(
 
       // attention block
       g.initializer(`${p}.input_layernorm.weight`, "float32", [H], getWeight(weights, l.inputNorm, [H]));
-      const xn = rmsNorm(x, `${p}.input_layernorm.weight`);
+      const xn = normResidual(`${p}.input_layernorm.weight`);
 
       const qkvCols = qDim + 2 * kvDim;
       const qScale = cfg.qkNorm ? 1 : attnScale;
@@ -295,47 +352,62 @@ export async function buildDecoderOnnx(
         g.initializer(`${p}.self_attn.qkv_proj.bias`, "float32", [qkvCols], b);
         qkv = g.op("Add", [qkv, `${p}.self_attn.qkv_proj.bias`]);
       }
-      const [q0, k0, v0] = g.node("Split", [qkv, qkvSplit], { axis: -1 }, 3) as [string, string, string];
-      let q = reshape(q0, [0, 0, NH, D]); // [B, S, NH, D]
-      let k = reshape(k0, [0, 0, KV, D]);
-      const v = reshape(v0, [0, 0, KV, D]);
-      if (cfg.qkNorm) {
-        g.initializer(`${p}.self_attn.q_norm.weight_scaled`, "float32", [D], scaled(getWeight(weights, l.qNorm, [D]), attnScale));
-        g.initializer(`${p}.self_attn.k_norm.weight`, "float32", [D], getWeight(weights, l.kNorm, [D]));
-        q = rmsNorm(q, `${p}.self_attn.q_norm.weight_scaled`);
-        k = rmsNorm(k, `${p}.self_attn.k_norm.weight`);
-      }
-      q = transpose(rope(q), [0, 2, 1, 3]); // [B, NH, S, D], already scaled by 1/sqrt(D)
-      const kNew = transpose(rope(k), [0, 2, 1, 3]); // [B, KV, S, D]
-      const vNew = transpose(v, [0, 2, 1, 3]);
-
       const presentKey = `present.${i}.key`;
       const presentValue = `present.${i}.value`;
-      let kAll: string;
-      let vAll: string;
-      if (io === "float32") {
-        g.node("Concat", [past[i]!.key, kNew], { axis: 2 }, [presentKey]);
-        g.node("Concat", [past[i]!.value, vNew], { axis: 2 }, [presentValue]);
-        kAll = presentKey;
-        vAll = presentValue;
-      } else {
-        // Round the new K/V to float16 before attending, so a token sees exactly the cache values
-        // later steps will see (a K-token forward then matches K one-token forwards).
-        g.node("Concat", [past[i]!.key, g.op("Cast", [kNew], { to: FLOAT16 })], { axis: 2 }, [presentKey]);
-        g.node("Concat", [past[i]!.value, g.op("Cast", [vNew], { to: FLOAT16 })], { axis: 2 }, [presentValue]);
-        kAll = g.op("Cast", [presentKey], { to: FLOAT });
-        vAll = g.op("Cast", [presentValue], { to: FLOAT });
-      }
       const kvDims = ["batch_size", KV, "total_sequence_length", D];
-      g.output(presentKey, io, kvDims);
-      g.output(presentValue, io, kvDims);
+      let ctxFlat: string; // [B, S, NH * D]
+      if (fused) {
+        const gqa = { pastKey: past[i]!.key, pastValue: past[i]!.value, ...lengths!, cosCache, sinCache, positionIds, bias, numHeads: NH, kvHeads: KV, scale: 1, presentKey, presentValue };
+        if (cfg.qkNorm) {
+          const [q0, k0, v0] = g.node("Split", [qkv, qkvSplit()], { axis: -1 }, 3) as [string, string, string];
+          g.initializer(`${p}.self_attn.q_norm.weight_scaled`, "float32", [D], scaled(getWeight(weights, l.qNorm, [D]), attnScale));
+          g.initializer(`${p}.self_attn.k_norm.weight`, "float32", [D], getWeight(weights, l.kNorm, [D]));
+          const qn = reshape(rmsNorm(reshape(q0, [0, 0, NH, D]), `${p}.self_attn.q_norm.weight_scaled`), [0, 0, qDim]);
+          const kn = reshape(rmsNorm(reshape(k0, [0, 0, KV, D]), `${p}.self_attn.k_norm.weight`), [0, 0, kvDim]);
+          ctxFlat = groupQueryAttention(g, { query: qn, key: kn, value: v0, ...gqa });
+        } else ctxFlat = groupQueryAttention(g, { query: qkv, ...gqa });
+        g.output(presentKey, io, kvDims);
+        g.output(presentValue, io, kvDims);
+      } else {
+        const [q0, k0, v0] = g.node("Split", [qkv, qkvSplit()], { axis: -1 }, 3) as [string, string, string];
+        let q = reshape(q0, [0, 0, NH, D]); // [B, S, NH, D]
+        let k = reshape(k0, [0, 0, KV, D]);
+        const v = reshape(v0, [0, 0, KV, D]);
+        if (cfg.qkNorm) {
+          g.initializer(`${p}.self_attn.q_norm.weight_scaled`, "float32", [D], scaled(getWeight(weights, l.qNorm, [D]), attnScale));
+          g.initializer(`${p}.self_attn.k_norm.weight`, "float32", [D], getWeight(weights, l.kNorm, [D]));
+          q = rmsNorm(q, `${p}.self_attn.q_norm.weight_scaled`);
+          k = rmsNorm(k, `${p}.self_attn.k_norm.weight`);
+        }
+        q = transpose(rope(q), [0, 2, 1, 3]); // [B, NH, S, D], already scaled by 1/sqrt(D)
+        const kNew = transpose(rope(k), [0, 2, 1, 3]); // [B, KV, S, D]
+        const vNew = transpose(v, [0, 2, 1, 3]);
 
-      // GQA: view the NH query heads as KV groups of G*S rows; each group attends its kv head.
-      const qGrouped = reshape(q, [0, KV, -1, D]); // [B, KV, G*S, D]
-      const scores = g.op("MatMul", [qGrouped, transpose(kAll, [0, 1, 3, 2])]); // [B, KV, G*S, T]
-      const probs = g.op("Softmax", [g.op("Where", [mask, scores, negInf])], { axis: -1 });
-      const ctx = g.op("MatMul", [probs, vAll]); // [B, KV, G*S, D]
-      const ctxFlat = reshape(transpose(reshape(ctx, [0, NH, -1, D]), [0, 2, 1, 3]), [0, 0, qDim]);
+        let kAll: string;
+        let vAll: string;
+        if (io === "float32") {
+          g.node("Concat", [past[i]!.key, kNew], { axis: 2 }, [presentKey]);
+          g.node("Concat", [past[i]!.value, vNew], { axis: 2 }, [presentValue]);
+          kAll = presentKey;
+          vAll = presentValue;
+        } else {
+          // Round the new K/V to float16 before attending, so a token sees exactly the cache values
+          // later steps will see (a K-token forward then matches K one-token forwards).
+          g.node("Concat", [past[i]!.key, g.op("Cast", [kNew], { to: FLOAT16 })], { axis: 2 }, [presentKey]);
+          g.node("Concat", [past[i]!.value, g.op("Cast", [vNew], { to: FLOAT16 })], { axis: 2 }, [presentValue]);
+          kAll = g.op("Cast", [presentKey], { to: FLOAT });
+          vAll = g.op("Cast", [presentValue], { to: FLOAT });
+        }
+        g.output(presentKey, io, kvDims);
+        g.output(presentValue, io, kvDims);
+
+        // GQA: view the NH query heads as KV groups of G*S rows; each group attends its kv head.
+        const qGrouped = reshape(q, [0, KV, -1, D]); // [B, KV, G*S, D]
+        const scores = g.op("MatMul", [qGrouped, transpose(kAll, [0, 1, 3, 2])]); // [B, KV, G*S, T]
+        const probs = g.op("Softmax", [g.op("Where", [mask, scores, negInf])], { axis: -1 });
+        const ctx = g.op("MatMul", [probs, vAll]); // [B, KV, G*S, D]
+        ctxFlat = reshape(transpose(reshape(ctx, [0, NH, -1, D]), [0, 2, 1, 3]), [0, 0, qDim]);
+      }
 
       let attnOut: string;
       const preO = preQuantizedParts(weights, [l.o], `layer ${i} o_proj`);
@@ -349,11 +421,11 @@ export async function buildDecoderOnnx(
       }
       const oBias = getOptional(weights, l.oBias, [H]);
       if (oBias) attnOut = g.op("Add", [attnOut, g.initializer(`${p}.self_attn.o_proj.bias`, "float32", [H], oBias)]);
-      x = g.op("Add", [x, attnOut]);
+      addResidual(attnOut);
 
       // MLP block
       g.initializer(`${p}.post_attention_layernorm.weight`, "float32", [H], getWeight(weights, l.postNorm, [H]));
-      const xn2 = rmsNorm(x, `${p}.post_attention_layernorm.weight`);
+      const xn2 = normResidual(`${p}.post_attention_layernorm.weight`);
       let gu: string;
       const preGu = preQuantizedParts(weights, [l.gate, l.up], `layer ${i} gate/up`);
       if (preGu) gu = preQuantizedLinear(g, xn2, `${p}.mlp.gate_up_proj`, stackPreQuantized(preGu, `layer ${i} gate/up`));
@@ -388,14 +460,18 @@ export async function buildDecoderOnnx(
       }
       const dBias = getOptional(weights, l.downBias, [H]);
       if (dBias) mlpOut = g.op("Add", [mlpOut, g.initializer(`${p}.mlp.down_proj.bias`, "float32", [H], dBias)]);
-      x = g.op("Add", [x, mlpOut]);
+      addResidual(mlpOut);
       await yieldToEventLoop();
     }
 
     // ---- final norm, lm_head
     g.initializer("model.norm.weight", "float32", [H], getWeight(weights, names.norm, [H]));
+    let hidden: string;
+    if (pending) {
+      [hidden, x] = skipRmsNorm(g, x, pending, "model.norm.weight", cfg.rmsNormEps);
+      pending = undefined;
+    } else hidden = rmsNorm(x, "model.norm.weight");
     if (features) g.output("features", "float32", ["batch_size", "sequence_length", H], x);
-    const hidden = rmsNorm(x, "model.norm.weight");
     if (hiddenStates) g.output("hidden_states", "float32", ["batch_size", "sequence_length", H], hidden);
     const flat = reshape(hidden, [-1, H]);
     let logits2d: string;
@@ -420,6 +496,7 @@ export async function buildDecoderOnnx(
     g.setMetadata("spec_decode.hidden_states", hiddenStates ? "true" : "false");
     g.setMetadata("spec_decode.features", features ? "true" : "false");
     g.setMetadata("spec_decode.io_dtype", io);
+    g.setMetadata("spec_decode.graph_form", fused ? "fused" : "ops");
     g.setMetadata("spec_decode.max_positions", String(maxPositions));
     if (quant) {
       g.setMetadata("spec_decode.quantize", quant.kind);

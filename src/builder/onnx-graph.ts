@@ -289,7 +289,8 @@ export class GraphBuilder {
   }
 
   /**
-   * Add a node. Returns its output names: `outputs` is a count (fresh names) or explicit names.
+   * Add a node. Returns its output names: `outputs` is a count (fresh names) or explicit names
+   * ("" leaves an optional output out).
    */
   node(
     opType: string,
@@ -302,7 +303,7 @@ export class GraphBuilder {
       typeof outputs === "number"
         ? Array.from({ length: outputs }, () => this.uniqueName(opType))
         : outputs.map((n) => {
-            this.claim(n);
+            if (n !== "") this.claim(n); // "" = an optional output left out
             return n;
           });
     const attribute = Object.entries(attrs).map(([k, v]) => encodeAttr(k, v));

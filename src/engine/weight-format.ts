@@ -154,7 +154,14 @@ export function readWeightFormat(path: string): WeightFormat {
       total += bytes;
       const uses = consumers.get(h.name) ?? [];
       if (uses.length === 0) continue;
-      const gathered = uses.every((u) => (u.node.opType === "Gather" || u.node.opType === "GatherBlockQuantized") && u.index === 0);
+      // Read one row per token: Gather tables, and the rotary cos/sin caches of GroupQueryAttention
+      // (inputs 7, 8) and RotaryEmbedding (inputs 2, 3), indexed by position.
+      const gathered = uses.every(
+        (u) =>
+          ((u.node.opType === "Gather" || u.node.opType === "GatherBlockQuantized") && u.index === 0) ||
+          (u.node.opType === "GroupQueryAttention" && (u.index === 7 || u.index === 8)) ||
+          (u.node.opType === "RotaryEmbedding" && (u.index === 2 || u.index === 3)),
+      );
       if (gathered) {
         perToken += h.dims.length > 0 && h.dims[0]! > 0 ? bytes / h.dims[0]! : bytes;
         continue;

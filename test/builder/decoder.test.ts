@@ -11,6 +11,7 @@ import {
 } from "../../src/builder/index.js";
 import { readOnnxMetadataProps } from "../../src/engine/onnx-file.js";
 import { inspectModelDir } from "../../src/engine/model-dir.js";
+import onnxProto from "onnx-proto";
 import { argmax, relErr, run } from "./helpers.js";
 
 const root = mkdtempSync(join(tmpdir(), "sd-builder-"));
@@ -37,6 +38,45 @@ describe("decoder graph vs float64 reference", () => {
       await s.release();
     });
   }
+
+  it("the fused form (GroupQueryAttention, SkipSimplifiedLayerNormalization) and the ops form both equal the reference", async () => {
+    const { dir, config } = await makeFixture({ out: join(root, "forms"), arch: "llama" }); // head_dim 16
+    const weights = openSafetensorsDir(dir);
+    const ref = referenceLogits(config, weights, TOKENS);
+    const counts: Record<string, number> = {};
+    for (const form of ["fused", "ops"] as const) {
+      const file = join(root, `forms-${form}.onnx`);
+      await buildDecoderOnnx(config, weights, file, { attention: form });
+      expect(readOnnxMetadataProps(file)["spec_decode.graph_form"]).toBe(form);
+      const s = await ort.InferenceSession.create(file);
+      const { logits } = await run(s, config, config.numLayers, TOKENS);
+      expect(relErr(logits as Float32Array, ref)).toBeLessThan(1e-4);
+      await s.release();
+      const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
+      const ops = (model.graph?.node ?? []).map((n) => n.opType);
+      counts[form] = ops.length;
+      expect(ops.filter((o) => o === "GroupQueryAttention").length).toBe(form === "fused" ? config.numLayers : 0);
+    }
+    expect(counts.fused!).toBeLessThan(counts.ops! / 2);
+    await expect(buildDecoderOnnx(config, weights, join(root, "bad.onnx"), { attention: "flash" as "ops" })).rejects.toThrow(/attention must be "fused" or "ops"/);
+  });
+
+  it("the default form gives a token bitwise the same logits in a one-token and a multi-token forward", async () => {
+    // What makes greedy speculation exact: verifying K tokens in one forward must score each of
+    // them exactly as one-token decoding would (the fused form does not guarantee this).
+    const { dir, config } = await makeFixture({ out: join(root, "rows"), arch: "llama" });
+    const s = await ort.InferenceSession.create(join(dir, "onnx", "model.onnx"));
+    const V = config.vocabSize;
+    const pre = await run(s, config, config.numLayers, TOKENS.slice(0, 7));
+    const multi = await run(s, config, config.numLayers, TOKENS.slice(7), { kv: pre.kv });
+    let kv = pre.kv;
+    for (let t = 7; t < TOKENS.length; t++) {
+      const one = await run(s, config, config.numLayers, [TOKENS[t]!], { kv });
+      kv = one.kv;
+      expect(Array.from(one.logits)).toEqual(Array.from((multi.logits as Float32Array).subarray((t - 7) * V, (t - 6) * V)));
+    }
+    await s.release();
+  });
 
   it("early-exit graphs equal the reference with numLayers m, and carry metadata", async () => {
     const { dir, config } = await makeFixture({ out: join(root, "ee"), arch: "qwen2", layers: 3, earlyExit: [1, 2] });

@@ -466,6 +466,9 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   let init: EagleHeadWeights | undefined;
   if (o.init) {
     const h = readEagleHead(o.init);
+    if (h.config.featureSource === "hidden_states") {
+      throw new InvalidOptionError(`--init ${o.init}: a published EAGLE-1/2 head reads the target's normed hidden states; train-eagle trains heads over pre-norm features. Start from a fresh head (drop --init).`);
+    }
     checkHeadAgainstTarget(h.config, target.cfg, `The head given with --init (${o.init})`);
     if (h.config.numHeads !== config.numHeads || h.config.intermediateSize !== config.intermediateSize) {
       throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);

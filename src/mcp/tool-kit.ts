@@ -141,7 +141,7 @@ export const methodOptionsSchema = strictArgs(
     acceptance: z.enum(["exact", "typical"]).optional().describe("medusa: exact (default, lossless) or typical (faster, not distribution-preserving)."),
     posteriorThreshold: z.number().min(0).max(1).optional().describe("medusa typical acceptance: posterior threshold."),
     posteriorAlpha: z.number().min(0).max(1).optional().describe("medusa typical acceptance: alpha."),
-    treeTotal: z.number().int().min(1).max(OPTION_MAX.treeTotal).optional().describe("eagle: draft-tree nodes verified per round (default 24)."),
+    treeTotal: z.number().int().min(1).max(OPTION_MAX.treeTotal).optional().describe("eagle: draft-tree nodes verified per round (default: chosen each round from the measured verification cost, at most 64)."),
     treeDepth: z.number().int().min(1).max(OPTION_MAX.treeDepth).optional().describe("eagle: draft depth (default 6)."),
     treeTopK: z.number().int().min(1).max(OPTION_MAX.treeTopK).optional().describe("eagle: children per expanded node and nodes expanded per depth (default 6)."),
   },

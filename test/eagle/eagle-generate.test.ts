@@ -76,6 +76,10 @@ describe("EAGLE generation", () => {
       expect(res.tokens).toEqual(base.tokens);
       const auto = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "auto", heads: headDir });
       expect(auto.method).toBe("eagle");
+      expect(auto.tokens).toEqual(base.tokens);
+      // No treeTotal: each round's size comes from the measured verification cost.
+      expect(auto.stats.extra.eagleTreeTotal).toMatch(/^auto/);
+      expect(auto.stats.extra.eagleMeanTreeTotal).toBeGreaterThan(0);
       const sampled = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "eagle", heads: headDir, sampling: { temperature: 0.8, seed: 3 } });
       expect(sampled.tokens.length).toBe(20);
       await expect(engine.generate({ model: dir, promptIds: [1], maxNewTokens: 5, method: "eagle", heads: headDir, methodOptions: { treeTotal: 0 } })).rejects.toThrow(InvalidOptionError);

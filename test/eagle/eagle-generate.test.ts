@@ -1,5 +1,5 @@
 /** EAGLE decoding: greedy equals plain greedy for every tree budget, even with random heads. */
-import { rmSync } from "node:fs";
+import { cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SpecEngine } from "../../src/api.js";
@@ -64,6 +64,24 @@ describe("EAGLE generation", () => {
     }
     await head.dispose();
     await lm.dispose();
+  });
+
+  it("auto uses the head train-eagle wrote beside the model (<model>/eagle) when no draft or heads are given", async () => {
+    const src = await fixture(FIXTURES[0]!);
+    const dir = join(root, "model-with-head");
+    cpSync(src, dir, { recursive: true });
+    const engine = new SpecEngine();
+    try {
+      const before = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 12, method: "auto" });
+      expect(before.method).not.toBe("eagle");
+      writeRandomEagleHead(join(dir, "eagle"), dir, 6);
+      const res = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 12, method: "auto" });
+      expect(res.method).toBe("eagle");
+      expect(res.methodReason).toContain(join(dir, "eagle"));
+      expect(res.tokens).toEqual(before.tokens);
+    } finally {
+      await engine.dispose();
+    }
   });
 
   it("runs through SpecEngine (explicit and auto), sampling runs, bad tree sizes are clear errors", async () => {

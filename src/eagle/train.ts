@@ -66,6 +66,12 @@ export interface EagleTrainingOptions {
   lr?: number;
   /** Unrolled draft steps trained (training-time test). Default 3. */
   unroll?: number;
+  /**
+   * Train single-step (unroll 1, several times faster per position) for this fraction of the run
+   * (of its steps, or of --max-seconds when that ends it sooner), then unrolled. Depth 1 limits
+   * acceptance and learns as well single-step; deeper depths need the unrolled phase. Default 0.
+   */
+  unrollAfter?: number;
   /** Weight of the token cross-entropy against the feature regression. Default 0.5. */
   ceWeight?: number;
   /** Depths evaluated on the held-out split. Default 6. */
@@ -89,6 +95,7 @@ export interface EagleTrainingReport {
   epochs: number;
   steps: number;
   unroll: number;
+  unrollAfter: number;
   lr: number;
   ceWeight: number;
   trainSeconds: number;
@@ -300,6 +307,8 @@ export async function trainEagleHead(
   if (seqs.length === 0) throw new InvalidOptionError("No training sequences of at least 3 tokens.");
   const U = o.unroll ?? 3;
   if (!Number.isInteger(U) || U < 1 || U > 8) throw new InvalidOptionError(`unroll must be an integer from 1 to 8 (got ${U}).`);
+  const unrollAfter = o.unrollAfter ?? 0;
+  if (!(unrollAfter >= 0 && unrollAfter < 1)) throw new InvalidOptionError(`unrollAfter must be in [0, 1) (got ${unrollAfter}).`);
   const lr = o.lr ?? 3e-3;
   if (!(lr > 0 && lr < 1)) throw new InvalidOptionError(`lr must be in (0, 1) (got ${lr}).`);
   const ceWeight = o.ceWeight ?? 0.5;
@@ -359,7 +368,7 @@ export async function trainEagleHead(
   const initial = evaluate(config, params, fz, held, evalDepth, from(held));
   log(
     `training an EAGLE head (hidden ${H}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
-      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps, lr ${lr}, CE weight ${ceWeight}`,
+      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}`,
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
   const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
@@ -370,6 +379,7 @@ export async function trainEagleHead(
   let accN = 0;
   let epochsRun = 0;
   let lastLog = t0;
+  let unrolling = false;
   outer: for (let e = 0; e < epochs; e++) {
     epochsRun = e + 1;
     for (const pack of packs()) {
@@ -379,10 +389,17 @@ export async function trainEagleHead(
         break outer;
       }
       // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-      const bs = pack.map((i) => makeBatch([train[i]!], H, U));
-      setLr(lrAt(step, (performance.now() - t0) / 1000));
+      const secs = (performance.now() - t0) / 1000;
+      const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+      const u = progress < unrollAfter ? 1 : U;
+      if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+        unrolling = true;
+        log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
+      }
+      const bs = pack.map((i) => makeBatch([train[i]!], H, u));
+      setLr(lrAt(step, secs));
       const perStep = tf.tidy(() => {
-        const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, U, ceWeight))).div(bs.length) as tf.Scalar, vars);
+        const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar, vars);
         // Global-norm clipping at 1.0.
         const names = Object.keys(grads);
         const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
@@ -428,6 +445,7 @@ export async function trainEagleHead(
       epochs: epochsRun,
       steps: step,
       unroll: U,
+      unrollAfter,
       lr,
       ceWeight,
       trainSeconds: Math.round(trainSeconds * 100) / 100,

@@ -280,6 +280,49 @@ export function readEagleTargetParts(modelDir: string): EagleTargetParts {
   };
 }
 
+/**
+ * Head weights that start as the target's decoder layer `layer` (0-based) reading the next token's
+ * embedding: fc = [I | 0] (x = embed(x_{t+1}); the feature half starts at zero), the layer's norms,
+ * attention (grouped K/V heads repeated to full multi-head) and MLP copied. With layer 0 the fresh
+ * head computes the target's first layer at the next position (its own KV cache holds that
+ * layer's keys; RoPE sees the same relative positions), so its drafts start as the early exit
+ * after one layer, and training adds what the features tell. Needs head_dim * heads = hidden and
+ * no attention/MLP biases or q/k norms.
+ */
+export function eagleWeightsFromTargetLayer(modelDir: string, layer: number): EagleHeadWeights {
+  const { cfg, weights, names } = openCheckpoint(modelDir, "--init-layer copies a decoder layer of the target's checkpoint");
+  const { hiddenSize: H, numHeads: NH, numKvHeads: KV, headDim: D, intermediateSize: I } = cfg;
+  if (!Number.isInteger(layer) || layer < 0 || layer >= cfg.numLayers) throw new BuildError(`--init-layer must be a layer from 0 to ${cfg.numLayers - 1} (got ${layer}).`);
+  if (NH * D !== H) throw new BuildError(`--init-layer needs heads x head_dim = hidden (${NH} x ${D} != ${H}).`);
+  const l = names.layer(layer);
+  for (const extra of [l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
+    if (weights.has(extra)) throw new BuildError(`--init-layer: layer ${layer} has ${extra}, which the EAGLE head does not carry.`);
+  }
+  /** [KV*D, H] -> [NH*D, H]: each query head gets its group's key/value rows. */
+  const expand = (w: Float32Array): Float32Array => {
+    if (KV === NH) return w;
+    const out = new Float32Array(NH * D * H);
+    const group = NH / KV;
+    for (let h = 0; h < NH; h++) out.set(w.subarray(Math.floor(h / group) * D * H, (Math.floor(h / group) + 1) * D * H), h * D * H);
+    return out;
+  };
+  const fc = new Float32Array(H * 2 * H);
+  for (let i = 0; i < H; i++) fc[i * 2 * H + i] = 1;
+  return {
+    fcWeight: fc,
+    fcBias: new Float32Array(H),
+    inputNorm: getWeight(weights, l.inputNorm, [H]),
+    q: getWeight(weights, l.q, [NH * D, H]),
+    k: expand(getWeight(weights, l.k, [KV * D, H])),
+    v: expand(getWeight(weights, l.v, [KV * D, H])),
+    o: getWeight(weights, l.o, [H, NH * D]),
+    postNorm: getWeight(weights, l.postNorm, [H]),
+    gate: getWeight(weights, l.gate, [I, H]),
+    up: getWeight(weights, l.up, [I, H]),
+    down: getWeight(weights, l.down, [H, I]),
+  };
+}
+
 /** A fresh head config for a target (same hidden size, heads and MLP width as one target layer). */
 export function eagleConfigFor(cfg: DecoderConfig, baseModel?: string): EagleHeadConfig {
   return {

@@ -23,6 +23,7 @@ import { resolve, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import {
   checkHeadAgainstTarget,
+  eagleWeightsFromTargetLayer,
   eagleConfigFor,
   readEagleHead,
   readEagleTargetParts,
@@ -76,6 +77,7 @@ export interface EagleTrainingOptions {
   ceWeight?: number;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
+  /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
   evalFraction?: number;
   seed?: number;
   maxSteps?: number;
@@ -109,6 +111,9 @@ export interface EagleTrainingReport {
   /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
   chainAcceptedLength: number;
 }
+
+/** Most held-out sequences evaluated (the rest of the data trains). */
+export const MAX_EVAL_SEQUENCES = 24;
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const round4 = (x: number) => Math.round(x * 10000) / 10000;
@@ -316,7 +321,9 @@ export async function trainEagleHead(
   const batchRows = o.batchRows ?? 256;
   const window = o.window ?? 48;
   if (!Number.isInteger(window) || window < 2 || window > 4096) throw new InvalidOptionError(`window must be an integer from 2 to 4096 (got ${window}).`);
-  const nEval = seqs.length >= 2 ? Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1))) : 0;
+  // Held out: evalFraction of the sequences, at most MAX_EVAL_SEQUENCES (evaluation drafts evalDepth
+  // steps from every position of each, which costs minutes on the JS backend for large sets).
+  const nEval = seqs.length >= 2 ? Math.min(MAX_EVAL_SEQUENCES, Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1)))) : 0;
   const trainSeqs = seqs.slice(0, seqs.length - nEval);
   const held = nEval > 0 ? seqs.slice(seqs.length - nEval) : seqs;
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
@@ -463,6 +470,8 @@ export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, S
   model: string;
   /** Continue training the head in this directory. */
   init?: string;
+  /** Start from the target's decoder layer N (0-based; see eagleWeightsFromTargetLayer) instead of a random head. */
+  initLayer?: number;
   /** Output directory (default <model>/eagle). */
   out?: string;
 }
@@ -482,6 +491,8 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
   let init: EagleHeadWeights | undefined;
+  if (o.init && o.initLayer !== undefined) throw new InvalidOptionError("Give --init (continue a head) or --init-layer (start from a target layer), not both.");
+  if (o.initLayer !== undefined) init = eagleWeightsFromTargetLayer(model, o.initLayer);
   if (o.init) {
     const h = readEagleHead(o.init);
     if (h.config.featureSource === "hidden_states") {
@@ -533,6 +544,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
         trained_by: "spec-decode train-eagle",
         data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
         ...(o.init ? { continued_from: resolve(o.init) } : {}),
+        ...(o.initLayer !== undefined ? { initialised_from_layer: o.initLayer } : {}),
         unroll: report.unroll,
         steps: report.steps,
         chain_accepted_length: report.chainAcceptedLength,

@@ -19,7 +19,7 @@ import { BENCH_COMMON_OPTIONS, deviceOpt, resolveModels } from "./bench.js";
 import { loadPrompts } from "./prompts.js";
 import { progressBar } from "./progress.js";
 
-const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M | --heads EAGLE_DIR [--totals 8,16,32,64]] | --twin [--agreement X | --divergence S] [--early-exit])
+const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M | --heads EAGLE_DIR [--totals 8,16,32,64] [--tree-depth D] [--tree-topk K]] | --twin [--agreement X | --divergence S] [--early-exit])
   [--variant NAME] [--draft-variant NAME]
   [--ks 1,2,3,4,6,8] [--controllers heuristic,confidence,cost] [--confidence-threshold P]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
@@ -50,6 +50,8 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       "draft-variant": { type: "string" },
       heads: { type: "string" },
       totals: { type: "string" },
+      "tree-depth": { type: "string" },
+      "tree-topk": { type: "string" },
     },
     USAGE,
   );
@@ -71,7 +73,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
     if (v.draft !== undefined || exitLayer !== undefined) throw new InvalidOptionError(`--heads tunes the EAGLE tree; give it without --draft / --exit-layer.\n\n${USAGE}`);
     return tuneEagle(v, resolve(model), String(v.heads), bar);
   }
-  if (v.totals !== undefined) throw new InvalidOptionError("--totals applies with --heads (an EAGLE head).");
+  for (const k of ["totals", "tree-depth", "tree-topk"]) if (v[k] !== undefined) throw new InvalidOptionError(`--${k} applies with --heads (an EAGLE head).`);
   if (!draft && exitLayer === undefined) throw new InvalidOptionError(`Give --draft DIR or --exit-layer M: tune sweeps K of a draft.\n\n${USAGE}`);
   const controllers = v.controllers === undefined ? [] : String(v.controllers).split(",").map((s) => s.trim()).filter(Boolean);
   for (const c of controllers) {
@@ -141,14 +143,18 @@ export async function tuneCommand(argv: string[]): Promise<number> {
 async function tuneEagle(v: Record<string, unknown>, model: string, heads: string, bar: ReturnType<typeof progressBar>): Promise<number> {
   const totals = intList(v.totals, "totals") ?? [8, 16, 32, 64];
   for (const t of totals) if (!Number.isInteger(t) || t < 1 || t > OPTION_MAX.treeTotal) throw new InvalidOptionError(`Each of --totals must be an integer from 1 to ${OPTION_MAX.treeTotal} (got ${t}).`);
+  const shape = {
+    treeDepth: intOpt(v["tree-depth"], "tree-depth", 1, OPTION_MAX.treeDepth),
+    treeTopK: intOpt(v["tree-topk"], "tree-topk", 1, OPTION_MAX.treeTopK),
+  };
   const { prompts } = await loadPrompts(v);
   const temperature = numOpt(v.temperature, "temperature") ?? 0;
   const engine = new SpecEngine({ device: deviceOpt(v), threads: threadsOpt(v.threads) });
   try {
     const arms: ArmSpec[] = [
       { method: "baseline" },
-      { label: "eagle auto", method: "eagle", methodOptions: {} },
-      ...[...new Set(totals)].map((t): ArmSpec => ({ label: `eagle treeTotal ${t}`, method: "eagle", methodOptions: { treeTotal: t } })),
+      { label: "eagle auto", method: "eagle", methodOptions: { ...shape } },
+      ...[...new Set(totals)].map((t): ArmSpec => ({ label: `eagle treeTotal ${t}`, method: "eagle", methodOptions: { ...shape, treeTotal: t } })),
     ];
     const res = await runArms({
       engine,

@@ -38,6 +38,14 @@ describe("EAGLE on the CLI", () => {
     const bad = cli(["tune", "--model", model, "--heads", head, "--exit-layer", "1"]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/without --draft \/ --exit-layer/);
+    const stray = cli(["tune", "--model", model, "--exit-layer", "1", "--tree-topk", "1"]);
+    expect(stray.code).not.toBe(0);
+    expect(stray.stderr).toMatch(/--tree-topk applies with --heads/);
+    const chain = cli(["tune", "--model", model, "--heads", head, "--totals", "3", "--tree-topk", "1", "--tree-depth", "3", "--prompts", prompts, "--max-new-tokens", "8", "--repeats", "1", "--json", "--quiet"]);
+    expect(chain.code, chain.stderr).toBe(0);
+    const c = JSON.parse(chain.stdout) as { result: { arms: { methodOptions: Record<string, number>; greedyIdentical: boolean }[] } };
+    expect(c.result.arms[1]!.methodOptions).toMatchObject({ treeTotal: 3, treeTopK: 1, treeDepth: 3 });
+    for (const a of c.result.arms) expect(a.greedyIdentical).toBe(true);
   });
 
   it("bench --eagle-heads gives the eagle arm its own head", () => {

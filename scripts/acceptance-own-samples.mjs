@@ -50,7 +50,7 @@ const prompts = await sampledIdPrompts(lm, Number(v.prompts), { sampled: Number(
 await lm.dispose();
 
 const methods = [{ label: "baseline", method: "baseline" }];
-if (v.eagle) methods.push({ label: "eagle (trained)", method: "eagle", heads: v.eagle });
+if (v.eagle) methods.push({ label: "eagle (trained), auto tree", method: "eagle", heads: v.eagle });
 for (const t of (v["eagle-totals"] || "").split(",").filter(Boolean)) {
   methods.push({ label: `eagle (trained), treeTotal ${t}`, method: "eagle", heads: v.eagle, methodOptions: { treeTotal: Number(t) } });
 }

@@ -2,6 +2,7 @@
  * The library entry point: text in, text out, any method. The CLI and the MCP tools are thin
  * layers over `SpecEngine.generate`.
  */
+import { join } from "node:path";
 import type { LoadedModel } from "./engine/model-store.js";
 import { ModelStore, type ModelStoreOptions } from "./engine/model-store.js";
 import { InvalidOptionError, TokenizerError } from "./errors.js";
@@ -61,6 +62,13 @@ export interface GenerateResponse {
 }
 
 export const DEFAULT_MAX_NEW_TOKENS = 128;
+
+/** `<model>/eagle` when it holds an EAGLE head (train-eagle's default output) and the target can run it. */
+function trainedEagleHead(model: string, target: LoadedModel): string | undefined {
+  const dir = join(model, "eagle");
+  const info = target.lm.info;
+  return info.hasFeatures && info.hasTreeMask && isEagleHeadDir(dir) ? dir : undefined;
+}
 
 /** Decide which method "auto" means for this request. */
 export function chooseAutoMethod(
@@ -161,15 +169,20 @@ export class SpecEngine {
     }
   }
 
-  private async generateWith(target: LoadedModel, req: GenerateRequest): Promise<GenerateResponse> {
+  private async generateWith(target: LoadedModel, reqIn: GenerateRequest): Promise<GenerateResponse> {
+    let req = reqIn;
+    // auto without draft or heads: an EAGLE head that train-eagle wrote beside the model (its default --out) is used.
+    const found = req.method === "auto" && !req.draft && !req.heads ? trainedEagleHead(req.model, target) : undefined;
+    if (found) req = { ...req, heads: found };
     let auto: { multiTokenWithPast?: boolean; advice?: string | null } | undefined;
     if (req.method === "auto") {
       // An export that can only verify token by token gains nothing from speculation: find out first (once per load).
       auto = { multiTokenWithPast: await target.lm.probeMultiTokenWithPast() };
       auto.advice = rebuildAdvice(target.lm);
     }
-    const { method, reason: methodReason } =
+    const { method, reason: autoReason } =
       req.method === "auto" ? chooseAutoMethod(req, { ...auto, exitAdapters: exitAdapterLayersOf(target.lm) }) : { method: req.method ?? "baseline", reason: "requested" };
+    const methodReason = found && method === "eagle" ? `an EAGLE head trained for this model was found in ${found}` : autoReason;
     const def = getMethod(method);
     // Keys no method knows are errors; the method's own are checked against its schema.
     checkMethodOptions(req.methodOptions ?? {});

@@ -22,6 +22,8 @@ export interface BenchOptions {
   model: string;
   draft?: string;
   heads?: string;
+  /** EAGLE head for the eagle arm when `heads` holds Medusa heads (both in one run). */
+  eagleHeads?: string;
   /** Methods to compare with baseline (default: every registered method). */
   methods?: MethodName[];
   prompts: BenchPrompt[];
@@ -97,7 +99,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const methodOptions: MethodOptions = {};
       if ((method === "draft" || method === "early-exit") && o.k !== undefined) methodOptions.k = o.k;
       if (method === "early-exit" && o.exitLayer !== undefined) methodOptions.exitLayer = o.exitLayer;
-      arms.push({ method, methodOptions });
+      arms.push({ method, methodOptions, ...(method === "eagle" && o.eagleHeads ? { heads: o.eagleHeads } : {}) });
     }
     const ks = [...new Set(o.ks ?? [])].sort((a, b) => a - b);
     for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > 64) throw new InvalidOptionError(`Each K in --ks must be an integer from 1 to 64 (got ${k}).`);
@@ -149,6 +151,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       model: o.model,
       draft: o.draft,
       heads: o.heads,
+      ...(o.eagleHeads ? { eagleHeads: o.eagleHeads } : {}),
       twin: readTwinInfo(o.model),
       workload: { source: o.workloadSource, prompts: prompts.length, categories },
       settings: {

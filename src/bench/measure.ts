@@ -52,6 +52,8 @@ export interface ArmSpec {
   variant?: string;
   /** Draft variant (method draft). */
   draftVariant?: string;
+  /** Heads for this arm (e.g. EAGLE's beside Medusa's in one run); default the request's `heads`. */
+  heads?: string;
   /**
    * Label of the arm this one is checked against (greedy identity) and also divided by
    * (`speedupVsReference`); default the baseline. A speculative arm on the int4 model refers to
@@ -255,7 +257,7 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
       variant: arm.variant ?? req.variant,
       draft: req.draft,
       draftVariant: arm.draftVariant ?? req.draftVariant,
-      heads: req.heads,
+      heads: arm.heads ?? req.heads,
       method: arm.method,
       prompt: pr.prompt,
       messages: pr.messages,

@@ -50,6 +50,7 @@ export interface BenchReport {
   model: string;
   draft?: string;
   heads?: string;
+  eagleHeads?: string;
   /** Set when the models are the synthetic twins (`spec-decode fixture --twin`). */
   twin?: TwinInfo;
   workload: { source: string; prompts: number; categories: Record<string, number> };
@@ -185,7 +186,7 @@ export function benchMarkdown(r: BenchReport): string {
     );
     out.push("");
   }
-  out.push(`- model: ${r.model}${r.draft ? `; draft: ${r.draft}` : ""}${r.heads ? `; heads: ${r.heads}` : ""}`);
+  out.push(`- model: ${r.model}${r.draft ? `; draft: ${r.draft}` : ""}${r.heads ? `; heads: ${r.heads}` : ""}${r.eagleHeads ? `; EAGLE head: ${r.eagleHeads}` : ""}`);
   out.push(
     `- workload: ${r.workload.source}, ${r.workload.prompts} prompts (${Object.entries(r.workload.categories)
       .map(([c, n]) => `${c} ${n}`)

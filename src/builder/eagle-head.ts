@@ -22,6 +22,14 @@
  *                            intermediate_size, vocab_size, base_model_name_or_path, spec_decode {...}
  * The embedding, final norm, LM head and RoPE settings come from the target's checkpoint.
  *
+ * Published EAGLE-1/2 heads (the EAGLE project's config.json + model.safetensors, see
+ * publishedHeadProblems) use the same tensor names with one difference in semantics: they read
+ * the target's final hidden states AFTER its final norm (what Hugging Face's LlamaModel returns,
+ * our `hidden_states` output) and feed their output to the LM head without a norm. Their config
+ * says so as featureSource "hidden_states". EAGLE-3 heads (a `midlayer` whose attention reads
+ * 2H-wide inputs, fc over three target layers, their own norm / LM head over a reduced draft
+ * vocabulary with d2t/t2d maps) do not map onto this graph and are refused by name.
+ *
  * ONNX graph (`eagle_head.onnx`, built beside the head from head + target checkpoint):
  *   inputs  input_ids int64 [1, S], position_ids int64 [1, S], features float32 [1, S, H],
  *           past_key_values.0.key/value float32 [1, heads, past, head_dim],
@@ -42,7 +50,9 @@ import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safet
 export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
 export const EAGLE_ONNX_FILE = "eagle_head.onnx";
 /** Bump when the graph changes, so cached ONNX files are rebuilt. */
-export const EAGLE_GRAPH_VERSION = "1";
+export const EAGLE_GRAPH_VERSION = "2";
+/** A published EAGLE head's weights file (the EAGLE project's layout), read when eagle_head.safetensors is absent. */
+export const PUBLISHED_EAGLE_FILE = "model.safetensors";
 
 export interface EagleHeadConfig {
   hiddenSize: number;
@@ -54,6 +64,16 @@ export interface EagleHeadConfig {
   baseModel?: string;
   /** Held-out top-1 accuracy per draft depth, when measured (our trained heads). */
   depthAccuracy?: number[];
+  /**
+   * What the head reads and predicts: "features" (ours: pre-final-norm features, logits through the
+   * target's final norm + LM head) or "hidden_states" (published EAGLE-1/2 heads: the target's
+   * normed final hidden states, logits = LM head of the output, no norm). Default "features".
+   */
+  featureSource?: "features" | "hidden_states";
+  /** The weights came in the EAGLE project's layout (config.json + model.safetensors). */
+  published?: boolean;
+  /** rope_theta from a published head's config (checked against the target's when building). */
+  ropeTheta?: number;
 }
 
 /** Head weights, nn.Linear layout (out x in), row-major. */
@@ -90,12 +110,14 @@ export function locateEagleHead(pathIn: string): { file: string; dir: string; co
     );
   }
   const dir = statSync(path).isDirectory() ? path : dirname(path);
-  const file = join(dir, EAGLE_HEAD_FILE);
+  let file = join(dir, EAGLE_HEAD_FILE);
+  if (!existsSync(file) && existsSync(join(dir, PUBLISHED_EAGLE_FILE))) file = join(dir, PUBLISHED_EAGLE_FILE);
   if (!existsSync(file)) {
     const hint = existsSync(join(dir, "pytorch_model.bin"))
-      ? " It holds pytorch_model.bin: published EAGLE heads ship as PyTorch pickles, which this engine does not read; convert the state dict to safetensors named eagle_head.safetensors."
+      ? " It holds pytorch_model.bin: published EAGLE heads often ship as PyTorch pickles, which this engine does not read; " +
+        "convert the state dict to safetensors (e.g. safetensors.torch.save_file(torch.load(...), \"model.safetensors\")) beside its config.json."
       : "";
-    throw new BuildError(`${dir} has no ${EAGLE_HEAD_FILE} (written by \`spec-decode train-eagle\`).${hint}`);
+    throw new BuildError(`${dir} has no ${EAGLE_HEAD_FILE} (written by \`spec-decode train-eagle\`) nor a published head's ${PUBLISHED_EAGLE_FILE}.${hint}`);
   }
   const configFile = join(dir, "config.json");
   if (!existsSync(configFile)) throw new BuildError(`${dir} has no config.json beside ${EAGLE_HEAD_FILE}; the head directory is incomplete.`);
@@ -115,6 +137,13 @@ export function inspectEagleHead(pathIn: string): EagleHeadConfig & { file: stri
     if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new BuildError(`${configFile}: "${k}" must be a positive integer.`);
     return v;
   };
+  const published = file.endsWith(PUBLISHED_EAGLE_FILE);
+  if (published) {
+    const problems = publishedHeadProblems(raw, new SafetensorsSource([file]).names());
+    if (problems.length > 0) {
+      throw new BuildError(`${dir} is not an EAGLE-1/2 head this engine can run: ${problems.join("; ")}.`);
+    }
+  }
   const H = int("hidden_size");
   const NH = int("num_attention_heads");
   const KV = typeof raw.num_key_value_heads === "number" ? raw.num_key_value_heads : NH;
@@ -134,7 +163,45 @@ export function inspectEagleHead(pathIn: string): EagleHeadConfig & { file: stri
     rmsNormEps: typeof raw.rms_norm_eps === "number" ? raw.rms_norm_eps : 1e-5,
     baseModel: typeof raw.base_model_name_or_path === "string" ? raw.base_model_name_or_path : undefined,
     depthAccuracy: Array.isArray(sd.depth_accuracy) ? (sd.depth_accuracy as number[]) : undefined,
+    featureSource: published || sd.feature_source === "hidden_states" ? "hidden_states" : "features",
+    published,
+    ropeTheta: published && typeof raw.rope_theta === "number" ? raw.rope_theta : undefined,
   };
+}
+
+/**
+ * What keeps a published head (its config.json and tensor names) from mapping onto our head graph;
+ * [] when it maps. EAGLE-1/2 heads map: fc [H, 2H] (+ bias), one Llama decoder layer `layers.0.*`
+ * (the first layer has no input_layernorm), optionally a copy of the target's embed_tokens (the
+ * target's own is used). See SafeAILab/EAGLE's cnets1.py (EAGLE-1/2) and cnets.py (EAGLE-3).
+ */
+export function publishedHeadProblems(raw: Record<string, unknown>, names: string[]): string[] {
+  const has = (n: string) => names.includes(n);
+  const some = (prefix: string) => names.some((n) => n.startsWith(prefix));
+  const out: string[] = [];
+  if (some("midlayer.") || has("d2t") || has("t2d")) {
+    const parts = [
+      some("midlayer.") ? "a `midlayer` decoder layer whose attention reads [embedding ++ hidden] (2H wide)" : undefined,
+      "`fc` over the concatenation of three target layers (low/mid/high), which the builder does not output",
+      has("d2t") || has("t2d") ? "a reduced draft vocabulary with `d2t`/`t2d` maps and its own `norm` and `lm_head`" : undefined,
+    ].filter(Boolean);
+    out.push(`it is an EAGLE-3 head (${parts.join(", ")}), which is not supported; use an EAGLE-1/2 head or train one with \`spec-decode train-eagle\``);
+    return out;
+  }
+  if (!has("fc.weight")) out.push("it has no `fc.weight` (an EAGLE head's input projection)");
+  const layers = typeof raw.num_hidden_layers === "number" ? raw.num_hidden_layers : 1;
+  if (layers !== 1 || some("layers.1.")) out.push(`it has ${layers} decoder layers; only one-layer heads are supported`);
+  if (["q_proj", "k_proj", "v_proj"].some((p) => has(`${P}self_attn.${p}.bias`))) out.push("its attention has q/k/v biases (qkv_bias, Qwen-style heads), which the head graph does not carry");
+  const nh = raw.num_attention_heads;
+  const kv = raw.num_key_value_heads;
+  if (typeof kv === "number" && typeof nh === "number" && kv !== nh) {
+    out.push(`its attention is grouped-query (num_key_value_heads ${kv} < num_attention_heads ${nh}); the head graph needs num_key_value_heads = num_attention_heads`);
+  }
+  const act = raw.hidden_act;
+  if (act !== undefined && act !== "silu") out.push(`hidden_act "${String(act)}" (only silu)`);
+  const scaling = raw.rope_scaling as Record<string, unknown> | null | undefined;
+  if (scaling && typeof scaling === "object") out.push(`rope_scaling ${JSON.stringify(scaling)} (the head uses the target's plain RoPE tables)`);
+  return out;
 }
 
 export function readEagleHead(pathIn: string): { config: EagleHeadConfig; weights: EagleHeadWeights } {
@@ -175,6 +242,7 @@ export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleH
     t(`${P}mlp.up_proj.weight`, [I, H], w.up),
     t(`${P}mlp.down_proj.weight`, [H, I], w.down),
   ];
+  if (config.published) throw new BuildError("writeEagleHead writes our own head format; a published head is read in place.");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, EAGLE_HEAD_FILE);
   writeSafetensors(file, tensors, { format: "pt" });
@@ -187,7 +255,11 @@ export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleH
     vocab_size: config.vocabSize,
     rms_norm_eps: config.rmsNormEps,
     base_model_name_or_path: config.baseModel ?? "",
-    spec_decode: { ...(config.depthAccuracy ? { depth_accuracy: config.depthAccuracy } : {}), ...extra },
+    spec_decode: {
+      ...(config.depthAccuracy ? { depth_accuracy: config.depthAccuracy } : {}),
+      ...(config.featureSource === "hidden_states" ? { feature_source: "hidden_states" } : {}),
+      ...extra,
+    },
   };
   const configFile = join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify(cfg, null, 2) + "\n");
@@ -208,6 +280,49 @@ export function readEagleTargetParts(modelDir: string): EagleTargetParts {
     embed: getWeight(weights, names.embed, [V, H]),
     finalNorm: getWeight(weights, names.norm, [H]),
     lmHead: getWeight(weights, names.lmHead, [V, H]),
+  };
+}
+
+/**
+ * Head weights that start as the target's decoder layer `layer` (0-based) reading the next token's
+ * embedding: fc = [I | 0] (x = embed(x_{t+1}); the feature half starts at zero), the layer's norms,
+ * attention (grouped K/V heads repeated to full multi-head) and MLP copied. With layer 0 the fresh
+ * head computes the target's first layer at the next position (its own KV cache holds that
+ * layer's keys; RoPE sees the same relative positions), so its drafts start as the early exit
+ * after one layer, and training adds what the features tell. Needs head_dim * heads = hidden and
+ * no attention/MLP biases or q/k norms.
+ */
+export function eagleWeightsFromTargetLayer(modelDir: string, layer: number): EagleHeadWeights {
+  const { cfg, weights, names } = openCheckpoint(modelDir, "--init-layer copies a decoder layer of the target's checkpoint");
+  const { hiddenSize: H, numHeads: NH, numKvHeads: KV, headDim: D, intermediateSize: I } = cfg;
+  if (!Number.isInteger(layer) || layer < 0 || layer >= cfg.numLayers) throw new BuildError(`--init-layer must be a layer from 0 to ${cfg.numLayers - 1} (got ${layer}).`);
+  if (NH * D !== H) throw new BuildError(`--init-layer needs heads x head_dim = hidden (${NH} x ${D} != ${H}).`);
+  const l = names.layer(layer);
+  for (const extra of [l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
+    if (weights.has(extra)) throw new BuildError(`--init-layer: layer ${layer} has ${extra}, which the EAGLE head does not carry.`);
+  }
+  /** [KV*D, H] -> [NH*D, H]: each query head gets its group's key/value rows. */
+  const expand = (w: Float32Array): Float32Array => {
+    if (KV === NH) return w;
+    const out = new Float32Array(NH * D * H);
+    const group = NH / KV;
+    for (let h = 0; h < NH; h++) out.set(w.subarray(Math.floor(h / group) * D * H, (Math.floor(h / group) + 1) * D * H), h * D * H);
+    return out;
+  };
+  const fc = new Float32Array(H * 2 * H);
+  for (let i = 0; i < H; i++) fc[i * 2 * H + i] = 1;
+  return {
+    fcWeight: fc,
+    fcBias: new Float32Array(H),
+    inputNorm: getWeight(weights, l.inputNorm, [H]),
+    q: getWeight(weights, l.q, [NH * D, H]),
+    k: expand(getWeight(weights, l.k, [KV * D, H])),
+    v: expand(getWeight(weights, l.v, [KV * D, H])),
+    o: getWeight(weights, l.o, [H, NH * D]),
+    postNorm: getWeight(weights, l.postNorm, [H]),
+    gate: getWeight(weights, l.gate, [I, H]),
+    up: getWeight(weights, l.up, [I, H]),
+    down: getWeight(weights, l.down, [H, I]),
   };
 }
 
@@ -245,6 +360,9 @@ export function buildEagleHeadOnnx(
 ): void {
   const { hiddenSize: H, numHeads: NH, headDim: D, intermediateSize: I, vocabSize: V } = config;
   checkHeadAgainstTarget(config, target.cfg);
+  if (config.ropeTheta !== undefined && Math.abs(config.ropeTheta - target.cfg.ropeTheta) > 1e-6 * target.cfg.ropeTheta) {
+    throw new BuildError(`The EAGLE head's rope_theta ${config.ropeTheta} differs from the target's ${target.cfg.ropeTheta}; it was trained for another model.`);
+  }
   const maxPositions = target.cfg.maxPositionEmbeddings;
   const g = new GraphBuilder({ name: "eagle_head", modelPath: outPath, producerVersion: EAGLE_GRAPH_VERSION });
   try {
@@ -307,7 +425,9 @@ export function buildEagleHeadOnnx(
     x = g.op("Add", [x, linear(act, "down_proj.weight_t", w.down, H, I)]);
     g.output("next_features", "float32", [1, "sequence_length", H], x);
 
-    const hn = rmsNorm(x, g.initializer("norm.weight", "float32", [H], target.finalNorm));
+    // Our heads predict pre-norm features (the target's final norm applies); published EAGLE-1/2
+    // heads predict normed hidden states (the LM head applies directly).
+    const hn = config.featureSource === "hidden_states" ? x : rmsNorm(x, g.initializer("norm.weight", "float32", [H], target.finalNorm));
     g.initializer("lm_head.weight", "float32", [V, H], target.lmHead);
     const logits2d = g.op("Gemm", [reshape(hn, [-1, H]), "lm_head.weight"], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
     g.output("logits", "float32", [1, "sequence_length", V], reshape(logits2d, [1, -1, V]));

@@ -20,7 +20,7 @@ import { progressBar } from "./progress.js";
 import { loadPrompts } from "./prompts.js";
 import { BENCH_ENDPOINT_OPTIONS, BENCH_ENDPOINT_USAGE, benchEndpointCommand } from "./bench-endpoint.js";
 
-const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] | --twin [--agreement X | --divergence S])
+const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH] [--eagle-heads DIR] | --twin [--agreement X | --divergence S])
   [--methods ${METHOD_NAMES.join(",")}]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
   [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device cpu|webgpu|cuda] [--threads N]
@@ -35,6 +35,8 @@ measured / ideal, time outside onnxruntime per token, peak memory, and whether g
 plain decoding's. Methods that cannot run (not in this build, no --draft, no early-exit graph, no Medusa
 heads) are skipped with the reason.
 
+  --heads         Medusa heads, or an EAGLE head; --eagle-heads DIR gives the eagle arm its own head
+                  so that Medusa and EAGLE run in the same interleaved run
   --twin          use the synthetic twin benchmark models (built once under the cache dir, ~1 minute)
   --prompts       Spec-Bench's question.jsonl format ({question_id, category, turns}: first turn used) or
                   ours ({id, category, prompt|messages|promptIds}); "spec-bench" finds ../shared/workloads/
@@ -105,6 +107,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     {
       ...BENCH_COMMON_OPTIONS,
       heads: { type: "string" },
+      "eagle-heads": { type: "string" },
       methods: { type: "string" },
       ...methodFlagOptions(["k", "exitLayer"]),
       ks: { type: "string" },
@@ -139,6 +142,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     model: resolve(model),
     draft: draft ? resolve(draft) : undefined,
     heads: v.heads ? resolve(v.heads as string) : undefined,
+    eagleHeads: v["eagle-heads"] ? resolve(v["eagle-heads"] as string) : undefined,
     methods,
     prompts,
     workloadSource: source,

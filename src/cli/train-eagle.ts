@@ -3,7 +3,7 @@ import { trainEagle } from "../eagle/train.js";
 import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
-  [--out DIR] [--init HEAD_DIR] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U]
+  [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
   [--ce-weight W] [--eval-depth D] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
@@ -16,8 +16,10 @@ Data:
   --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
 Loss: SmoothL1 on the next feature + --ce-weight (default 0.5) x cross-entropy against the model's
 own next-token distribution, over --unroll (default 3) draft steps that feed the head its own
-features (training-time test). --max-seconds bounds the training time; --init continues training
-an existing head.
+features (training-time test); --unroll-after F trains single-step (several times faster) for the
+first fraction F of the run, then unrolled. --max-seconds bounds the training time; --init continues
+training an existing head; --init-layer N starts the head as the model's decoder layer N (0-based)
+reading the next token's embedding, i.e. as the early exit after that layer, instead of at random.
 Progress goes to stderr; the report (held-out top-1 per draft depth, greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
 change), which \`spec-decode generate --method eagle --heads DIR\` reads. The model must be built
@@ -29,10 +31,12 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     {
       ...SELF_DISTILL_OPTIONS,
       init: { type: "string" },
+      "init-layer": { type: "string" },
       "max-seconds": { type: "string" },
       "batch-rows": { type: "string" },
       window: { type: "string" },
       unroll: { type: "string" },
+      "unroll-after": { type: "string" },
       "ce-weight": { type: "string" },
       "eval-depth": { type: "string" },
     },
@@ -45,10 +49,12 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
   const report = await trainEagle({
     ...selfDistillArgs(v, USAGE, 10_000),
     init: v.init as string | undefined,
+    initLayer: intOpt(v["init-layer"], "init-layer", 0),
     maxSeconds: numOpt(v["max-seconds"], "max-seconds"),
     batchRows: intOpt(v["batch-rows"], "batch-rows", 8, 8192),
     window: intOpt(v.window, "window", 2, 4096),
     unroll: intOpt(v.unroll, "unroll", 1, 8),
+    unrollAfter: numOpt(v["unroll-after"], "unroll-after"),
     ceWeight: numOpt(v["ce-weight"], "ce-weight"),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),

@@ -26,12 +26,14 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { EAGLE_HEAD_FILE, ensureEagleHeadOnnx, inspectEagleHead, type EagleHeadConfig } from "../builder/eagle-head.js";
+import { EAGLE_HEAD_FILE, PUBLISHED_EAGLE_FILE, ensureEagleHeadOnnx, inspectEagleHead, type EagleHeadConfig } from "../builder/eagle-head.js";
+import { SafetensorsSource } from "../builder/safetensors.js";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { KVCache } from "../engine/kv-cache.js";
 import { createSession, type Device } from "../engine/session.js";
 import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
-import { checkRoundSize, OPTION_MAX } from "./limits.js";
+import { EAGLE_AUTO_MAX_TOTAL, EagleBudget } from "./eagle-budget.js";
+import { checkRoundSize, maxRoundTokens, OPTION_MAX } from "./limits.js";
 import { topK } from "./top-k.js";
 import { z } from "zod";
 import { defineMethod, type MethodResources } from "./method-definition.js";
@@ -39,8 +41,12 @@ import { parseOptions, withFlag, type OptionsOf } from "./options.js";
 import type { DecodeContext, Proposal, Proposer, RoundResult } from "./proposer.js";
 import type { ForwardOutput } from "../engine/causal-lm.js";
 
-/** Defaults: EAGLE-2 uses total 60, depth 5-6, top-k 10 on GPUs; CPU verification favours smaller trees. */
-export const EAGLE_DEFAULTS = { total: 24, depth: 6, topK: 6 } as const;
+/**
+ * Defaults: EAGLE-2 uses total 60, depth 5-6, top-k 10 on GPUs. Without treeTotal the nodes
+ * verified per round are chosen each round from the measured verification cost (eagle-budget.ts),
+ * up to `autoTotal`.
+ */
+export const EAGLE_DEFAULTS = { total: "auto", autoTotal: EAGLE_AUTO_MAX_TOTAL, depth: 6, topK: 6 } as const;
 /** Bounds on client-controlled tree sizes. */
 export const EAGLE_LIMITS = { total: OPTION_MAX.treeTotal, depth: OPTION_MAX.treeDepth, topK: OPTION_MAX.treeTopK } as const;
 
@@ -118,13 +124,16 @@ export async function loadEagleHead(headPath: string, modelDir: string, opts: { 
 }
 
 export interface EagleSettings {
+  /** Nodes verified per round: fixed, or (auto) at most this many, chosen from measured costs. */
   total: number;
+  /** treeTotal not given: choose each round's size from the measured verification cost. */
+  auto: boolean;
   depth: number;
   topK: number;
 }
 
 export const EAGLE_OPTIONS = {
-  treeTotal: z.number().int().min(1).max(EAGLE_LIMITS.total).optional().describe(`Draft-tree nodes verified per round (default ${EAGLE_DEFAULTS.total}).`),
+  treeTotal: z.number().int().min(1).max(EAGLE_LIMITS.total).optional().describe(`Draft-tree nodes verified per round (default auto); auto sizes each round from the measured verify cost, at most ${EAGLE_AUTO_MAX_TOTAL}.`),
   treeDepth: z.number().int().min(1).max(EAGLE_LIMITS.depth).optional().describe(`Draft depth (default ${EAGLE_DEFAULTS.depth}).`),
   treeTopK: withFlag(
     "treeTopK",
@@ -136,7 +145,8 @@ export const EAGLE_OPTIONS = {
 export function eagleSettings(options: OptionsOf<typeof EAGLE_OPTIONS>): EagleSettings {
   const o = parseOptions(EAGLE_OPTIONS, options);
   return {
-    total: o.treeTotal ?? EAGLE_DEFAULTS.total,
+    total: o.treeTotal ?? EAGLE_DEFAULTS.autoTotal,
+    auto: o.treeTotal === undefined,
     depth: o.treeDepth ?? EAGLE_DEFAULTS.depth,
     topK: o.treeTopK ?? EAGLE_DEFAULTS.topK,
   };
@@ -167,6 +177,13 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   const H = head.config.hiddenSize;
   const V = head.config.vocabSize;
   const cache = head.newCache();
+  // Published EAGLE-1/2 heads read the target's normed hidden states, ours its pre-norm features.
+  const onHidden = head.config.featureSource === "hidden_states";
+  const want = onHidden ? { wantHidden: true } : { wantFeatures: true };
+  const rowsOf = (o: ForwardOutput | undefined) => (onHidden ? o?.hidden : o?.features);
+  const sizer = settings.auto ? new EagleBudget(settings.total) : undefined;
+  /** The last proposal, for the budget: nodes verified, their predicted acceptance, target ms before verification. */
+  let pending: { verified: number; predicted: number; targetMs0: number } | undefined;
   /** Head output of the last committed row: predicts cur's feature and the token after cur. */
   let root: { logits: Float32Array; feature: Float32Array } | undefined;
   /** Set when the head lost track of the committed sequence; the rest decodes plainly (still exact). */
@@ -188,20 +205,24 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   return {
     method: "eagle",
     models: [head],
-    prefillFeatures: true,
+    prefillFeatures: !onHidden,
+    prefillHidden: onHidden,
     async prepare(ctx: DecodeContext, prefill?: ForwardOutput): Promise<void> {
-      if (!prefill?.features) return; // one-token prompt: the first round fetches features
-      await commit(0, ctx.tokens.slice(1), prefill.features);
+      const f = rowsOf(prefill);
+      if (!f) return; // one-token prompt: the first round fetches features
+      await commit(0, ctx.tokens.slice(1), f);
     },
     async propose(ctx: DecodeContext, maxTokens: number): Promise<Proposal> {
+      const t0 = performance.now();
+      pending = undefined;
       if (!noted) {
         noted = true;
-        ctx.stats.extra.eagleTreeTotal = settings.total;
+        ctx.stats.extra.eagleTreeTotal = settings.auto ? `auto (at most ${settings.total})` : settings.total;
         ctx.stats.extra.eagleTreeDepth = settings.depth;
         ctx.stats.extra.eagleTreeTopK = settings.topK;
       }
       if (broken) return { tokens: [] };
-      if (!root) return { tokens: [], wantFeatures: true };
+      if (!root) return { tokens: [], ...want };
       const limit = ctx.vocabLimit !== undefined ? Math.min(ctx.vocabLimit, V) : V;
       const budget = Math.min(settings.total, maxTokens);
       const K = settings.topK;
@@ -253,11 +274,11 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       }
       // Rerank: the best `budget` nodes by cumulative score (ties: earlier node first, so a parent
       // always precedes an equally scored child), emitted in creation order (parents first).
-      const chosen = nodes
-        .map((_, i) => i)
-        .sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b)
-        .slice(0, budget)
-        .sort((a, b) => a - b);
+      const ranked = nodes.map((_, i) => i).sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b);
+      // auto: as many of the ranked nodes as pay for their verification at the measured costs.
+      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), performance.now() - t0, budget) : budget;
+      const chosen = ranked.slice(0, size).sort((a, b) => a - b);
+      if (sizer) pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), targetMs0: target.timing.runMs };
       const index = new Map<number, number>();
       chosen.forEach((ni, j) => index.set(ni, j));
       const parents = chosen.map((ni) => {
@@ -267,11 +288,18 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
         if (j === undefined) throw new Error("EAGLE tree: a chosen node's parent was not chosen (scores must not increase along a path).");
         return j;
       });
-      return { tokens: chosen.map((ni) => nodes[ni]!.token), parents, wantFeatures: true };
+      return { tokens: chosen.map((ni) => nodes[ni]!.token), parents, ...want };
     },
     async observe(ctx: DecodeContext, result: RoundResult): Promise<void> {
+      if (sizer && pending && result.proposal.tokens.length === pending.verified) {
+        sizer.observe(pending.verified, target.timing.runMs - pending.targetMs0, pending.predicted, result.path.length);
+        ctx.stats.extra.eagleMeanTreeTotal = Math.round(sizer.meanTotal() * 100) / 100;
+        const curve = sizer.verifyCurve([1, 2, 4, 8, 16, 32, 64].filter((T) => T <= settings.total + 1));
+        if (curve.length > 0) ctx.stats.extra.eagleVerifyCost = curve;
+      }
+      pending = undefined;
       if (broken) return;
-      const f = result.output.features;
+      const f = rowsOf(result.output);
       if (!f) {
         // A round run without our proposal (no room for candidates): the head cannot catch up.
         broken = true;
@@ -290,7 +318,11 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
 /** Whether `path` holds an EAGLE head (for `auto`: --heads may name Medusa or EAGLE heads). */
 export function isEagleHeadDir(path: string): boolean {
   try {
-    return statSync(path).isDirectory() ? existsSync(join(path, EAGLE_HEAD_FILE)) : path.endsWith(EAGLE_HEAD_FILE);
+    if (!statSync(path).isDirectory()) return path.endsWith(EAGLE_HEAD_FILE);
+    if (existsSync(join(path, EAGLE_HEAD_FILE))) return true;
+    // A published EAGLE head: config.json + model.safetensors holding an fc projection (a model has none).
+    const st = join(path, PUBLISHED_EAGLE_FILE);
+    return existsSync(join(path, "config.json")) && existsSync(st) && new SafetensorsSource([st]).has("fc.weight");
   } catch {
     return false;
   }
@@ -326,13 +358,14 @@ export const eagleMethod = defineMethod({
           `written by ${v.train("eagle", lm.info.dir)}).`,
       );
     }
-    if (!lm.info.hasFeatures || !lm.info.hasTreeMask) {
-      throw new ModelLoadError(
-        (v) => `${lm.label} lacks the features output or the tree_attention_mask input EAGLE needs. Rebuild it with ${v.build(lm.info.dir)}.`,
-      );
-    }
     const path = req.heads;
-    checkAgainstTarget(inspectEagleHead(path), lm);
+    const info = inspectEagleHead(path);
+    const needs = info.featureSource === "hidden_states" ? lm.info.hasHiddenStates : lm.info.hasFeatures;
+    if (!needs || !lm.info.hasTreeMask) {
+      const out = info.featureSource === "hidden_states" ? "hidden_states output (a published EAGLE-1/2 head reads it)" : "features output";
+      throw new ModelLoadError((v) => `${lm.label} lacks the ${out} or the tree_attention_mask input EAGLE needs. Rebuild it with ${v.build(lm.info.dir)}.`);
+    }
+    checkAgainstTarget(info, lm);
     const { stamp, onnxFile } = ensureEagleHeadOnnx(path, lm.info.dir);
     const opts = { device: req.store.device, threads: req.store.threads };
     const heads = await req.store.loadExtra(path, JSON.stringify(["eagle-head", opts]), stamp, () => loadEagleHead(path, lm.info.dir, opts), onnxFile);
@@ -350,7 +383,9 @@ export const eagleMethod = defineMethod({
     if (!head) throw new InvalidOptionError((v) => `Method "eagle" needs an EAGLE head (${v.arg("heads")}).`);
     checkAgainstTarget({ ...head.config, file: head.file }, res.target);
     const settings = eagleSettings(options);
-    // One verification forward carries cur + the tree: size it against the model before drafting.
+    // One verification forward carries cur + the tree: size it against the model before drafting
+    // (auto: the cap shrinks to what the model allows).
+    if (settings.auto) settings.total = Math.max(1, Math.min(settings.total, maxRoundTokens(res.target.info) - 1));
     checkRoundSize(res.target.info, 1 + settings.total, "treeTotal (the EAGLE tree)");
     return createEagleProposer(res.target, head, settings);
   },

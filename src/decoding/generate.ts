@@ -96,8 +96,9 @@ export async function generateTokens(req: GenerateTokensRequest): Promise<Genera
     // Prefill: everything but the last prompt token, which becomes `cur`.
     const tPrefill = performance.now();
     const features = proposer?.prefillFeatures === true;
-    const prefill = promptIds.length > 1 ? await target.forward(ctx.cache, promptIds.slice(0, -1), { logits: "none", features }) : undefined;
-    await proposer?.prepare?.(ctx, features ? prefill : undefined);
+    const hidden = proposer?.prefillHidden === true;
+    const prefill = promptIds.length > 1 ? await target.forward(ctx.cache, promptIds.slice(0, -1), { logits: "none", features, hidden }) : undefined;
+    await proposer?.prepare?.(ctx, features || hidden ? prefill : undefined);
     stats.prefillMs = performance.now() - tPrefill;
 
     const tDecode = performance.now();

@@ -93,6 +93,8 @@ export interface Proposer {
   readonly models?: { timing: { runMs: number } }[];
   /** Ask the prefill forward for the target's features (EAGLE); they reach prepare() as `prefill`. */
   readonly prefillFeatures?: boolean;
+  /** Ask the prefill forward for the target's final hidden states (published EAGLE-1/2 heads); they reach prepare() as `prefill`. */
+  readonly prefillHidden?: boolean;
   /**
    * Called once after the target prefill (e.g. to prefill a draft model). `prefill` is the prefill
    * forward's output when `prefillFeatures` asked for it (absent for a one-token prompt).

@@ -23,6 +23,7 @@ import { resolve, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import {
   checkHeadAgainstTarget,
+  eagleWeightsFromTargetLayer,
   eagleConfigFor,
   readEagleHead,
   readEagleTargetParts,
@@ -65,10 +66,17 @@ export interface EagleTrainingOptions {
   lr?: number;
   /** Unrolled draft steps trained (training-time test). Default 3. */
   unroll?: number;
+  /**
+   * Train single-step (unroll 1, several times faster per position) for this fraction of the run
+   * (of its steps, or of --max-seconds when that ends it sooner), then unrolled. Depth 1 limits
+   * acceptance and learns as well single-step; deeper depths need the unrolled phase. Default 0.
+   */
+  unrollAfter?: number;
   /** Weight of the token cross-entropy against the feature regression. Default 0.5. */
   ceWeight?: number;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
+  /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
   evalFraction?: number;
   seed?: number;
   maxSteps?: number;
@@ -88,6 +96,7 @@ export interface EagleTrainingReport {
   epochs: number;
   steps: number;
   unroll: number;
+  unrollAfter: number;
   lr: number;
   ceWeight: number;
   trainSeconds: number;
@@ -101,6 +110,9 @@ export interface EagleTrainingReport {
   /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
   chainAcceptedLength: number;
 }
+
+/** Most held-out sequences evaluated (the rest of the data trains). */
+export const MAX_EVAL_SEQUENCES = 24;
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const round4 = (x: number) => Math.round(x * 10000) / 10000;
@@ -299,6 +311,8 @@ export async function trainEagleHead(
   if (seqs.length === 0) throw new InvalidOptionError("No training sequences of at least 3 tokens.");
   const U = o.unroll ?? 3;
   if (!Number.isInteger(U) || U < 1 || U > 8) throw new InvalidOptionError(`unroll must be an integer from 1 to 8 (got ${U}).`);
+  const unrollAfter = o.unrollAfter ?? 0;
+  if (!(unrollAfter >= 0 && unrollAfter < 1)) throw new InvalidOptionError(`unrollAfter must be in [0, 1) (got ${unrollAfter}).`);
   const lr = o.lr ?? 3e-3;
   if (!(lr > 0 && lr < 1)) throw new InvalidOptionError(`lr must be in (0, 1) (got ${lr}).`);
   const ceWeight = o.ceWeight ?? 0.5;
@@ -306,7 +320,9 @@ export async function trainEagleHead(
   const batchRows = o.batchRows ?? 256;
   const window = o.window ?? 48;
   if (!Number.isInteger(window) || window < 2 || window > 4096) throw new InvalidOptionError(`window must be an integer from 2 to 4096 (got ${window}).`);
-  const nEval = seqs.length >= 2 ? Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1))) : 0;
+  // Held out: evalFraction of the sequences, at most MAX_EVAL_SEQUENCES (evaluation drafts evalDepth
+  // steps from every position of each, which costs minutes on the JS backend for large sets).
+  const nEval = seqs.length >= 2 ? Math.min(MAX_EVAL_SEQUENCES, Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1)))) : 0;
   const trainSeqs = seqs.slice(0, seqs.length - nEval);
   const held = nEval > 0 ? seqs.slice(seqs.length - nEval) : seqs;
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
@@ -358,7 +374,7 @@ export async function trainEagleHead(
   const initial = evaluate(config, params, fz, held, evalDepth, from(held));
   log(
     `training an EAGLE head (hidden ${H}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
-      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps, lr ${lr}, CE weight ${ceWeight}`,
+      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}`,
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
   const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
@@ -369,6 +385,7 @@ export async function trainEagleHead(
   let accN = 0;
   let epochsRun = 0;
   let lastLog = t0;
+  let unrolling = false;
   outer: for (let e = 0; e < epochs; e++) {
     epochsRun = e + 1;
     for (const pack of packs()) {
@@ -378,10 +395,17 @@ export async function trainEagleHead(
         break outer;
       }
       // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-      const bs = pack.map((i) => makeBatch([train[i]!], H, U));
-      setLr(lrAt(step, (performance.now() - t0) / 1000));
+      const secs = (performance.now() - t0) / 1000;
+      const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+      const u = progress < unrollAfter ? 1 : U;
+      if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+        unrolling = true;
+        log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
+      }
+      const bs = pack.map((i) => makeBatch([train[i]!], H, u));
+      setLr(lrAt(step, secs));
       const perStep = tf.tidy(() => {
-        const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, U, ceWeight))).div(bs.length) as tf.Scalar, vars);
+        const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar, vars);
         // Global-norm clipping at 1.0.
         const names = Object.keys(grads);
         const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
@@ -427,6 +451,7 @@ export async function trainEagleHead(
       epochs: epochsRun,
       steps: step,
       unroll: U,
+      unrollAfter,
       lr,
       ceWeight,
       trainSeconds: Math.round(trainSeconds * 100) / 100,
@@ -444,6 +469,8 @@ export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, S
   model: string;
   /** Continue training the head in this directory. */
   init?: string;
+  /** Start from the target's decoder layer N (0-based; see eagleWeightsFromTargetLayer) instead of a random head. */
+  initLayer?: number;
   /** Output directory (default <model>/eagle). */
   out?: string;
 }
@@ -463,8 +490,13 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
   let init: EagleHeadWeights | undefined;
+  if (o.init && o.initLayer !== undefined) throw new InvalidOptionError("Give --init (continue a head) or --init-layer (start from a target layer), not both.");
+  if (o.initLayer !== undefined) init = eagleWeightsFromTargetLayer(model, o.initLayer);
   if (o.init) {
     const h = readEagleHead(o.init);
+    if (h.config.featureSource === "hidden_states") {
+      throw new InvalidOptionError(`--init ${o.init}: a published EAGLE-1/2 head reads the target's normed hidden states; train-eagle trains heads over pre-norm features. Start from a fresh head (drop --init).`);
+    }
     checkHeadAgainstTarget(h.config, target.cfg, `The head given with --init (${o.init})`);
     if (h.config.numHeads !== config.numHeads || h.config.intermediateSize !== config.intermediateSize) {
       throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);
@@ -511,6 +543,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
         trained_by: "spec-decode train-eagle",
         data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
         ...(o.init ? { continued_from: resolve(o.init) } : {}),
+        ...(o.initLayer !== undefined ? { initialised_from_layer: o.initLayer } : {}),
         unroll: report.unroll,
         steps: report.steps,
         chain_accepted_length: report.chainAcceptedLength,

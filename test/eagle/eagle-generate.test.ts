@@ -1,5 +1,5 @@
 /** EAGLE decoding: greedy equals plain greedy for every tree budget, even with random heads. */
-import { rmSync } from "node:fs";
+import { cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SpecEngine } from "../../src/api.js";
@@ -66,6 +66,24 @@ describe("EAGLE generation", () => {
     await lm.dispose();
   });
 
+  it("auto uses the head train-eagle wrote beside the model (<model>/eagle) when no draft or heads are given", async () => {
+    const src = await fixture(FIXTURES[0]!);
+    const dir = join(root, "model-with-head");
+    cpSync(src, dir, { recursive: true });
+    const engine = new SpecEngine();
+    try {
+      const before = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 12, method: "auto" });
+      expect(before.method).not.toBe("eagle");
+      writeRandomEagleHead(join(dir, "eagle"), dir, 6);
+      const res = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 12, method: "auto" });
+      expect(res.method).toBe("eagle");
+      expect(res.methodReason).toContain(join(dir, "eagle"));
+      expect(res.tokens).toEqual(before.tokens);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   it("runs through SpecEngine (explicit and auto), sampling runs, bad tree sizes are clear errors", async () => {
     const dir = await fixture(FIXTURES[0]!);
     const headDir = writeRandomEagleHead(join(root, "engine"), dir, 5);
@@ -76,6 +94,10 @@ describe("EAGLE generation", () => {
       expect(res.tokens).toEqual(base.tokens);
       const auto = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "auto", heads: headDir });
       expect(auto.method).toBe("eagle");
+      expect(auto.tokens).toEqual(base.tokens);
+      // No treeTotal: each round's size comes from the measured verification cost.
+      expect(auto.stats.extra.eagleTreeTotal).toMatch(/^auto/);
+      expect(auto.stats.extra.eagleMeanTreeTotal).toBeGreaterThan(0);
       const sampled = await engine.generate({ model: dir, promptIds: [1, 5, 9], maxNewTokens: 20, method: "eagle", heads: headDir, sampling: { temperature: 0.8, seed: 3 } });
       expect(sampled.tokens.length).toBe(20);
       await expect(engine.generate({ model: dir, promptIds: [1], maxNewTokens: 5, method: "eagle", heads: headDir, methodOptions: { treeTotal: 0 } })).rejects.toThrow(InvalidOptionError);

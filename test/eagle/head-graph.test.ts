@@ -4,7 +4,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/builder/fixture.js";
-import { readEagleHead, readEagleTargetParts } from "../../src/builder/eagle-head.js";
+import { eagleConfigFor, eagleWeightsFromTargetLayer, readEagleHead, readEagleTargetParts, writeEagleHead } from "../../src/builder/eagle-head.js";
 import { readDecoderConfig } from "../../src/builder/config.js";
 import { loadEagleHead } from "../../src/decoding/eagle.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
@@ -78,5 +78,36 @@ describe("EAGLE head graph", () => {
     close(o2.logits, headLogits(config, fz, r2.out).dataSync());
     expect(o2.logits.length).toBe(3 * V);
     await head.dispose();
+  });
+});
+
+describe("EAGLE head initialised from a target layer (--init-layer)", () => {
+  const root = tempDir("eagle-init-layer");
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("on a one-layer target, the head started from layer 0 computes exactly the target (GQA expanded to full heads)", async () => {
+    const dir = await fixture({ layers: 1, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 5 });
+    const cfg = readDecoderConfig(dir);
+    const headDir = join(root, "h");
+    writeEagleHead(headDir, eagleConfigFor(cfg, dir), eagleWeightsFromTargetLayer(dir, 0));
+    const head = await loadEagleHead(headDir, dir);
+    const lm = await CausalLM.load(dir);
+    const tokens = [1, 40, 7, 300, 12, 12, 99];
+    // Head row j reads (any feature, token x_{j+1}) at position j. EAGLE's rows start at x_1 (row 0
+    // pairs f_0 with x_1), so the head sees the sequence without x_0: it must give the target's
+    // logits for x_1.. at the same positions.
+    const target = await lm.forward(lm.newCache(), tokens.slice(1), { logits: "all" });
+    const rng = new SeededRandom(2);
+    const feats = Float32Array.from({ length: (tokens.length - 1) * 64 }, () => rng.normal());
+    const out = await head.run(head.newCache(), tokens.slice(1), tokens.slice(1).map((_, j) => j), feats);
+    const V = cfg.vocabSize;
+    let max = 0;
+    for (let j = 0; j + 1 < tokens.length; j++) {
+      for (let k = 0; k < V; k++) max = Math.max(max, Math.abs(out.logits[j * V + k]! - target.logits[j * V + k]!));
+    }
+    expect(max).toBeLessThan(1e-3);
+    expect(() => eagleWeightsFromTargetLayer(dir, 1)).toThrow(/--init-layer must be a layer from 0 to 0/);
+    await head.dispose();
+    await lm.dispose();
   });
 });

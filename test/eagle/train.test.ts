@@ -32,9 +32,13 @@ describe("train-eagle", () => {
       batchRows: 64,
       lr: 1e-2,
       evalDepth: 3,
+      unrollAfter: 0.5,
       onLog: (l) => lines.push(l),
     });
     expect(lines.some((l) => l.includes("token-id space"))).toBe(true);
+    // Single-step for the first half of the 40 steps, then the default 3 unrolled steps.
+    expect(lines.some((l) => /^step 20: single-step phase done, training 3 unrolled steps/.test(l))).toBe(true);
+    expect(report.unrollAfter).toBe(0.5);
     expect(lines.some((l) => l.startsWith("held-out top-1 per draft depth"))).toBe(true);
     expect(report.depthTop1).toHaveLength(3);
     expect(report.depthTop1[0]!).toBeGreaterThan(report.initialDepthTop1[0]!);

@@ -1,0 +1,128 @@
+/**
+ * How many drafted nodes an EAGLE round verifies, chosen from what verification costs on this
+ * machine (treeTotal "auto", the default).
+ *
+ * EAGLE-2 verifies a fixed number of the best-scored nodes (total_token 60 on GPUs). On a CPU the
+ * cost of a target forward over T tokens grows with T at a rate that depends on the model and its
+ * weight format (nearly flat for memory-bound float weights, steep for int4: see
+ * CostController.verifyCost and scripts/verify-cost.mjs), so a fixed total is too many on one
+ * machine and too few on another. Each round, after drafting, the nodes are ranked by cumulative
+ * draft confidence; verifying the best T of them is expected to accept about
+ *     E(T) = 1 + g · sum_{i<=T} exp(score_i)
+ * tokens (bonus included; exp(score) is the head's probability of the whole path, as in EAGLE-2's
+ * reranking; g calibrates it against what rounds actually accepted), and the round costs
+ *     draft ms + v(T + 1) ms,
+ * v being the least-squares line through the median verification times measured per T
+ * (fitCostLine, as the cost controller does for K). The round verifies the T that maximises
+ * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes.
+ */
+import { fitCostLine } from "./controllers.js";
+
+/** Largest tree verified in auto mode (EAGLE-2's GPU default is 60). */
+export const EAGLE_AUTO_MAX_TOTAL = 64;
+
+export class EagleBudget {
+  /** Rounds used to time a spread of sizes before the fitted line decides. */
+  static readonly PROBES = [1, 1 / 2, 1 / 4, 1 / 8] as const;
+  /** Timings kept per verified size (the most recent). */
+  static readonly WINDOW = 9;
+  /** Weight of past calibration per new round. */
+  static readonly DECAY = 0.9;
+  private readonly byT = new Map<number, number[]>();
+  private readonly draftMs: number[] = [];
+  private predicted = 0;
+  private observed = 0;
+  private round = 0;
+  private chosenSum = 0;
+  private chosenRounds = 0;
+
+  constructor(readonly maxTotal: number) {}
+
+  /** Calibration factor g: accepted tokens (bonus excluded) per unit of predicted path probability. */
+  calibration(): number {
+    if (this.predicted < 1) return 1;
+    return Math.min(4, Math.max(0.1, this.observed / this.predicted));
+  }
+
+  /** Verification ms for T tokens (cur included) from the fitted line; undefined before two sizes are timed. */
+  verifyMs(T: number): number | undefined {
+    const pts = [...this.byT].filter(([, xs]) => xs.length > 0).map(([t, xs]) => [t, median(xs)] as const);
+    if (pts.length < 2) return undefined;
+    const { a, b } = fitCostLine(pts);
+    return Math.max(1e-6, a + b * T);
+  }
+
+  /** The measured curve v(T)/v(1) at the given T (for reports); [] before two sizes are timed. */
+  verifyCurve(Ts: number[]): number[] {
+    const v1 = this.verifyMs(1);
+    if (v1 === undefined) return [];
+    return Ts.map((T) => Math.round((this.verifyMs(T)! / v1) * 1000) / 1000);
+  }
+
+  /**
+   * How many of the ranked nodes to verify this round. `scores`: cumulative log-probabilities,
+   * best first; `draftMs`: this round's drafting time; `cap`: at most this many (room left).
+   */
+  choose(scores: readonly number[], draftMs: number, cap: number): number {
+    const n = Math.min(scores.length, cap, this.maxTotal);
+    if (n <= 1) return this.note(Math.max(0, n));
+    this.draftMs.push(draftMs);
+    if (this.draftMs.length > EagleBudget.WINDOW) this.draftMs.shift();
+    if (this.round < EagleBudget.PROBES.length || this.verifyMs(1) === undefined) {
+      const f = EagleBudget.PROBES[this.round % EagleBudget.PROBES.length]!;
+      this.round++;
+      return this.note(Math.max(1, Math.min(n, Math.round(this.maxTotal * f))));
+    }
+    this.round++;
+    const g = this.calibration();
+    const d = median(this.draftMs);
+    let best = 1;
+    let bestRate = -Infinity;
+    let e = 1;
+    for (let T = 1; T <= n; T++) {
+      e += g * Math.exp(scores[T - 1]!);
+      const rate = e / (d + this.verifyMs(T + 1)!);
+      if (rate > bestRate) {
+        bestRate = rate;
+        best = T;
+      }
+    }
+    return this.note(best);
+  }
+
+  private note(T: number): number {
+    this.chosenSum += T;
+    this.chosenRounds++;
+    return T;
+  }
+
+  /**
+   * After the round: `verified` nodes took `ms` to verify (cur included: T = verified + 1), the
+   * verified nodes' scores predicted sum(exp(score)) accepted tokens, `accepted` were.
+   */
+  observe(verified: number, ms: number, predicted: number, accepted: number): void {
+    if (ms > 0 && Number.isFinite(ms)) {
+      const T = verified + 1;
+      const w = this.byT.get(T) ?? [];
+      w.push(ms);
+      if (w.length > EagleBudget.WINDOW) w.shift();
+      this.byT.set(T, w);
+    }
+    if (verified > 0) {
+      this.predicted = this.predicted * EagleBudget.DECAY + predicted;
+      this.observed = this.observed * EagleBudget.DECAY + accepted;
+    }
+  }
+
+  /** Mean nodes verified per round so far. */
+  meanTotal(): number {
+    return this.chosenRounds > 0 ? this.chosenSum / this.chosenRounds : 0;
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return 0;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

@@ -89,8 +89,7 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
   // A model that cannot append several tokens to a filled cache verifies token by token: one
   // forward per node the acceptance walk reaches (see StepwiseRows), never past the first miss.
   // An export not probed yet is probed first (a few one- and two-token forwards on a scratch cache,
-  // once per model), so that even its
-  // first round runs no forward past a miss.
+  // once per model), so that even its first round runs no forward past a miss.
   if (n > 0 && target.info.multiTokenWithPast === undefined) {
     const t0 = performance.now();
     await target.probeMultiTokenWithPast();

@@ -81,7 +81,10 @@ export interface RoundResult {
   acceptedTokens: number[];
   /** The target's own token after the accepted path (correction or extra token). */
   bonus: number;
-  /** The target forward's raw output; row 0 = cur, row 1+i = candidate i, then aux rows. */
+  /**
+   * The target forward's raw output; row 0 = cur, row 1+i = candidate i, then aux rows. After token-by-token
+   * verification only cur's and the accepted path's rows were run; the others are NaN.
+   */
   output: ForwardOutput;
   /** Cache length before the round's forward (the position of cur). */
   start: number;

@@ -1,6 +1,9 @@
 /**
  * Verification: one target forward over [cur, ...candidates, ...aux], then the acceptance rule,
- * then the cache keeps only cur + the accepted path.
+ * then the cache keeps only cur + the accepted path. On a model that cannot append several tokens
+ * to a filled cache (`info.multiTokenWithPast === false`), verification runs token by token instead:
+ * one forward for cur and one for each node the walk accepts, so the cache holds cur + the path
+ * as it goes and a miss costs no further forward (trees too: only the walked path is run).
  *
  * Acceptance rules (references/draft-model.md, "Acceptance rules"):
  *  - greedy: follow the child whose token equals the target's argmax; the first miss is the bonus.
@@ -18,6 +21,7 @@
  */
 import { InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { greedyToken, residualDistribution, sampleFrom, toProbabilities, type Rng } from "../sampling/index.js";
+import type { ForwardOutput } from "../engine/causal-lm.js";
 import type { DecodeContext, Proposal, RoundResult } from "./proposer.js";
 
 /** Depth of each node (1 for children of cur). Throws when parents are not topologically ordered. */
@@ -82,34 +86,56 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
   const n = proposal.tokens.length;
   const chain = isChain(proposal);
   const plain = chain && !proposal.aux;
-  const inputs = [cur, ...proposal.tokens, ...(proposal.aux?.tokens ?? [])];
-  let tree: { mask: Uint8Array; positions: number[] } | undefined;
-  if (!plain) {
-    if (!target.info.hasTreeMask) {
-      throw new InvalidOptionError(
-        `${target.label} has no tree_attention_mask input; this proposal needs tree verification. ` +
-          `Rebuild the model with \`spec-decode build\` or use a chain method.`,
+  // A model that cannot append several tokens to a filled cache verifies token by token: one
+  // forward per node the acceptance walk reaches (see StepwiseRows), never past the first miss.
+  // An export not probed yet is probed first (a few one- and two-token forwards on a scratch cache,
+  // once per model), so that even its first round runs no forward past a miss.
+  if (n > 0 && target.info.multiTokenWithPast === undefined) {
+    const t0 = performance.now();
+    await target.probeMultiTokenWithPast();
+    ctx.stats.targetMs += performance.now() - t0;
+  }
+  const stepwise = n > 0 && target.info.multiTokenWithPast === false;
+  let output: ForwardOutput;
+  let rowAt: (node: number) => Float32Array | Promise<Float32Array>;
+  if (stepwise) {
+    if (proposal.aux) {
+      throw new ModelInterfaceError(
+        `${target.label} cannot run several tokens on a filled KV cache, so it cannot verify a proposal's auxiliary tokens; ` +
+          `rebuild the model with \`spec-decode build --from-onnx\` or propose candidates only.`,
       );
     }
-    tree = buildTreeInputs(start, proposal);
-  }
-  const t0 = performance.now();
-  const output = await target.forward(cache, inputs, {
-    positions: tree?.positions,
-    treeMask: tree?.mask,
-    hidden: proposal.wantHidden,
-    features: proposal.wantFeatures,
-  });
-  ctx.stats.targetMs += performance.now() - t0;
-  if (output.rows !== inputs.length) {
-    throw new ModelInterfaceError(`${target.label} returned ${output.rows} logits rows for ${inputs.length} tokens; verification needs one per token.`);
-  }
-  if (n > 0) {
-    ctx.stats.verification = plain
-      ? target.info.multiTokenWithPast === false
-        ? "token-by-token"
-        : "chain"
-      : "tree";
+    const rows = new StepwiseRows(ctx, proposal, cur);
+    output = rows.output;
+    rowAt = (node) => rows.row(node);
+    ctx.stats.verification = "token-by-token";
+  } else {
+    const inputs = [cur, ...proposal.tokens, ...(proposal.aux?.tokens ?? [])];
+    let tree: { mask: Uint8Array; positions: number[] } | undefined;
+    if (!plain) {
+      if (!target.info.hasTreeMask) {
+        throw new InvalidOptionError(
+          `${target.label} has no tree_attention_mask input; this proposal needs tree verification. ` +
+            `Rebuild the model with \`spec-decode build\` or use a chain method.`,
+        );
+      }
+      tree = buildTreeInputs(start, proposal);
+    }
+    const t0 = performance.now();
+    output = await target.forward(cache, inputs, {
+      positions: tree?.positions,
+      treeMask: tree?.mask,
+      hidden: proposal.wantHidden,
+      features: proposal.wantFeatures,
+    });
+    ctx.stats.targetMs += performance.now() - t0;
+    if (output.rows !== inputs.length) {
+      throw new ModelInterfaceError(`${target.label} returned ${output.rows} logits rows for ${inputs.length} tokens; verification needs one per token.`);
+    }
+    if (n > 0) ctx.stats.verification = plain ? "chain" : "tree";
+    const V = output.vocab;
+    const all = output.logits;
+    rowAt = (node) => all.subarray((node + 1) * V, (node + 2) * V);
   }
 
   // children lists
@@ -119,8 +145,6 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
     children[p + 1]!.push(i);
   }
 
-  const V = output.vocab;
-  const rowOf = (node: number) => output.logits.subarray((node + 1) * V, (node + 2) * V);
   const penalty = ctx.sampling.repetitionPenalty !== undefined && ctx.sampling.repetitionPenalty !== 1;
   const history = penalty ? ctx.tokens.slice() : undefined;
   const path: number[] = [];
@@ -128,7 +152,7 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
   let node = -1;
   let bonus: number;
   for (;;) {
-    const row = rowOf(node);
+    const row = await rowAt(node);
     const kids = children[node + 1]!;
     if (ctx.greedy) {
       const t = greedyToken(row, ctx.sampling, history, ctx.vocabLimit);
@@ -175,10 +199,63 @@ export async function verifyRound(ctx: DecodeContext, proposal: Proposal): Promi
   }
 
   // Keep cur + the accepted path in the cache; drop the rest (other branches, aux tokens).
-  if (plain) cache.crop(start + 1 + path.length);
+  // Token by token, the cache already holds exactly that: only cur and the path were run.
+  if (stepwise) {
+    if (cache.length !== start + 1 + path.length) {
+      throw new ModelInterfaceError(`${target.label} left a KV cache of ${cache.length} positions after verification, expected ${start + 1 + path.length}.`);
+    }
+  } else if (plain) cache.crop(start + 1 + path.length);
   else cache.gather(start, [0, ...path.map((i) => i + 1)]);
 
   return { proposal, path, acceptedTokens, bonus, output, start };
+}
+
+/**
+ * Token-by-token verification's logits rows, run on demand: row(node) runs that node's token (cur
+ * for -1) as a one-token forward on the cache, which then holds cur and the accepted path up to it,
+ * so the default positions and causal mask are the tree's own (position start + depth). The walk
+ * asks for a row only for cur and for each node it accepts, so a round costs 1 + accepted forwards
+ * and a miss costs none beyond the row that found it. The walk and its random draws are the same
+ * as with one batched forward, so are the tokens, the cache and the sampling distribution.
+ * `output` has the batched layout (row 1 + i = candidate i); rows never run stay NaN.
+ */
+class StepwiseRows {
+  output: ForwardOutput;
+  private readonly ctx: DecodeContext;
+  private readonly proposal: Proposal;
+  private readonly cur: number;
+
+  constructor(ctx: DecodeContext, proposal: Proposal, cur: number) {
+    this.ctx = ctx;
+    this.proposal = proposal;
+    this.cur = cur;
+    this.output = { logits: new Float32Array(0), rows: 1 + proposal.tokens.length, vocab: 0 };
+  }
+
+  async row(node: number): Promise<Float32Array> {
+    const { target, cache } = this.ctx;
+    const token = node === -1 ? this.cur : this.proposal.tokens[node]!;
+    const t0 = performance.now();
+    const o = await target.forward(cache, [token], { hidden: this.proposal.wantHidden, features: this.proposal.wantFeatures });
+    this.ctx.stats.targetMs += performance.now() - t0;
+    if (o.rows !== 1) throw new ModelInterfaceError(`${target.label} returned ${o.rows} logits rows for one token.`);
+    const out = this.output;
+    const R = out.rows;
+    const r = node + 1;
+    if (out.vocab === 0) {
+      out.vocab = o.vocab;
+      out.logits = new Float32Array(R * o.vocab).fill(Number.NaN);
+      if (o.hidden && o.hiddenSize) {
+        out.hiddenSize = o.hiddenSize;
+        out.hidden = new Float32Array(R * o.hiddenSize).fill(Number.NaN);
+      }
+      if (o.features) out.features = new Float32Array(R * o.features.length).fill(Number.NaN);
+    }
+    out.logits.set(o.logits, r * out.vocab);
+    if (out.hidden && o.hidden) out.hidden.set(o.hidden, r * out.hiddenSize!);
+    if (out.features && o.features) out.features.set(o.features, r * o.features.length);
+    return out.logits.subarray(r * out.vocab, (r + 1) * out.vocab);
+  }
 }
 
 /**

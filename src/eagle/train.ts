@@ -45,11 +45,11 @@ import {
   makeFrozen,
   paramsFromWeights,
   paramList,
-  tfReady,
   weightsFromParams,
   type Frozen,
   type HeadParams,
 } from "./model.js";
+import { tfReady } from "../train-common/tf-layers.js";
 
 export interface EagleTrainingOptions {
   /** Start from these weights (continue training a head) instead of a fresh initialisation. */

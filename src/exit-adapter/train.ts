@@ -36,7 +36,7 @@ import { earlyExitFile } from "../engine/model-store.js";
 import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import { TextTokenizer } from "../text/index.js";
-import { tfReady } from "../eagle/model.js";
+import { tfReady } from "../train-common/tf-layers.js";
 import {
   checkTrainingDataOptions,
   readDataFile,

@@ -33,9 +33,8 @@ import {
   type EagleTargetParts,
 } from "../builder/eagle-head.js";
 import { CausalLM } from "../engine/causal-lm.js";
-import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
-import { TextTokenizer } from "../text/index.js";
-import { idPromptsFor, readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
+import { InvalidOptionError } from "../errors.js";
+import { checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
 import {
   disposeFrozen,
   headForward,
@@ -49,7 +48,8 @@ import {
   type HeadParams,
 } from "./model.js";
 import { tfReady } from "../train-common/tf-layers.js";
-import { adam, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
+import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
+import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 
 export interface EagleTrainingOptions {
   /** Start from these weights (continue training a head) instead of a fresh initialisation. */
@@ -86,15 +86,9 @@ export interface EagleTrainingOptions {
   logEvery?: number;
 }
 
-export interface EagleTrainingReport {
+export interface EagleTrainingReport extends TrainRunReport {
   hiddenSize: number;
   vocabSize: number;
-  trainSequences: number;
-  evalSequences: number;
-  trainPositions: number;
-  evalPositions: number;
-  epochs: number;
-  steps: number;
   unroll: number;
   unrollAfter: number;
   lr: number;
@@ -341,30 +335,19 @@ export async function trainEagleHead(
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
   let unrolling = false;
-  const { steps, epochsRun, positions, trainSeconds } = trainLoop({
-    opt,
-    vars,
-    lr,
-    epochs,
-    totalSteps,
-    maxSeconds: o.maxSeconds,
-    packs,
-    log,
-    logEvery: o.logEvery,
-    batch: (pack, step, secs) => {
-      // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-      const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
-      const u = progress < unrollAfter ? 1 : U;
-      if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
-        unrolling = true;
-        log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
-      }
-      const bs = pack.map((i) => makeBatch([train[i]!], H, u));
-      return {
-        loss: () => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar,
-        positions: bs.reduce((a, b) => a + b.n, 0),
-      };
-    },
+  const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
+    // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
+    const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+    const u = progress < unrollAfter ? 1 : U;
+    if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+      unrolling = true;
+      log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
+    }
+    const bs = pack.map((i) => makeBatch([train[i]!], H, u));
+    return {
+      loss: () => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar,
+      positions: bs.reduce((a, b) => a + b.n, 0),
+    };
   });
   const final = evaluate(config, params, fz, held, evalDepth, from(held));
   const depthTop1 = rate(final);
@@ -442,35 +425,9 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   }
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   try {
-    if (!lm.info.hasFeatures) {
-      throw new ModelInterfaceError(`${lm.label} has no features output; rebuild the model with \`spec-decode build\` (features are on by default).`);
-    }
-    if (lm.info.vocabSize !== undefined && lm.info.vocabSize !== config.vocabSize) {
-      throw new BuildError(`The ONNX graph has vocabulary ${lm.info.vocabSize} but the checkpoint has ${config.vocabSize}; rebuild the model.`);
-    }
-    const tok = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(model) : undefined;
+    checkFeatureModel(lm, config.vocabSize);
     const t0 = performance.now();
-    const progress = (what: string) => (done: number, total: number, tokens: number) => {
-      if (done === total || done % Math.max(1, Math.round(total / 10)) === 0) log(`${what}: ${done}/${total} sequences, ${tokens} tokens`);
-    };
-    let seqs: TrainingSequence[];
-    if (o.selfDistill !== undefined) {
-      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
-      const entries = o.data && !promptIds ? readDataFile(o.data) : undefined;
-      seqs = await selfDistill(lm, tok, {
-        count: o.selfDistill,
-        maxNewTokens: o.maxNewTokens ?? 128,
-        prompts: entries,
-        promptIds,
-        temperature: o.temperature,
-        seed: o.seed,
-        chat: o.chat,
-        collect: "features",
-        onProgress: progress("self-distillation"),
-      });
-    } else {
-      seqs = await textSequences(lm, tok, readDataFile(o.data!), { maxLength: o.maxLength ?? 512, collect: "features", onProgress: progress("features") });
-    }
+    const seqs = await featureSequences(lm, model, o, log);
     const dataSeconds = (performance.now() - t0) / 1000;
     const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
     const { params, report, dispose } = await trainEagleHead(seqs, target, config, { ...o, init });

@@ -33,20 +33,15 @@ import {
 } from "../builder/exit-adapter.js";
 import { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFile } from "../engine/model-store.js";
-import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
-import { TextTokenizer } from "../text/index.js";
+import { InvalidOptionError, ModelInterfaceError } from "../errors.js";
 import { tfReady } from "../train-common/tf-layers.js";
-import { adam, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
+import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
+import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 import {
   checkTrainingDataOptions,
-  readDataFile,
-  selfDistill,
-  textSequences,
-  idPromptsFor,
   trainingDataSummary,
   type SelfDistillDataOptions,
   type TrainingDataSummary,
-  type TrainingSequence,
 } from "../medusa/data.js";
 import {
   adapterForward,
@@ -96,15 +91,9 @@ export interface AgreementReport {
   chainAcceptedLength: number;
 }
 
-export interface ExitAdapterTrainingReport {
+export interface ExitAdapterTrainingReport extends TrainRunReport {
   exitLayer: number;
   numLayers: number;
-  trainSequences: number;
-  evalSequences: number;
-  trainPositions: number;
-  evalPositions: number;
-  epochs: number;
-  steps: number;
   lr: number;
   trainSeconds: number;
   positionsPerSecond: number;
@@ -256,21 +245,10 @@ export async function trainExitAdapter(
         `on ${trainPositions} positions (${trainSeqs.length} sequences), held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows, lr ${lr}`,
     );
     log(`before training: held-out top-1 ${pct(untrained.top1)} untrained exit, ${pct(initial.top1)} initial adapter (held-out loss ${initial.loss.toFixed(3)})`);
-    const { steps, epochsRun, positions, trainSeconds } = trainLoop({
-      opt,
-      vars,
-      lr,
-      epochs,
-      totalSteps,
-      maxSeconds: o.maxSeconds,
-      packs,
-      log,
-      logEvery: o.logEvery,
-      batch: (pack) => ({
-        loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention))).div(pack.length) as tf.Scalar,
-        positions: pack.reduce((a, i) => a + train[i]!.tokens.length, 0),
-      }),
-    });
+    const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack) => ({
+      loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention))).div(pack.length) as tf.Scalar,
+      positions: pack.reduce((a, i) => a + train[i]!.tokens.length, 0),
+    }));
     const trained = summarize(agreements(cfg, fz, held, withAdapter), K);
     log(
       `held-out top-1 agreement with the full model: ${pct(trained.top1)} (untrained exit ${pct(untrained.top1)}, initial adapter ${pct(initial.top1)}); ` +
@@ -351,39 +329,13 @@ export async function trainEarlyExit(o: TrainEarlyExitOptions): Promise<TrainEar
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   let exitLm: CausalLM | undefined;
   try {
-    if (!lm.info.hasFeatures) {
-      throw new ModelInterfaceError(`${lm.label} has no features output; rebuild the model with \`spec-decode build\` (features are on by default).`);
-    }
-    if (lm.info.vocabSize !== undefined && lm.info.vocabSize !== cfg.vocabSize) {
-      throw new BuildError(`The ONNX graph has vocabulary ${lm.info.vocabSize} but the checkpoint has ${cfg.vocabSize}; rebuild the model.`);
-    }
+    checkFeatureModel(lm, cfg.vocabSize);
     exitLm = await CausalLM.load(model, { file: earlyExitFile(lm, m), device: o.device, threads: o.threads });
     if (!exitLm.info.hasFeatures || exitLm.info.numLayers !== m) {
       throw new ModelInterfaceError(`${exitLm.info.file} is not a ${m}-layer early exit with a features output; rebuild it with \`spec-decode build --model ${model} --early-exit ${m}\`.`);
     }
-    const tok = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(model) : undefined;
     const t0 = performance.now();
-    const progress = (what: string) => (done: number, total: number, tokens: number) => {
-      if (done === total || done % Math.max(1, Math.round(total / 10)) === 0) log(`${what}: ${done}/${total} sequences, ${tokens} tokens`);
-    };
-    let seqs: TrainingSequence[];
-    if (o.selfDistill !== undefined) {
-      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
-      const entries = o.data && !promptIds ? readDataFile(o.data) : undefined;
-      seqs = await selfDistill(lm, tok, {
-        count: o.selfDistill,
-        maxNewTokens: o.maxNewTokens ?? 128,
-        prompts: entries,
-        promptIds,
-        temperature: o.temperature,
-        seed: o.seed,
-        chat: o.chat,
-        collect: "features",
-        onProgress: progress("self-distillation"),
-      });
-    } else {
-      seqs = await textSequences(lm, tok, readDataFile(o.data!), { maxLength: o.maxLength ?? 512, collect: "features", onProgress: progress("features") });
-    }
+    const seqs = await featureSequences(lm, model, o, log);
     const data: ExitAdapterTrainingData = { seqs: [] };
     for (const s of seqs) {
       const out = await exitLm.forward(exitLm.newCache(), s.tokens, { features: true, logits: "none" });

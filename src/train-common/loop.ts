@@ -63,22 +63,30 @@ export function adam(lr: number): tf.AdamOptimizer {
   return tf.train.adam(lr, 0.9, 0.95, 1e-8);
 }
 
-export interface TrainLoopOptions {
+export interface TrainRun {
   opt: tf.Optimizer;
   vars: tf.Variable[];
   lr: number;
   epochs: number;
   totalSteps: number;
-  maxSeconds?: number;
   /** Minibatches of one epoch (called once per epoch). */
   packs: () => number[][];
-  /**
-   * One step's work: the loss to minimise (run inside tfjs's variableGrads) and how many positions
-   * it covers. `secs`: seconds since the loop started.
-   */
-  batch: (pack: number[], step: number, secs: number) => { loss: () => tf.Scalar; positions: number };
-  log: (line: string) => void;
-  logEvery?: number;
+}
+
+/**
+ * One step's work: the loss to minimise (run inside tfjs's variableGrads) and how many positions it
+ * covers. `secs`: seconds since the loop started.
+ */
+export type BatchFn = (pack: number[], step: number, secs: number) => { loss: () => tf.Scalar; positions: number };
+
+/** What every trainer's report says about its data split and its run. */
+export interface TrainRunReport {
+  trainSequences: number;
+  evalSequences: number;
+  trainPositions: number;
+  evalPositions: number;
+  epochs: number;
+  steps: number;
 }
 
 export interface TrainLoopResult {
@@ -93,8 +101,14 @@ export interface TrainLoopResult {
  * warmup then cosine decay (to 5% of lr), gradients clipped to global norm 1.0, the mean loss and
  * positions/s logged every logEvery steps (default 1/20 of the run) and at least every 30 s.
  */
-export function trainLoop(o: TrainLoopOptions): TrainLoopResult {
-  const { opt, vars, lr, epochs, totalSteps, maxSeconds, log } = o;
+export function trainLoop(
+  run: TrainRun,
+  o: { maxSeconds?: number; logEvery?: number },
+  log: (line: string) => void,
+  batch: BatchFn,
+): TrainLoopResult {
+  const { opt, vars, lr, epochs, totalSteps } = run;
+  const maxSeconds = o.maxSeconds;
   const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
   const warmup = Math.min(50, Math.max(1, Math.ceil(0.05 * totalSteps)));
   const lrAt = (t: number, secs: number) => {
@@ -113,14 +127,14 @@ export function trainLoop(o: TrainLoopOptions): TrainLoopResult {
   let lastLog = t0;
   outer: for (let e = 0; e < epochs; e++) {
     epochsRun = e + 1;
-    for (const pack of o.packs()) {
+    for (const pack of run.packs()) {
       if (step >= totalSteps) break outer;
       if (maxSeconds !== undefined && (performance.now() - t0) / 1000 >= maxSeconds) {
         log(`time budget of ${maxSeconds}s reached after ${step} steps`);
         break outer;
       }
       const secs = (performance.now() - t0) / 1000;
-      const b = o.batch(pack, step, secs);
+      const b = batch(pack, step, secs);
       setLr(lrAt(step, secs));
       accLoss += tf.tidy(() => {
         const { value, grads } = tf.variableGrads(b.loss, vars);

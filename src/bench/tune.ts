@@ -9,7 +9,7 @@ import { fitCostLine, K_MAX, K_MIN, resolveControllerOptions, type AdaptiveContr
 import type { MethodOptions } from "../decoding/methods.js";
 import { InvalidOptionError } from "../errors.js";
 import { alphaFromAcceptedLength, bestPredictedK, expectedAcceptedLength, predictedSpeedup } from "./ideal.js";
-import { runArms, type ArmSpec, type BenchCommon, type MeasureSpeedupResult } from "./measure.js";
+import { runArms, type ArmSpec, type ArmSummary, type BenchCommon, type MeasureSpeedupResult } from "./measure.js";
 import { peerSettings, type Controller, type PeerSettings } from "./peers.js";
 import { median, round4, type RatioSummary } from "./statistics.js";
 import { speedupVerdict, type Verdict } from "./verdict.js";
@@ -28,25 +28,18 @@ export interface TuneDraftKRequest extends BenchCommon {
   confidenceThreshold?: number;
 }
 
-export interface TunePoint {
-  label: string;
+/** One arm of the sweep: its measured figures (as measure reports them; meanDrafted is the mean K per round) and the fit's. */
+export interface TunePoint
+  extends Pick<ArmSummary, "label" | "medianTokensPerSecond" | "speedup" | "acceptanceRate" | "meanAcceptedLength" | "perPositionAcceptance" | "meanDrafted" | "greedyIdentical"> {
   /** Fixed K, or null for adaptive controllers. */
   k: number | null;
   controller: Controller;
-  medianTokensPerSecond: number;
-  speedup: RatioSummary;
-  acceptanceRate: number;
-  meanAcceptedLength: number;
-  perPositionAcceptance: number[];
-  /** Mean K drafted per round. */
-  meanDrafted: number;
   /** Measured cost of this arm's verify forward (K+1 tokens) / a plain one-token forward: the verify cost curve. */
   verifyCost: number;
   /** Leviathan et al.'s S(K) = E(K) / (K·c + verify cost) from the fitted alpha, c and the measured verify cost (fixed K only). */
   predictedSpeedup: number | null;
   /** measured / predicted (fixed K only). */
   efficiency: number | null;
-  greedyIdentical: boolean | null;
 }
 
 export interface TuneDraftKResult {

@@ -35,6 +35,7 @@ import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../error
 import { EAGLE_AUTO_MAX_TOTAL, EagleBudget } from "./eagle-budget.js";
 import { checkRoundSize, maxRoundTokens, OPTION_MAX } from "./limits.js";
 import { topK } from "./top-k.js";
+import { SidecarModel } from "./sidecar-model.js";
 import { z } from "zod";
 import { defineMethod, type MethodResources } from "./method-definition.js";
 import { parseOptions, withFlag, type OptionsOf } from "./options.js";
@@ -58,16 +59,7 @@ export interface HeadOutput {
 }
 
 /** A loaded EAGLE head: its ONNX session and configuration. */
-export class EagleHeadModel {
-  readonly timing = { runs: 0, runMs: 0 };
-  private disposed = false;
-  constructor(
-    readonly session: ort.InferenceSession,
-    readonly config: EagleHeadConfig,
-    readonly file: string,
-    readonly onnxFile: string,
-  ) {}
-
+export class EagleHeadModel extends SidecarModel<EagleHeadConfig> {
   newCache(): KVCache {
     return new KVCache({ numLayers: 1, kvHeads: this.config.numHeads, headDim: this.config.headDim, dtype: "float32" });
   }
@@ -92,8 +84,7 @@ export class EagleHeadModel {
       ids[i] = BigInt(tokens[i]!);
       pos[i] = BigInt(positions[i]!);
     }
-    const t0 = performance.now();
-    const out = await this.session.run({
+    const out = await this.timedRun({
       input_ids: new ort.Tensor("int64", ids, [1, S]),
       position_ids: new ort.Tensor("int64", pos, [1, S]),
       features: new ort.Tensor("float32", features, [1, S, H]),
@@ -101,16 +92,8 @@ export class EagleHeadModel {
       "past_key_values.0.value": cache.value(0),
       tree_attention_mask: new ort.Tensor("uint8", mask, [1, S, total]),
     });
-    this.timing.runMs += performance.now() - t0;
-    this.timing.runs++;
     cache.update([out["present.0.key"]!], [out["present.0.value"]!]);
     return { logits: out.logits!.data as Float32Array, features: out.next_features!.data as Float32Array };
-  }
-
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    await this.session.release();
   }
 }
 

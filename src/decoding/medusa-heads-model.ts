@@ -8,20 +8,10 @@ import { ensureMedusaHeadsOnnx, inspectMedusaHeads, type MedusaHeadsConfig } fro
 import type { CausalLM } from "../engine/causal-lm.js";
 import { createSession, type Device } from "../engine/session.js";
 import { VocabMismatchError } from "../errors.js";
+import { SidecarModel } from "./sidecar-model.js";
 
 /** Loaded heads: the ONNX session plus what the proposer needs to know about them. */
-export class MedusaHeadsModel {
-  readonly timing = { runs: 0, runMs: 0 };
-  private disposed = false;
-
-  constructor(
-    readonly session: ort.InferenceSession,
-    readonly config: MedusaHeadsConfig,
-    /** The safetensors file and the ONNX file built from it. */
-    readonly file: string,
-    readonly onnxFile: string,
-  ) {}
-
+export class MedusaHeadsModel extends SidecarModel<MedusaHeadsConfig> {
   get numHeads(): number {
     return this.config.numHeads;
   }
@@ -32,17 +22,8 @@ export class MedusaHeadsModel {
     if (hiddenRow.length !== H) {
       throw new VocabMismatchError(`The Medusa heads take hidden states of size ${H} but got a row of ${hiddenRow.length}.`);
     }
-    const t0 = performance.now();
-    const out = await this.session.run({ hidden_states: new ort.Tensor("float32", hiddenRow, [1, 1, H]) });
-    this.timing.runMs += performance.now() - t0;
-    this.timing.runs++;
+    const out = await this.timedRun({ hidden_states: new ort.Tensor("float32", hiddenRow, [1, 1, H]) });
     return out.medusa_logits!.data as Float32Array;
-  }
-
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    await this.session.release();
   }
 }
 

@@ -11,31 +11,9 @@
  * one small layer; the forward used for decoding stays in onnxruntime.
  */
 import * as tf from "@tensorflow/tfjs";
-import { ropeTables } from "../builder/config.js";
 import type { EagleHeadConfig, EagleHeadWeights, EagleTargetParts } from "../builder/eagle-head.js";
 import { SeededRandom } from "../builder/fixture.js";
-
-let backendReady: Promise<void> | undefined;
-
-/** Select tfjs's CPU backend once, without its console banner about tfjs-node. */
-export function tfReady(): Promise<void> {
-  backendReady ??= (async () => {
-    const warn = console.warn;
-    const log = console.log;
-    console.warn = () => {};
-    console.log = () => {};
-    try {
-      await tf.setBackend("cpu");
-      await tf.ready();
-      tf.enableProdMode(); // no per-op debug checks
-      tf.tensor1d([0]).dispose(); // the CPU backend prints its banner on first write
-    } finally {
-      console.warn = warn;
-      console.log = log;
-    }
-  })();
-  return backendReady;
-}
+import { ropeAt, ropeTensors, rmsNorm, transposed } from "../train-common/tf-layers.js";
 
 /** Trainable parameters, "in x out" layout for matMul. */
 export interface HeadParams {
@@ -61,24 +39,13 @@ export interface Frozen {
   sinSigned: tf.Tensor2D; // [maxPos, D]
 }
 
-function transposed(src: Float32Array, out: number, inn: number): Float32Array {
-  const t = new Float32Array(src.length);
-  for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) t[i * out + o] = src[o * inn + i]!;
-  return t;
-}
-
 export function makeFrozen(target: EagleTargetParts, config: EagleHeadConfig): Frozen {
   const { hiddenSize: H, vocabSize: V, headDim: D } = config;
-  const maxPos = target.cfg.maxPositionEmbeddings;
-  const { cos, sin } = ropeTables({ ...target.cfg, headDim: D }, maxPos);
-  const half = D / 2;
-  for (let p = 0; p < maxPos; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
   return {
     embed: tf.tensor2d(target.embed, [V, H]),
     normW: tf.tensor1d(target.finalNorm),
     lmT: tf.tensor2d(transposed(target.lmHead, V, H), [H, V]),
-    cos: tf.tensor2d(cos, [maxPos, D]),
-    sinSigned: tf.tensor2d(sin, [maxPos, D]),
+    ...ropeTensors({ ...target.cfg, headDim: D }, target.cfg.maxPositionEmbeddings),
   };
 }
 
@@ -150,10 +117,6 @@ export function paramList(p: HeadParams): tf.Variable[] {
   return [p.fcW, p.fcB, p.inNorm, p.wq, p.wk, p.wv, p.wo, p.postNorm, p.wg, p.wu, p.wd];
 }
 
-export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
-  return x.div(x.square().mean(-1, true).add(eps).sqrt()).mul(w);
-}
-
 export interface LayerOut {
   out: tf.Tensor2D; // [N, H] = next features
   k: tf.Tensor3D; // [NH, N, D]
@@ -179,12 +142,7 @@ export function headForward(
   const e = tf.gather(fz.embed, tokens);
   const x = tf.concat([e, feats], -1).matMul(p.fcW).add(p.fcB) as tf.Tensor2D;
   const xn = rmsNorm(x, p.inNorm, eps) as tf.Tensor2D;
-  const cos = tf.gather(fz.cos, positions).reshape([N, 1, D]);
-  const sin = tf.gather(fz.sinSigned, positions).reshape([N, 1, D]);
-  const rope = (t: tf.Tensor): tf.Tensor => {
-    const [a, b] = tf.split(t, 2, -1) as [tf.Tensor, tf.Tensor];
-    return t.mul(cos).add(tf.concat([b, a], -1).mul(sin));
-  };
+  const rope = ropeAt(fz, positions, D);
   const heads = (t: tf.Tensor) => t.reshape([N, NH, D]);
   const q = rope(heads(xn.matMul(p.wq))).transpose([1, 0, 2]).mul(1 / Math.sqrt(D)) as tf.Tensor3D;
   const k = rope(heads(xn.matMul(p.wk))).transpose([1, 0, 2]) as tf.Tensor3D;

@@ -33,10 +33,8 @@ import {
   type EagleTargetParts,
 } from "../builder/eagle-head.js";
 import { CausalLM } from "../engine/causal-lm.js";
-import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
-import { Rng } from "../sampling/index.js";
-import { TextTokenizer } from "../text/index.js";
-import { idPromptsFor, readDataFile, selfDistill, textSequences, checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
+import { InvalidOptionError } from "../errors.js";
+import { checkTrainingDataOptions, trainingDataSummary, type SelfDistillDataOptions, type TrainingDataSummary, type TrainingSequence } from "../medusa/data.js";
 import {
   disposeFrozen,
   headForward,
@@ -45,11 +43,13 @@ import {
   makeFrozen,
   paramsFromWeights,
   paramList,
-  tfReady,
   weightsFromParams,
   type Frozen,
   type HeadParams,
 } from "./model.js";
+import { tfReady } from "../train-common/tf-layers.js";
+import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
+import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 
 export interface EagleTrainingOptions {
   /** Start from these weights (continue training a head) instead of a fresh initialisation. */
@@ -86,15 +86,9 @@ export interface EagleTrainingOptions {
   logEvery?: number;
 }
 
-export interface EagleTrainingReport {
+export interface EagleTrainingReport extends TrainRunReport {
   hiddenSize: number;
   vocabSize: number;
-  trainSequences: number;
-  evalSequences: number;
-  trainPositions: number;
-  evalPositions: number;
-  epochs: number;
-  steps: number;
   unroll: number;
   unrollAfter: number;
   lr: number;
@@ -113,9 +107,6 @@ export interface EagleTrainingReport {
 
 /** Most held-out sequences evaluated (the rest of the data trains). */
 export const MAX_EVAL_SEQUENCES = 24;
-
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const round4 = (x: number) => Math.round(x * 10000) / 10000;
 
 interface Seq {
   tokens: number[];
@@ -314,43 +305,18 @@ export async function trainEagleHead(
   const unrollAfter = o.unrollAfter ?? 0;
   if (!(unrollAfter >= 0 && unrollAfter < 1)) throw new InvalidOptionError(`unrollAfter must be in [0, 1) (got ${unrollAfter}).`);
   const lr = o.lr ?? 3e-3;
-  if (!(lr > 0 && lr < 1)) throw new InvalidOptionError(`lr must be in (0, 1) (got ${lr}).`);
   const ceWeight = o.ceWeight ?? 0.5;
   const evalDepth = o.evalDepth ?? 6;
   const batchRows = o.batchRows ?? 256;
   const window = o.window ?? 48;
-  if (!Number.isInteger(window) || window < 2 || window > 4096) throw new InvalidOptionError(`window must be an integer from 2 to 4096 (got ${window}).`);
+  checkLrAndWindow(lr, window);
   // Held out: evalFraction of the sequences, at most MAX_EVAL_SEQUENCES (evaluation drafts evalDepth
   // steps from every position of each, which costs minutes on the JS backend for large sets).
-  const nEval = seqs.length >= 2 ? Math.min(MAX_EVAL_SEQUENCES, Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1)))) : 0;
-  const trainSeqs = seqs.slice(0, seqs.length - nEval);
-  const held = nEval > 0 ? seqs.slice(seqs.length - nEval) : seqs;
+  const { trainSeqs, held, nEval } = heldOutSplit(seqs, o.evalFraction ?? 0.1, MAX_EVAL_SEQUENCES);
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
   if (nEval === 0) log("only one sequence: evaluating on the training data");
   // Pack sequences into minibatches of about batchRows rows.
-  const rng = new Rng(o.seed ?? 0);
-  const order = train.map((_, i) => i);
-  const packs = (): number[][] => {
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rng.next() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    const out: number[][] = [];
-    let cur: number[] = [];
-    let rows = 0;
-    for (const i of order) {
-      const L = train[i]!.tokens.length - 1;
-      if (cur.length > 0 && rows + L > batchRows) {
-        out.push(cur);
-        cur = [];
-        rows = 0;
-      }
-      cur.push(i);
-      rows += L;
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  };
+  const packs = packer(train.map((s) => s.tokens.length - 1), batchRows, o.seed ?? 0);
   const trainPositions = train.reduce((a, s) => a + s.tokens.length - 1, 0);
   const stepsPerEpoch = packs().length;
   const epochs = o.epochs ?? Math.min(200, Math.max(2, Math.ceil(300 / stepsPerEpoch)));
@@ -358,16 +324,7 @@ export async function trainEagleHead(
   const fz = makeFrozen(target, config);
   const params = o.init ? paramsFromWeights(config, o.init) : initParams(config, o.seed ?? 0);
   const vars = paramList(params);
-  const opt = tf.train.adam(lr, 0.9, 0.95, 1e-8);
-  const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
-  const warmup = Math.min(50, Math.max(1, Math.ceil(0.05 * totalSteps)));
-  // Warmup, then cosine decay over the run: its steps, or its time budget when that ends it sooner.
-  const lrAt = (t: number, secs: number) => {
-    if (t < warmup) return (lr * (t + 1)) / warmup;
-    const byStep = (t - warmup) / Math.max(1, totalSteps - warmup);
-    const progress = Math.min(1, Math.max(byStep, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0));
-    return lr * (0.05 + 0.475 * (1 + Math.cos(Math.PI * progress)));
-  };
+  const opt = adam(lr);
   const from = (set: typeof seqs) => (i: number) => Math.max(0, set[i]!.firstTarget - 1);
   const rate = (e: { hits: number[]; tries: number[] }) => e.hits.map((h, d) => round4(h / Math.max(1, e.tries[d]!)));
 
@@ -377,58 +334,21 @@ export async function trainEagleHead(
       `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}`,
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
-  const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
-  const t0 = performance.now();
-  let step = 0;
-  let positions = 0;
-  let accLoss = 0;
-  let accN = 0;
-  let epochsRun = 0;
-  let lastLog = t0;
   let unrolling = false;
-  outer: for (let e = 0; e < epochs; e++) {
-    epochsRun = e + 1;
-    for (const pack of packs()) {
-      if (step >= totalSteps) break outer;
-      if (o.maxSeconds !== undefined && (performance.now() - t0) / 1000 >= o.maxSeconds) {
-        log(`time budget of ${o.maxSeconds}s reached after ${step} steps`);
-        break outer;
-      }
-      // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-      const secs = (performance.now() - t0) / 1000;
-      const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
-      const u = progress < unrollAfter ? 1 : U;
-      if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
-        unrolling = true;
-        log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
-      }
-      const bs = pack.map((i) => makeBatch([train[i]!], H, u));
-      setLr(lrAt(step, secs));
-      const perStep = tf.tidy(() => {
-        const { value, grads } = tf.variableGrads(() => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar, vars);
-        // Global-norm clipping at 1.0.
-        const names = Object.keys(grads);
-        const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
-        const scale = norm > 1 ? 1 / norm : 1;
-        opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
-        accLoss += value.dataSync()[0]!;
-        return value;
-      });
-      perStep.dispose();
-      accN++;
-      step++;
-      positions += bs.reduce((a, b) => a + b.n, 0);
-      const now = performance.now();
-      if (step % logEvery === 0 || step === totalSteps || now - lastLog > 30_000) {
-        lastLog = now;
-        const secs = (performance.now() - t0) / 1000;
-        log(`step ${step}/${totalSteps} epoch ${e + 1}/${epochs}  loss ${(accLoss / accN).toFixed(4)}  (${Math.round(positions / Math.max(secs, 1e-9))} positions/s)`);
-        accLoss = 0;
-        accN = 0;
-      }
+  const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
+    // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
+    const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+    const u = progress < unrollAfter ? 1 : U;
+    if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+      unrolling = true;
+      log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
     }
-  }
-  const trainSeconds = (performance.now() - t0) / 1000;
+    const bs = pack.map((i) => makeBatch([train[i]!], H, u));
+    return {
+      loss: () => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar,
+      positions: bs.reduce((a, b) => a + b.n, 0),
+    };
+  });
   const final = evaluate(config, params, fz, held, evalDepth, from(held));
   const depthTop1 = rate(final);
   log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
@@ -449,7 +369,7 @@ export async function trainEagleHead(
       trainPositions,
       evalPositions: final.positions,
       epochs: epochsRun,
-      steps: step,
+      steps,
       unroll: U,
       unrollAfter,
       lr,
@@ -505,35 +425,9 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   }
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   try {
-    if (!lm.info.hasFeatures) {
-      throw new ModelInterfaceError(`${lm.label} has no features output; rebuild the model with \`spec-decode build\` (features are on by default).`);
-    }
-    if (lm.info.vocabSize !== undefined && lm.info.vocabSize !== config.vocabSize) {
-      throw new BuildError(`The ONNX graph has vocabulary ${lm.info.vocabSize} but the checkpoint has ${config.vocabSize}; rebuild the model.`);
-    }
-    const tok = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(model) : undefined;
+    checkFeatureModel(lm, config.vocabSize);
     const t0 = performance.now();
-    const progress = (what: string) => (done: number, total: number, tokens: number) => {
-      if (done === total || done % Math.max(1, Math.round(total / 10)) === 0) log(`${what}: ${done}/${total} sequences, ${tokens} tokens`);
-    };
-    let seqs: TrainingSequence[];
-    if (o.selfDistill !== undefined) {
-      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
-      const entries = o.data && !promptIds ? readDataFile(o.data) : undefined;
-      seqs = await selfDistill(lm, tok, {
-        count: o.selfDistill,
-        maxNewTokens: o.maxNewTokens ?? 128,
-        prompts: entries,
-        promptIds,
-        temperature: o.temperature,
-        seed: o.seed,
-        chat: o.chat,
-        collect: "features",
-        onProgress: progress("self-distillation"),
-      });
-    } else {
-      seqs = await textSequences(lm, tok, readDataFile(o.data!), { maxLength: o.maxLength ?? 512, collect: "features", onProgress: progress("features") });
-    }
+    const seqs = await featureSequences(lm, model, o, log);
     const dataSeconds = (performance.now() - t0) / 1000;
     const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
     const { params, report, dispose } = await trainEagleHead(seqs, target, config, { ...o, init });

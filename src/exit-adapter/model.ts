@@ -10,9 +10,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { AdapterLayerWeights } from "../builder/exit-adapter.js";
-import { ropeTables, type DecoderConfig } from "../builder/config.js";
+import type { DecoderConfig } from "../builder/config.js";
 import { SeededRandom } from "../builder/fixture.js";
-import { rmsNorm } from "../eagle/model.js";
+import { ropeAt, ropeTensors, rmsNorm, transposed } from "../train-common/tf-layers.js";
 
 /** Trainable parameters, "in x out" layout for matMul. */
 export interface AdapterParams {
@@ -40,21 +40,11 @@ export interface AdapterFrozen {
   sinSigned: tf.Tensor2D; // [maxPos, D]
 }
 
-function transposed(src: Float32Array, out: number, inn: number): Float32Array {
-  const t = new Float32Array(src.length);
-  for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) t[i * out + o] = src[o * inn + i]!;
-  return t;
-}
-
 const dims = (cfg: DecoderConfig) => ({ H: cfg.hiddenSize, I: cfg.intermediateSize, NH: cfg.numHeads, KV: cfg.numKvHeads, D: cfg.headDim });
 
 export function makeAdapterFrozen(cfg: DecoderConfig, w: AdapterLayerWeights, finalNorm: Float32Array, lmHead: Float32Array): AdapterFrozen {
-  const { H, D } = dims(cfg);
+  const { H } = dims(cfg);
   const V = cfg.vocabSize;
-  const maxPos = cfg.maxPositionEmbeddings;
-  const { cos, sin } = ropeTables(cfg, maxPos);
-  const half = D / 2;
-  for (let p = 0; p < maxPos; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
   const opt = (a?: Float32Array) => (a ? tf.tensor1d(a) : undefined);
   return {
     qBias: opt(w.qBias),
@@ -64,8 +54,7 @@ export function makeAdapterFrozen(cfg: DecoderConfig, w: AdapterLayerWeights, fi
     kNorm: opt(w.kNorm),
     normW: tf.tensor1d(finalNorm),
     lmT: tf.tensor2d(transposed(lmHead, V, H), [H, V]),
-    cos: tf.tensor2d(cos, [maxPos, D]),
-    sinSigned: tf.tensor2d(sin, [maxPos, D]),
+    ...ropeTensors(cfg, cfg.maxPositionEmbeddings),
   };
 }
 
@@ -165,12 +154,7 @@ export function adapterForward(cfg: DecoderConfig, p: AdapterParams, fz: Adapter
   let x2: tf.Tensor2D = x;
   if (attention) {
     const xn = rmsNorm(x, p.inNorm, eps) as tf.Tensor2D;
-    const cos = tf.gather(fz.cos, positions).reshape([N, 1, D]);
-    const sin = tf.gather(fz.sinSigned, positions).reshape([N, 1, D]);
-    const rope = (t: tf.Tensor): tf.Tensor => {
-      const [a, b] = tf.split(t, 2, -1) as [tf.Tensor, tf.Tensor];
-      return t.mul(cos).add(tf.concat([b, a], -1).mul(sin));
-    };
+    const rope = ropeAt(fz, positions, D);
     const proj = (w: tf.Variable, bias: tf.Tensor1D | undefined, heads: number) => {
       const y = xn.matMul(w);
       return (bias ? y.add(bias) : y).reshape([N, heads, D]);

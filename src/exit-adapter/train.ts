@@ -33,20 +33,15 @@ import {
 } from "../builder/exit-adapter.js";
 import { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFile } from "../engine/model-store.js";
-import { BuildError, InvalidOptionError, ModelInterfaceError } from "../errors.js";
-import { Rng } from "../sampling/index.js";
-import { TextTokenizer } from "../text/index.js";
-import { tfReady } from "../eagle/model.js";
+import { InvalidOptionError, ModelInterfaceError } from "../errors.js";
+import { tfReady } from "../train-common/tf-layers.js";
+import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
+import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 import {
   checkTrainingDataOptions,
-  readDataFile,
-  selfDistill,
-  textSequences,
-  idPromptsFor,
   trainingDataSummary,
   type SelfDistillDataOptions,
   type TrainingDataSummary,
-  type TrainingSequence,
 } from "../medusa/data.js";
 import {
   adapterForward,
@@ -96,15 +91,9 @@ export interface AgreementReport {
   chainAcceptedLength: number;
 }
 
-export interface ExitAdapterTrainingReport {
+export interface ExitAdapterTrainingReport extends TrainRunReport {
   exitLayer: number;
   numLayers: number;
-  trainSequences: number;
-  evalSequences: number;
-  trainPositions: number;
-  evalPositions: number;
-  epochs: number;
-  steps: number;
   lr: number;
   trainSeconds: number;
   positionsPerSecond: number;
@@ -130,9 +119,6 @@ interface Seq {
   /** the full model's next-token distribution [L, V], precomputed when it fits in memory */
   target?: Float32Array;
 }
-
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const round4 = (x: number) => Math.round(x * 10000) / 10000;
 
 function windows(s: Seq, w: number, H: number): Seq[] {
   const out: Seq[] = [];
@@ -229,40 +215,15 @@ export async function trainExitAdapter(
     });
   if (seqs.length === 0) throw new InvalidOptionError("No training sequences of at least 3 tokens.");
   const lr = o.lr ?? 5e-3;
-  if (!(lr > 0 && lr < 1)) throw new InvalidOptionError(`lr must be in (0, 1) (got ${lr}).`);
   const K = o.evalDepth ?? 4;
   const batchRows = o.batchRows ?? 512;
   const window = o.window ?? 64;
-  if (!Number.isInteger(window) || window < 2 || window > 4096) throw new InvalidOptionError(`window must be an integer from 2 to 4096 (got ${window}).`);
-  const nEval = seqs.length >= 2 ? Math.max(1, Math.round(seqs.length * (o.evalFraction ?? 0.1))) : 0;
-  const trainSeqs = seqs.slice(0, seqs.length - nEval);
-  const held = nEval > 0 ? seqs.slice(seqs.length - nEval) : seqs;
+  checkLrAndWindow(lr, window);
+  const { trainSeqs, held, nEval } = heldOutSplit(seqs, o.evalFraction ?? 0.1);
   if (nEval === 0) log("only one sequence: evaluating on the training data");
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
   const trainPositions = train.reduce((a, s) => a + s.tokens.length, 0);
-  const rng = new Rng(o.seed ?? 0);
-  const order = train.map((_, i) => i);
-  const packs = (): number[][] => {
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rng.next() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    const out: number[][] = [];
-    let cur: number[] = [];
-    let rows = 0;
-    for (const i of order) {
-      const L = train[i]!.tokens.length;
-      if (cur.length > 0 && rows + L > batchRows) {
-        out.push(cur);
-        cur = [];
-        rows = 0;
-      }
-      cur.push(i);
-      rows += L;
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  };
+  const packs = packer(train.map((s) => s.tokens.length), batchRows, o.seed ?? 0);
   const stepsPerEpoch = packs().length;
   const epochs = o.epochs ?? Math.min(200, Math.max(2, Math.ceil(400 / stepsPerEpoch)));
   const totalSteps = Math.min(o.maxSteps ?? Infinity, epochs * stepsPerEpoch);
@@ -270,16 +231,8 @@ export async function trainExitAdapter(
   const fz = makeAdapterFrozen(cfg, init, parts.finalNorm, parts.lmHead);
   const params = adapterParamsFrom(cfg, init);
   const vars = adapterParamList(params, attention);
-  const opt = tf.train.adam(lr, 0.9, 0.95, 1e-8);
+  const opt = adam(lr);
   try {
-    const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
-    const warmup = Math.min(50, Math.max(1, Math.ceil(0.05 * totalSteps)));
-    const lrAt = (t: number, secs: number) => {
-      if (t < warmup) return (lr * (t + 1)) / warmup;
-      const byStep = (t - warmup) / Math.max(1, totalSteps - warmup);
-      const progress = Math.min(1, Math.max(byStep, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0));
-      return lr * (0.05 + 0.475 * (1 + Math.cos(Math.PI * progress)));
-    };
     // The full model's distributions are fixed: compute them once when they fit (<= 1 GB).
     if (trainPositions * cfg.vocabSize <= 256 * 1024 * 1024) {
       for (const s of train) s.target = tf.tidy(() => tf.softmax(exitLogits(cfg, fz, tf.tensor2d(s.f, [s.tokens.length, H]))).dataSync() as Float32Array);
@@ -292,45 +245,10 @@ export async function trainExitAdapter(
         `on ${trainPositions} positions (${trainSeqs.length} sequences), held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows, lr ${lr}`,
     );
     log(`before training: held-out top-1 ${pct(untrained.top1)} untrained exit, ${pct(initial.top1)} initial adapter (held-out loss ${initial.loss.toFixed(3)})`);
-    const logEvery = o.logEvery ?? Math.max(1, Math.round(totalSteps / 20));
-    const t0 = performance.now();
-    let step = 0;
-    let positions = 0;
-    let accLoss = 0;
-    let accN = 0;
-    let epochsRun = 0;
-    let lastLog = t0;
-    outer: for (let e = 0; e < epochs; e++) {
-      epochsRun = e + 1;
-      for (const pack of packs()) {
-        if (step >= totalSteps) break outer;
-        if (o.maxSeconds !== undefined && (performance.now() - t0) / 1000 >= o.maxSeconds) {
-          log(`time budget of ${o.maxSeconds}s reached after ${step} steps`);
-          break outer;
-        }
-        setLr(lrAt(step, (performance.now() - t0) / 1000));
-        tf.tidy(() => {
-          const { value, grads } = tf.variableGrads(() => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention))).div(pack.length) as tf.Scalar, vars);
-          const names = Object.keys(grads);
-          const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
-          const scale = norm > 1 ? 1 / norm : 1;
-          opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
-          accLoss += value.dataSync()[0]!;
-        });
-        accN++;
-        step++;
-        positions += pack.reduce((a, i) => a + train[i]!.tokens.length, 0);
-        const now = performance.now();
-        if (step % logEvery === 0 || step === totalSteps || now - lastLog > 30_000) {
-          lastLog = now;
-          const secs = (now - t0) / 1000;
-          log(`step ${step}/${totalSteps} epoch ${e + 1}/${epochs}  loss ${(accLoss / accN).toFixed(4)}  (${Math.round(positions / Math.max(secs, 1e-9))} positions/s)`);
-          accLoss = 0;
-          accN = 0;
-        }
-      }
-    }
-    const trainSeconds = (performance.now() - t0) / 1000;
+    const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack) => ({
+      loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention))).div(pack.length) as tf.Scalar,
+      positions: pack.reduce((a, i) => a + train[i]!.tokens.length, 0),
+    }));
     const trained = summarize(agreements(cfg, fz, held, withAdapter), K);
     log(
       `held-out top-1 agreement with the full model: ${pct(trained.top1)} (untrained exit ${pct(untrained.top1)}, initial adapter ${pct(initial.top1)}); ` +
@@ -348,7 +266,7 @@ export async function trainExitAdapter(
         trainPositions,
         evalPositions: held.reduce((a, s) => a + s.tokens.length - s.from, 0),
         epochs: epochsRun,
-        steps: step,
+        steps,
         lr,
         trainSeconds: Math.round(trainSeconds * 100) / 100,
         positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
@@ -411,39 +329,13 @@ export async function trainEarlyExit(o: TrainEarlyExitOptions): Promise<TrainEar
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   let exitLm: CausalLM | undefined;
   try {
-    if (!lm.info.hasFeatures) {
-      throw new ModelInterfaceError(`${lm.label} has no features output; rebuild the model with \`spec-decode build\` (features are on by default).`);
-    }
-    if (lm.info.vocabSize !== undefined && lm.info.vocabSize !== cfg.vocabSize) {
-      throw new BuildError(`The ONNX graph has vocabulary ${lm.info.vocabSize} but the checkpoint has ${cfg.vocabSize}; rebuild the model.`);
-    }
+    checkFeatureModel(lm, cfg.vocabSize);
     exitLm = await CausalLM.load(model, { file: earlyExitFile(lm, m), device: o.device, threads: o.threads });
     if (!exitLm.info.hasFeatures || exitLm.info.numLayers !== m) {
       throw new ModelInterfaceError(`${exitLm.info.file} is not a ${m}-layer early exit with a features output; rebuild it with \`spec-decode build --model ${model} --early-exit ${m}\`.`);
     }
-    const tok = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(model) : undefined;
     const t0 = performance.now();
-    const progress = (what: string) => (done: number, total: number, tokens: number) => {
-      if (done === total || done % Math.max(1, Math.round(total / 10)) === 0) log(`${what}: ${done}/${total} sequences, ${tokens} tokens`);
-    };
-    let seqs: TrainingSequence[];
-    if (o.selfDistill !== undefined) {
-      const promptIds = await idPromptsFor(lm, tok !== undefined, o, log);
-      const entries = o.data && !promptIds ? readDataFile(o.data) : undefined;
-      seqs = await selfDistill(lm, tok, {
-        count: o.selfDistill,
-        maxNewTokens: o.maxNewTokens ?? 128,
-        prompts: entries,
-        promptIds,
-        temperature: o.temperature,
-        seed: o.seed,
-        chat: o.chat,
-        collect: "features",
-        onProgress: progress("self-distillation"),
-      });
-    } else {
-      seqs = await textSequences(lm, tok, readDataFile(o.data!), { maxLength: o.maxLength ?? 512, collect: "features", onProgress: progress("features") });
-    }
+    const seqs = await featureSequences(lm, model, o, log);
     const data: ExitAdapterTrainingData = { seqs: [] };
     for (const s of seqs) {
       const out = await exitLm.forward(exitLm.newCache(), s.tokens, { features: true, logits: "none" });

@@ -8,7 +8,8 @@ import { eagleConfigFor, eagleWeightsFromTargetLayer, readEagleHead, readEagleTa
 import { readDecoderConfig } from "../../src/builder/config.js";
 import { loadEagleHead } from "../../src/decoding/eagle.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
-import { headForward, headLogits, makeFrozen, paramsFromWeights, tfReady } from "../../src/eagle/model.js";
+import { headForward, headLogits, makeFrozen, paramsFromWeights } from "../../src/eagle/model.js";
+import { tfReady } from "../../src/train-common/tf-layers.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 import { writeRandomEagleHead } from "./helpers.js";
 

@@ -22,7 +22,7 @@ import type { DecoderConfig } from "../../src/builder/config.js";
 import { trainEarlyExitCommand } from "../../src/cli/train-early-exit.js";
 import { generateTokens } from "../../src/decoding/generate.js";
 import { getMethod } from "../../src/decoding/methods.js";
-import { tfReady } from "../../src/eagle/model.js";
+import { tfReady } from "../../src/train-common/tf-layers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { adapterForward, adapterParamsFrom, makeAdapterFrozen, randomAdapterWeights } from "../../src/exit-adapter/model.js";
 import { trainEarlyExit } from "../../src/exit-adapter/train.js";

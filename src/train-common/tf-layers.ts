@@ -1,0 +1,64 @@
+/**
+ * TensorFlow.js pieces shared by the trainers of decoder-layer drafters (eagle/model.ts for the
+ * EAGLE head, exit-adapter/model.ts for the early-exit adapter): the backend setup, RMSNorm, the
+ * HF half-rotation RoPE, and the transposition between nn.Linear ("out x in") and matMul ("in x out")
+ * layouts. Each model file keeps its own layer; these are the parts whose math is the same.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { ropeTables, type DecoderConfig } from "../builder/config.js";
+
+let backendReady: Promise<void> | undefined;
+
+/** Select tfjs's CPU backend once, without its console banner about tfjs-node. */
+export function tfReady(): Promise<void> {
+  backendReady ??= (async () => {
+    const warn = console.warn;
+    const log = console.log;
+    console.warn = () => {};
+    console.log = () => {};
+    try {
+      await tf.setBackend("cpu");
+      await tf.ready();
+      tf.enableProdMode(); // no per-op debug checks
+      tf.tensor1d([0]).dispose(); // the CPU backend prints its banner on first write
+    } finally {
+      console.warn = warn;
+      console.log = log;
+    }
+  })();
+  return backendReady;
+}
+
+export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+  return x.div(x.square().mean(-1, true).add(eps).sqrt()).mul(w);
+}
+
+/** A row-major [out, inn] matrix as [inn, out] (and back, with the sizes swapped). */
+export function transposed(src: Float32Array, out: number, inn: number): Float32Array {
+  const t = new Float32Array(src.length);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) t[i * out + o] = src[o * inn + i]!;
+  return t;
+}
+
+/** RoPE tables for positions 0..maxPos-1: cos, and sin with its first half negated (see ropeAt). */
+export function ropeTensors(cfg: Pick<DecoderConfig, "headDim" | "ropeTheta" | "ropeScaling">, maxPos: number): { cos: tf.Tensor2D; sinSigned: tf.Tensor2D } {
+  const D = cfg.headDim;
+  const { cos, sin } = ropeTables(cfg, maxPos);
+  const half = D / 2;
+  for (let p = 0; p < maxPos; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
+  return { cos: tf.tensor2d(cos, [maxPos, D]), sinSigned: tf.tensor2d(sin, [maxPos, D]) };
+}
+
+/**
+ * HF half-rotation RoPE at `positions` int32 [N], for tensors [N, heads, D]:
+ * x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1] folded into sinSigned.
+ */
+export function ropeAt(tables: { cos: tf.Tensor2D; sinSigned: tf.Tensor2D }, positions: tf.Tensor1D, D: number): (t: tf.Tensor) => tf.Tensor {
+  const N = positions.shape[0];
+  const cos = tf.gather(tables.cos, positions).reshape([N, 1, D]);
+  const sin = tf.gather(tables.sinSigned, positions).reshape([N, 1, D]);
+  return (t) => {
+    const [a, b] = tf.split(t, 2, -1) as [tf.Tensor, tf.Tensor];
+    return t.mul(cos).add(tf.concat([b, a], -1).mul(sin));
+  };
+}

@@ -19,7 +19,7 @@
  * Both are written atomically (temp file + rename). The names are outside the early_exit_* pattern
  * (engine/model-store.ts earlyExitFiles) on purpose: the untrained exit stays what it was.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { BuildError } from "../errors.js";
 import { checkpointNames, getOptional, getWeight, openCheckpoint, type LayerTensorNames } from "./checkpoint.js";
@@ -37,6 +37,16 @@ export const exitAdapterOnnxName = (m: number) => `exit_adapter_${m}.onnx`;
 /** The adapter's ONNX file for exit layer m beside a model's ONNX file (it may not exist). */
 export function exitAdapterOnnxFile(modelFile: string, m: number): string {
   return join(dirname(resolve(modelFile)), exitAdapterOnnxName(m));
+}
+
+/** Exit layers 1..numLayers-1 with an adapter graph (exitAdapterOnnxName) beside a model's ONNX file, ascending. */
+export function exitAdapterLayers(modelFile: string, numLayers: number): number[] {
+  const out: number[] = [];
+  for (const f of readdirSync(dirname(resolve(modelFile)))) {
+    const m = Number(/^exit_adapter_(\d+)\.onnx$/.exec(f)?.[1]);
+    if (Number.isInteger(m) && m >= 1 && m < numLayers && f === exitAdapterOnnxName(m)) out.push(m);
+  }
+  return out.sort((a, b) => a - b);
 }
 
 /** One decoder layer, nn.Linear layout (out x in), row-major. */

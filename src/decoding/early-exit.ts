@@ -16,10 +16,9 @@
  * Exit layer: `exitLayer` picks the graph; without it the smallest m with a trained adapter is
  * used, else the smallest m built.
  */
-import { existsSync, readdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
 import { z } from "zod";
-import { exitAdapterLayerOf, exitAdapterOnnxFile } from "../builder/exit-adapter.js";
+import { exitAdapterLayerOf, exitAdapterLayers, exitAdapterOnnxFile } from "../builder/exit-adapter.js";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFile, earlyExitFiles } from "../engine/model-store.js";
 import { InvalidOptionError, ModelLoadError } from "../errors.js";
@@ -35,12 +34,7 @@ export function earlyExitLayersOf(lm: CausalLM): number[] {
 
 /** Exit layers with a trained adapter graph (exit_adapter_{m}.onnx) beside the model. */
 export function exitAdapterLayersOf(lm: CausalLM): number[] {
-  const out: number[] = [];
-  for (const f of readdirSync(dirname(lm.info.file))) {
-    const m = /^exit_adapter_(\d+)\.onnx$/.exec(f);
-    if (m && Number(m[1]) >= 1 && Number(m[1]) < lm.info.numLayers) out.push(Number(m[1]));
-  }
-  return out.sort((a, b) => a - b);
+  return exitAdapterLayers(lm.info.file, lm.info.numLayers);
 }
 
 export const EARLY_EXIT_OPTIONS = {

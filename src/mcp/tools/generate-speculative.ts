@@ -1,7 +1,7 @@
 /** `generate_speculative`: generate text with any method; returns text, token ids and statistics. */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { DEFAULT_MAX_NEW_TOKENS, chooseAutoMethod, type GenerateRequest } from "../../api.js";
+import { DEFAULT_MAX_NEW_TOKENS, autoFactsText, type GenerateRequest } from "../../api.js";
 import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../../decoding/limits.js";
 import type { MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
@@ -96,8 +96,9 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     signal: extra.signal,
     onProgress: (n, total) => progress(n, total, `${n}/${total} tokens`),
   };
-  if (args.method === "auto") ctx.logger.log("debug", `auto -> ${chooseAutoMethod(req).method}`);
   const res = await ctx.engine.generate(req);
+  // The engine's own choice with the target facts it chose from (weights, size, heads, early exits and adapters).
+  if (res.autoFacts) ctx.logger.log("debug", `auto -> ${res.method} (${res.methodReason}); ${autoFactsText(res.autoFacts)}`);
   const s = res.stats;
   ctx.logger.log("debug", `generate_speculative: ${res.method}, ${s.newTokens} of ${args.maxNewTokens} tokens, finish ${res.finishReason}`);
   const summary =

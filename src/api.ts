@@ -195,8 +195,9 @@ export class SpecEngine {
 
   async generate(reqIn: GenerateRequest): Promise<GenerateResponse> {
     const req = await this.resolveRequest(reqIn);
-    // Pinned (before any await) so that loads by concurrent requests cannot evict it mid-request.
-    const target = await this.store.load(req.model, { variant: req.variant, pin: true });
+    // Pinned (before any await) so that loads by concurrent requests cannot evict it mid-request. Holding
+    // no pins yet, the request may wait for running ones to release memory (ModelStore.load).
+    const target = await this.store.load(req.model, { variant: req.variant, pin: true, waitForRoom: true, signal: req.signal });
     try {
       return await this.generateWith(target, req);
     } finally {

@@ -15,7 +15,7 @@ import { renderMessage } from "./vocabulary.js";
 import { checkMethodOptions, getMethod, registeredMethods, type LoadedResources, type MethodDefinition, type MethodName, type MethodOptions, type MethodResources } from "./decoding/methods.js";
 import { exitAdapterLayersOf } from "./decoding/early-exit.js";
 import type { GenerationStats } from "./decoding/stats.js";
-import { rebuildAdvice } from "./decoding/capabilities.js";
+import { earlyExitLayersOf, rebuildAdvice, weightFormatOf } from "./decoding/capabilities.js";
 import type { SamplingOptions } from "./sampling/index.js";
 import { StopMatcher, StreamDecoder, type ChatMessage } from "./text/index.js";
 
@@ -58,7 +58,42 @@ export interface GenerateResponse {
   method: MethodName;
   /** Why this method (for "auto"), or "requested". */
   methodReason: string;
+  /** Method "auto" only: what it knew of the target and the request when it chose. */
+  autoFacts?: AutoFacts;
   stats: GenerationStats;
+}
+
+/** The facts "auto" chose from (see chooseAutoMethod), so that a choice can be checked from a log. */
+export interface AutoFacts {
+  /** The target's ONNX file, its weight format and all its weight bytes (readWeightFormat; "unknown" / 0 if unreadable). */
+  file: string;
+  weightFormat: string;
+  weightBytes: number;
+  /** Whether the export verifies several tokens on a filled KV cache (false: auto picks plain decoding). */
+  multiTokenWithPast: boolean | null;
+  /** The graph's tree_attention_mask input (token trees), hidden_states output (Medusa) and features output (EAGLE). */
+  hasTreeMask: boolean;
+  hasHiddenStates: boolean;
+  hasFeatures: boolean;
+  /** Early-exit draft graphs beside the model, and the exit layers with a trained exit adapter. */
+  earlyExitLayers: number[];
+  exitAdapters: number[];
+  /** What the request brought: a draft model, heads (given, or an EAGLE head found beside the model), an exit layer. */
+  draft: string | null;
+  heads: string | null;
+  headsFound: boolean;
+  exitLayer: number | null;
+}
+
+/** One line of AutoFacts, for logs. */
+export function autoFactsText(f: AutoFacts): string {
+  const list = (xs: number[]) => (xs.length ? xs.join(",") : "none");
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  return (
+    `target ${f.file}: weights ${f.weightFormat}, ${mb(f.weightBytes)}; multi-token verify ${f.multiTokenWithPast ?? "unknown"}, ` +
+    `tree mask ${f.hasTreeMask}, hidden states ${f.hasHiddenStates}, features ${f.hasFeatures}; early-exit drafts ${list(f.earlyExitLayers)}, exit adapters ${list(f.exitAdapters)}; ` +
+    `draft ${f.draft ?? "none"}, heads ${f.heads ? `${f.heads}${f.headsFound ? " (found beside the model)" : ""}` : "none"}, exitLayer ${f.exitLayer ?? "none"}`
+  );
 }
 
 export const DEFAULT_MAX_NEW_TOKENS = 128;
@@ -160,8 +195,9 @@ export class SpecEngine {
 
   async generate(reqIn: GenerateRequest): Promise<GenerateResponse> {
     const req = await this.resolveRequest(reqIn);
-    // Pinned (before any await) so that loads by concurrent requests cannot evict it mid-request.
-    const target = await this.store.load(req.model, { variant: req.variant, pin: true });
+    // Pinned (before any await) so that loads by concurrent requests cannot evict it mid-request. Holding
+    // no pins yet, the request may wait for running ones to release memory (ModelStore.load).
+    const target = await this.store.load(req.model, { variant: req.variant, pin: true, waitForRoom: true, signal: req.signal });
     try {
       return await this.generateWith(target, req);
     } finally {
@@ -180,9 +216,29 @@ export class SpecEngine {
       auto = { multiTokenWithPast: await target.lm.probeMultiTokenWithPast() };
       auto.advice = rebuildAdvice(target.lm);
     }
+    const exitAdapters = exitAdapterLayersOf(target.lm);
     const { method, reason: autoReason } =
-      req.method === "auto" ? chooseAutoMethod(req, { ...auto, exitAdapters: exitAdapterLayersOf(target.lm) }) : { method: req.method ?? "baseline", reason: "requested" };
+      req.method === "auto" ? chooseAutoMethod(req, { ...auto, exitAdapters }) : { method: req.method ?? "baseline", reason: "requested" };
     const methodReason = found && method === "eagle" ? `an EAGLE head trained for this model was found in ${found}` : autoReason;
+    const info = target.lm.info;
+    const autoFacts: AutoFacts | undefined =
+      req.method === "auto"
+        ? {
+            file: info.file,
+            weightFormat: weightFormatOf(target.lm).weightFormat,
+            weightBytes: weightFormatOf(target.lm).weightBytes,
+            multiTokenWithPast: auto?.multiTokenWithPast ?? null,
+            hasTreeMask: info.hasTreeMask,
+            hasHiddenStates: info.hasHiddenStates,
+            hasFeatures: info.hasFeatures,
+            earlyExitLayers: earlyExitLayersOf(target.lm),
+            exitAdapters,
+            draft: req.draft ?? null,
+            heads: req.heads ?? null,
+            headsFound: found !== undefined,
+            exitLayer: req.methodOptions?.exitLayer ?? null,
+          }
+        : undefined;
     const def = getMethod(method);
     // Keys no method knows are errors; the method's own are checked against its schema.
     checkMethodOptions(req.methodOptions ?? {});
@@ -191,7 +247,8 @@ export class SpecEngine {
       ? await def.loadResources({ store: this.store, target, draft: req.draft, draftVariant: req.draftVariant, heads: req.heads, options })
       : {};
     try {
-      return await this.run(target, req, def, options, methodReason, extra);
+      const res = await this.run(target, req, def, options, methodReason, extra);
+      return autoFacts ? { ...res, autoFacts } : res;
     } finally {
       // loadResources pins what it loads (see ResourceRequest); release it with the request.
       for (const m of extra.loaded ?? []) this.store.unpin(m);

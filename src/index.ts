@@ -1,5 +1,5 @@
 /** Public library API. */
-export { SpecEngine, chooseAutoMethod, DEFAULT_MAX_NEW_TOKENS, type GenerateRequest, type GenerateResponse, type ChatMessage } from "./api.js";
+export { SpecEngine, chooseAutoMethod, autoFactsText, DEFAULT_MAX_NEW_TOKENS, type AutoFacts, type GenerateRequest, type GenerateResponse, type ChatMessage } from "./api.js";
 export { CausalLM, type LoadOptions, type ModelInfo, type ForwardOptions, type ForwardOutput } from "./engine/causal-lm.js";
 export { KVCache, type KvShape, type KvDtype } from "./engine/kv-cache.js";
 export { ModelStore, type LoadedModel, type ModelStoreOptions } from "./engine/model-store.js";

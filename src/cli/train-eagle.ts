@@ -8,7 +8,8 @@ const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--d
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
-norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU.
+norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU
+(TensorFlow.js's WebAssembly backend; SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
 Data:
   --self-distill N   the model generates N sequences (greedy unless --temperature > 0) from built-in
                      seed prompts, the prompts in --data, or token ids in --prompt-ids (one prompt

@@ -11,6 +11,7 @@ const USAGE = `Usage: spec-decode train-early-exit --model DIR --exit-layer M (-
 Trains an early-exit adapter: one decoder block (the model's own layer shape, initialised from its
 layer M) on top of the model's first M layers, so that the block's output read through the model's
 own final norm and LM head (frozen, shared) predicts the FULL model's next token. The model is frozen.
+Runs on CPU (TensorFlow.js's WebAssembly backend; SPEC_DECODE_TF_BACKEND=cpu selects its slower JS one).
 An untrained early exit (layer M straight into the final norm + LM head) agrees with the full model
 on few tokens on real weights; the adapter is what makes early exit draft well.
 Data (as train-eagle / train-medusa):

@@ -69,13 +69,21 @@ export function rebuildAdvice(lm: CausalLM, v: Vocabulary = LIBRARY_VOCABULARY):
   return null;
 }
 
-function weightFormatOf(file: string): { weightFormat: string; weightBytesPerToken: number } {
-  try {
-    const w = readWeightFormat(file);
-    return { weightFormat: w.format, weightBytesPerToken: w.bytesPerToken };
-  } catch {
-    return { weightFormat: "unknown", weightBytesPerToken: 0 }; // advisory: never fail a description over it
+/** The weight format of a loaded model's graph, read once per loaded model (the file does not change under a session). */
+const weightFormats = new WeakMap<CausalLM, { weightFormat: string; weightBytesPerToken: number; weightBytes: number }>();
+
+export function weightFormatOf(lm: CausalLM): { weightFormat: string; weightBytesPerToken: number; weightBytes: number } {
+  let w = weightFormats.get(lm);
+  if (!w) {
+    try {
+      const r = readWeightFormat(lm.info.file);
+      w = { weightFormat: r.format, weightBytesPerToken: r.bytesPerToken, weightBytes: r.totalBytes };
+    } catch {
+      w = { weightFormat: "unknown", weightBytesPerToken: 0, weightBytes: 0 }; // advisory: never fail a description over it
+    }
+    weightFormats.set(lm, w);
   }
+  return w;
 }
 
 /** Describe a loaded model; reasons and summaries in the words of `v` (CLI flags, MCP arguments). */
@@ -100,7 +108,8 @@ export function describeModel(lm: CausalLM, v: Vocabulary = LIBRARY_VOCABULARY):
     maxContext: Number.isFinite(i.maxContext) ? i.maxContext : null,
     eosIds: i.eosIds,
     fileBytes: statSync(i.file).size,
-    ...weightFormatOf(i.file),
+    weightFormat: weightFormatOf(lm).weightFormat,
+    weightBytesPerToken: weightFormatOf(lm).weightBytesPerToken,
     hasTreeMask: i.hasTreeMask,
     hasHiddenStates: i.hasHiddenStates,
     earlyExitLayers: earlyExitLayersOf(lm),

@@ -16,7 +16,7 @@
  * Exit layer: `exitLayer` picks the graph; without it the smallest m with a trained adapter is
  * used, else the smallest m built.
  */
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { z } from "zod";
 import { exitAdapterLayerOf, exitAdapterLayers, exitAdapterOnnxFile } from "../builder/exit-adapter.js";
 import type { CausalLM } from "../engine/causal-lm.js";
@@ -51,6 +51,32 @@ export const EARLY_EXIT_OPTIONS = {
 
 /** Which draft a loaded early-exit graph is (its layer count tells: m + 1 with the adapter). */
 const drafts = new WeakMap<CausalLM, { exitLayer: number; exitAdapter: "trained" | "untrained" }>();
+
+function sameDir(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Which draft a graph that loadResources did not load is: an adapter graph says so in its metadata;
+ * else its layer count is the exit layer (draft-model.ts). It must be one of the target's own exit
+ * graphs (beside the target, fewer layers than it); a separate model is method "draft".
+ */
+function exitDraftKind(target: CausalLM, draft: CausalLM): { exitLayer?: number; exitAdapter: "trained" | "untrained" } {
+  const m = exitAdapterLayerOf(draft.info.file);
+  const layers = m ?? draft.info.numLayers;
+  if (!sameDir(draft.info.dir, target.info.dir) || layers >= target.info.numLayers) {
+    throw new InvalidOptionError(
+      `Method "early-exit" drafts with the target's own exit graphs (early_exit_{m}.onnx or exit_adapter_{m}.onnx beside ${target.info.file}, ` +
+        `m < ${target.info.numLayers}); ${draft.info.file} (${draft.info.numLayers} layers) is not one. For a separate draft model use method "draft".`,
+    );
+  }
+  return m !== undefined ? { exitLayer: m, exitAdapter: "trained" } : { exitAdapter: "untrained" };
+}
 
 export const earlyExitMethod = defineMethod({
   name: "early-exit",
@@ -118,10 +144,8 @@ export const earlyExitMethod = defineMethod({
     if (!res.draft) {
       throw new InvalidOptionError(`Method "early-exit" needs its draft graph loaded; call loadResources (or use SpecEngine.generate).`);
     }
-    // A draft not loaded by loadResources: an adapter graph says so in its metadata; else its layer count is the exit layer (draft-model.ts).
-    const file = (res.draft.info as { file?: string } | undefined)?.file;
-    const m = file ? exitAdapterLayerOf(file) : undefined;
-    const which = drafts.get(res.draft) ?? (m !== undefined ? { exitLayer: m, exitAdapter: "trained" } : { exitAdapter: "untrained" });
+    validateDraftOptions(options); // option errors first, whatever the draft
+    const which = drafts.get(res.draft) ?? exitDraftKind(res.target, res.draft);
     return createDraftProposer({ method: "early-exit", target: res.target, draft: res.draft, options, extraStats: which });
   },
 });

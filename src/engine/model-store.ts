@@ -50,7 +50,13 @@ export interface ModelStoreOptions {
   maxBytes?: number;
   /** Extra directories model files may link into (the MCP server's model roots); see confine.ts. */
   roots?: readonly string[];
+  /** How long a `waitForRoom` load waits for running requests to release memory (default 60 s). */
+  roomWaitMs?: number;
 }
+
+/** Loads waiting for room at once, at most (more are refused at once, like a load that may not wait). */
+export const MAX_ROOM_WAITERS = 64;
+export const DEFAULT_ROOM_WAIT_MS = 60_000;
 
 export class ModelStore {
   readonly device: Device;
@@ -63,12 +69,16 @@ export class ModelStore {
   /** The entry each loaded model came from (pins are counted per entry, not per key). */
   private readonly entryOf = new WeakMap<LoadedModel, StoreEntry>();
   private roots: readonly string[];
+  readonly roomWaitMs: number;
+  /** Loads waiting for room: woken whenever memory may have been released (an unpin, a settled load, an unload). */
+  private readonly roomWaiters = new Set<() => void>();
 
   constructor(opts: ModelStoreOptions = {}) {
     this.device = opts.device ?? "cpu";
     this.threads = checkThreads(opts.threads === 0 ? undefined : opts.threads);
     this.maxBytes = opts.maxBytes ?? 8 * 1024 ** 3;
     this.roots = opts.roots ?? [];
+    this.roomWaitMs = opts.roomWaitMs ?? DEFAULT_ROOM_WAIT_MS;
   }
 
   /** Allow model files to link into these directories too (the MCP server sets its model roots). */
@@ -82,55 +92,76 @@ export class ModelStore {
    * however it was loaded (e.g. by the MCP tool load_model with a device, threads or variant).
    * `pin: true` pins the model before anything is awaited, so that no concurrent load can evict it;
    * the caller unpins it when done.
+   *
+   * When the memory bound leaves no room because running requests pin models (or loads are under
+   * way), `waitForRoom: true` waits for them to release memory (at most roomWaitMs, or until
+   * `signal` aborts) instead of refusing at once. Only a caller that holds no pins may wait (a
+   * request loading its target, load_model): one that waits while pinning a model could wait on
+   * itself, or on a second request that waits on it. Loads made while holding pins (a draft, an
+   * early-exit graph, heads) are refused at once, as is a load that could not fit even if every
+   * request finished (loaded heads are only freed by unload). At most MAX_ROOM_WAITERS loads wait.
    */
   async load(
     dir: string,
-    opts: { file?: string; variant?: string; device?: Device; threads?: number; pin?: boolean } = {},
+    opts: { file?: string; variant?: string; device?: Device; threads?: number; pin?: boolean; waitForRoom?: boolean; signal?: AbortSignal } = {},
   ): Promise<LoadedModel> {
     const d = resolve(dir);
     const explicit = opts.file !== undefined;
     checkThreads(opts.threads);
+    const deadline = Date.now() + this.roomWaitMs;
     let entry: StoreEntry | undefined;
-    if (!explicit && opts.variant === undefined && opts.device === undefined && opts.threads === undefined) {
-      for (const e of this.models.values()) {
-        if (e.dir === d && !e.explicit) {
-          entry = e;
-          break;
+    // Looked up again after each wait: a concurrent request may have loaded the same model meanwhile.
+    for (;;) {
+      if (!explicit && opts.variant === undefined && opts.device === undefined && opts.threads === undefined) {
+        for (const e of this.models.values()) {
+          if (e.dir === d && !e.explicit) {
+            entry = e;
+            break;
+          }
         }
       }
-    }
-    if (!entry) {
+      if (entry) break;
       const file = opts.file ? resolve(opts.file) : inspectModelDir(d, { variant: opts.variant, roots: this.roots }).modelFile;
       const k = JSON.stringify([d, file, opts.device ?? this.device, opts.threads ?? this.threads ?? 0]);
       entry = this.models.get(k);
-      if (!entry) {
-        // Sized before it loads: every session counts against maxBytes, loading ones included.
-        const bytes = fileBytes(file);
-        this.makeRoom(bytes, d);
-        const load = async (): Promise<LoadedModel> => {
-          const lm = await CausalLM.load(d, {
-            file: opts.file,
-            variant: opts.variant,
-            device: opts.device ?? this.device,
-            threads: opts.threads ?? this.threads,
-            roots: this.roots,
-          });
-          const tokenizer = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(lm.info.dir) : undefined;
-          const now = Date.now();
-          return { key: k, lm, tokenizer, loadedAt: now, lastUsed: now, bytes: fileBytes(lm.info.file) };
-        };
-        const e: StoreEntry = { key: k, dir: d, explicit, p: load(), bytes, pins: 0 };
-        e.p.then(
-          (m) => {
-            e.settled = m;
-            e.bytes = m.bytes;
-            this.entryOf.set(m, e);
-          },
-          () => void (this.models.get(k) === e && this.models.delete(k)),
-        );
-        this.models.set(k, e);
-        entry = e;
+      if (entry) break;
+      // Sized before it loads: every session counts against maxBytes, loading ones included.
+      const bytes = fileBytes(file);
+      const held = this.makeRoom(bytes);
+      if (held !== undefined) {
+        const mayWait = opts.waitForRoom === true && this.couldFit(bytes) && this.roomWaiters.size < MAX_ROOM_WAITERS;
+        if (!mayWait || Date.now() >= deadline) throw this.noRoomError(d, bytes, held, mayWait);
+        await this.waitForRoom(deadline, opts.signal);
+        continue;
       }
+      const load = async (): Promise<LoadedModel> => {
+        const lm = await CausalLM.load(d, {
+          file: opts.file,
+          variant: opts.variant,
+          device: opts.device ?? this.device,
+          threads: opts.threads ?? this.threads,
+          roots: this.roots,
+        });
+        const tokenizer = lm.dirInfo.hasTokenizer ? await TextTokenizer.load(lm.info.dir) : undefined;
+        const now = Date.now();
+        return { key: k, lm, tokenizer, loadedAt: now, lastUsed: now, bytes: fileBytes(lm.info.file) };
+      };
+      const e: StoreEntry = { key: k, dir: d, explicit, p: load(), bytes, pins: 0 };
+      e.p.then(
+        (m) => {
+          e.settled = m;
+          e.bytes = m.bytes;
+          this.entryOf.set(m, e);
+          this.roomMayBeFree(); // settled and unpinned: evictable now
+        },
+        () => {
+          if (this.models.get(k) === e) this.models.delete(k);
+          this.roomMayBeFree();
+        },
+      );
+      this.models.set(k, e);
+      entry = e;
+      break;
     }
     const e = entry;
     // Pinned before anything is awaited: no concurrent load can evict it, no unload can free it.
@@ -174,7 +205,8 @@ export class ModelStore {
     }
     if (!e) {
       const bytes = file ? fileBytes(file) : 0;
-      this.makeRoom(bytes, dir);
+      const held = this.makeRoom(bytes);
+      if (held !== undefined) throw this.noRoomError(resolve(dir), bytes, held, false);
       const p = load();
       const entry = { dir: resolve(dir), version, bytes, p };
       this.extras.set(k, entry);
@@ -211,6 +243,7 @@ export class ModelStore {
       await e.p.then((x) => x.dispose()).catch(() => undefined);
       n++;
     }
+    if (n > 0) this.roomMayBeFree();
     return n;
   }
 
@@ -255,6 +288,35 @@ export class ModelStore {
       e.drained = undefined;
       r();
     }
+    if (e.pins === 0) this.roomMayBeFree();
+  }
+
+  /** Wake the loads waiting for room (each looks again). */
+  private roomMayBeFree(): void {
+    for (const wake of [...this.roomWaiters]) wake();
+  }
+
+  /** Until memory may have been released, the deadline passes (then the caller refuses), or `signal` aborts. */
+  private waitForRoom(deadline: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    return new Promise<void>((res, rej) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", aborted);
+        this.roomWaiters.delete(wake);
+      };
+      const wake = () => {
+        done();
+        res();
+      };
+      const aborted = () => {
+        done();
+        rej(signal!.reason);
+      };
+      const timer = setTimeout(wake, Math.max(0, deadline - Date.now()));
+      this.roomWaiters.add(wake);
+      signal?.addEventListener("abort", aborted, { once: true });
+    });
   }
 
   /** Run `fn` while holding the locks of the given models (in a fixed order, so no deadlock). */
@@ -279,20 +341,22 @@ export class ModelStore {
     }
   }
 
-  /**
-   * Make room for `bytes` more under maxBytes before a load starts: unload least-recently-used
-   * settled models nobody is using (they are freed once their lock is free). When the models in use
-   * (or still loading) leave no room, the load is refused rather than exceeding the bound.
-   */
   private extraBytes(): number {
     return [...this.extras.values()].reduce((s, e) => s + e.bytes, 0);
   }
 
-  private makeRoom(bytes: number, dir: string): void {
+  /**
+   * Make room for `bytes` more under maxBytes before a load starts: unload least-recently-used
+   * settled models nobody is using (they are freed once their lock is free). Returns undefined when
+   * the load fits, else the bytes still held by models in use or still loading (and loaded heads):
+   * the load must then wait or be refused rather than exceed the bound. A single model larger than
+   * the bound loads when nothing else is held.
+   */
+  private makeRoom(bytes: number): number | undefined {
     const entries = [...this.models.values()];
     // Extras (heads) are freed with their directory, not evicted on their own: they only take room.
     let total = entries.reduce((s, e) => s + e.bytes, 0) + this.extraBytes();
-    if (total + bytes <= this.maxBytes) return;
+    if (total + bytes <= this.maxBytes) return undefined;
     const idle = entries.filter((e) => e.settled && e.pins === 0).sort((a, b) => a.settled!.lastUsed - b.settled!.lastUsed);
     for (const e of idle) {
       if (total + bytes <= this.maxBytes) break;
@@ -300,14 +364,23 @@ export class ModelStore {
       void this.retire(e);
       total -= e.bytes;
     }
-    if (total + bytes > this.maxBytes && total > 0) {
-      const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
-      throw new ModelLoadError(
-        `Loading ${dir} (${mib(bytes)}) would exceed the memory bound (${mib(this.maxBytes)}, --max-memory): ${mib(total)} ` +
-          `are held by models that running requests are using (and loaded heads). Retry when they finish, unload a model (unload_model), ` +
-          `or restart the server with a larger --max-memory.`,
-      );
-    }
+    return total + bytes > this.maxBytes && total > 0 ? total : undefined;
+  }
+
+  /** Whether `bytes` would fit once every request has released its models (loaded heads stay until unload). */
+  private couldFit(bytes: number): boolean {
+    const extras = this.extraBytes();
+    return extras === 0 || extras + bytes <= this.maxBytes;
+  }
+
+  private noRoomError(dir: string, bytes: number, held: number, waited: boolean): ModelLoadError {
+    const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+    return new ModelLoadError(
+      `Loading ${dir} (${mib(bytes)}) would exceed the memory bound (${mib(this.maxBytes)}, --max-memory): ${mib(held)} ` +
+        `are held by models that running requests are using (and loaded heads)` +
+        (waited ? `, still after waiting ${this.roomWaitMs < 1000 ? `${this.roomWaitMs} ms` : `${(this.roomWaitMs / 1000).toFixed(0)} s`} for them to finish` : "") +
+        `. Retry when they finish, unload a model (unload_model), or restart the server with a larger --max-memory.`,
+    );
   }
 }
 

@@ -3,7 +3,7 @@
  * It computes what the builder's decoder layer computes (builder/llama.ts: RMSNorm, GQA attention
  * with HF half-rotation RoPE, SwiGLU), so trained weights drive the adapter graph unchanged; a test
  * checks the two agree. tfjs for the same reason as the EAGLE trainer (eagle/model.ts): a kept
- * autodiff library with a pure-JS CPU backend that installs from npm without downloads.
+ * autodiff library whose WebAssembly backend (train-common/tf-layers.ts) installs from npm without downloads.
  *
  * Trainable: the layer's norms and projections. Frozen: q/k/v biases and q/k norms when the
  * architecture has them (kept from the initialisation), and the target's final norm and LM head.

@@ -37,3 +37,14 @@ export function resolveModelArg(roots: ModelRoots, arg: string, kind = "model", 
 export function variantOfArg(arg: string): string | undefined {
   return loaderVariant(parseRepoRef(arg)?.variant);
 }
+
+/**
+ * The target and draft variants of a tool call: the `variant` / `draftVariant` arguments, else the
+ * `:variant` their model arguments name (the tools that take a model and a draft share this).
+ */
+export function variantsOfArgs(args: { model?: string; variant?: string; draft?: string; draftVariant?: string }): { variant?: string; draftVariant?: string } {
+  return {
+    variant: args.variant ?? (args.model !== undefined ? variantOfArg(args.model) : undefined),
+    draftVariant: args.draftVariant ?? (args.draft !== undefined ? variantOfArg(args.draft) : undefined),
+  };
+}

@@ -126,7 +126,7 @@ export function boundedString(checked: z.ZodType<string, string>) {
 export const pathArg = () => boundedString(z.string().min(1, "must not be empty").max(4096));
 
 export const modelArg = pathArg()
-  .describe('Model dir or HF repo id "org/name[@rev][:variant]".');
+  .describe("Model dir or HF repo id org/name[@rev][:variant].");
 
 export const kSchema = METHOD_OPTIONS_SHAPE.k.unwrap().describe('draft/early-exit: tokens per round, or "auto" (default).');
 
@@ -311,4 +311,7 @@ export const variantSchema = z
   .string()
   .pipe(z.string().max(256).regex(/^(?!\.)[A-Za-z0-9._-]+$/, "a file name such as model_fp16.onnx, or a short name such as fp16 or q4 (no paths)"))
   .optional()
-  .describe('ONNX variant: "q4", "fp16", a file name.');
+  .describe("ONNX variant: q4, fp16, a file name.");
+
+/** The draft model's variant (tools that take a draft): the same names and checks as variantSchema. */
+export const draftVariantSchema = variantSchema.describe("The draft's variant.");

@@ -133,4 +133,22 @@ describe("draft / early-exit errors", () => {
     expect(describeModel(lm2).methods.find((m) => m.method === "early-exit")!.available).toBe(true);
     await lm2.dispose();
   });
+
+  it("early-exit's create() takes the target's own exit graph and refuses a separate model, naming method draft", async () => {
+    const built = await fixture({ ...base, earlyExit: [1] });
+    const target = await CausalLM.load(built);
+    const exit = await CausalLM.load(built, { file: join(built, "onnx", "early_exit_1.onnx") });
+    const other = await CausalLM.load(await fixture({ ...base, layers: 1 })); // same vocabulary, another directory
+    const full = await CausalLM.load(built); // beside the target, but all its layers
+    try {
+      const res = await generateTokens({ target, promptIds: [1, 2], maxNewTokens: 3, eosIds: [], proposer: getMethod("early-exit").create({ target, draft: exit }, { k: 2 }) });
+      expect(res.stats.extra).toMatchObject({ exitLayer: 1, exitAdapter: "untrained" });
+      for (const draft of [other, full]) {
+        expect(() => getMethod("early-exit").create({ target, draft }, { k: 2 })).toThrow(InvalidOptionError);
+        expect(() => getMethod("early-exit").create({ target, draft }, { k: 2 })).toThrow(/target's own exit graphs .* use method "draft"/);
+      }
+    } finally {
+      for (const m of [target, exit, other, full]) await m.dispose();
+    }
+  });
 });

@@ -63,6 +63,72 @@ describe("ModelStore", () => {
   });
 });
 
+describe("ModelStore: loads that wait for room", () => {
+  const dirs = async () => [
+    await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 12 }),
+    await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: 300, seed: 13 }),
+  ];
+  /** Whether `p` has settled after the pending callbacks have run. */
+  const settledYet = async (p: Promise<unknown>) => {
+    let done = false;
+    p.then(() => (done = true), () => (done = true));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    return done;
+  };
+
+  it("waitForRoom waits for a running request to unpin its model, then loads in its place", async () => {
+    const [d1, d2] = await dirs();
+    const store = new ModelStore({ maxBytes: 1, roomWaitMs: 10 * 60_000 });
+    const a = await store.load(d1!, { pin: true });
+    const waiting = store.load(d2!, { waitForRoom: true, pin: true });
+    expect(await settledYet(waiting)).toBe(false);
+    expect((await store.loaded()).map((m) => m.key)).toEqual([a.key]); // the pinned model stays
+    store.unpin(a);
+    const b = await waiting;
+    expect((await store.loaded()).map((m) => m.key)).toEqual([b.key]);
+    store.unpin(b);
+    await store.dispose();
+  });
+
+  it("gives up after roomWaitMs with an error naming the bound and the wait; a load without waitForRoom is refused at once", async () => {
+    const [d1, d2] = await dirs();
+    const store = new ModelStore({ maxBytes: 1, roomWaitMs: 50 });
+    const a = await store.load(d1!, { pin: true });
+    await expect(store.load(d2!, { waitForRoom: true })).rejects.toThrow(/memory bound .*still after waiting 50 ms.*--max-memory/);
+    const once = store.load(d2!);
+    await expect(once).rejects.toThrow(/memory bound/);
+    await expect(once).rejects.not.toThrow(/waiting/);
+    store.unpin(a);
+    await store.dispose();
+  });
+
+  it("stops waiting when the request is cancelled", async () => {
+    const [d1, d2] = await dirs();
+    const store = new ModelStore({ maxBytes: 1, roomWaitMs: 10 * 60_000 });
+    const a = await store.load(d1!, { pin: true });
+    const ac = new AbortController();
+    const waiting = store.load(d2!, { waitForRoom: true, signal: ac.signal });
+    expect(await settledYet(waiting)).toBe(false);
+    ac.abort(new Error("cancelled by the client"));
+    await expect(waiting).rejects.toThrow(/cancelled by the client/);
+    store.unpin(a);
+    await store.dispose();
+  });
+
+  it("does not wait for room that finished requests cannot give (loaded heads stay until unload)", async () => {
+    const [d1, d2] = await dirs();
+    const file = join(d1!, "onnx", "model.onnx");
+    const size = statSync(file).size;
+    const store = new ModelStore({ maxBytes: Math.floor(size * 1.5), roomWaitMs: 10 * 60_000 });
+    await store.loadExtra(d1!, "heads", "v1", async () => ({ dispose: async () => undefined }), file);
+    // Heads of `size` + a model of about `size` exceed 1.5 x size whatever finishes: refused now, not in ten minutes.
+    const r = store.load(d2!, { waitForRoom: true });
+    await expect(r).rejects.toThrow(/memory bound .*loaded heads/);
+    await expect(r).rejects.not.toThrow(/waiting/);
+    await store.dispose();
+  }, 30_000);
+});
+
 describe("ModelStore under concurrency and variants", () => {
   it("concurrent requests under a tight memory bound never unload each other's models nor pass the bound", async () => {
     const { SpecEngine } = await import("../../src/api.js");

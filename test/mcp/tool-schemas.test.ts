@@ -33,10 +33,15 @@ afterAll(async () => {
   await client?.close();
 });
 
-/** The snapshot text of a tool: machine-dependent values (the core count bounds load_model threads) replaced. */
+/**
+ * The snapshot text of a tool: the machine-dependent value (the core count bounds load_model's threads)
+ * replaced where it is, not as text (a text replace also hit e.g. `"maximum": 20` on a 2-core machine).
+ */
 function snapshot(tool: Json): string {
-  const text = JSON.stringify(tool, null, 2).replace(`"maximum": ${maxThreads()}`, '"maximum": "<cores>"');
-  return `${text}\n`;
+  const copy = structuredClone(tool);
+  const threads = copy.inputSchema?.properties?.threads;
+  if (threads?.maximum === maxThreads()) threads.maximum = "<cores>";
+  return `${JSON.stringify(copy, null, 2)}\n`;
 }
 
 /** Properties without a description, as paths (nested objects and array items included). */

@@ -1,5 +1,6 @@
 /**
- * `variant` on model_info and measure_speedup, `draftVariant` on measure_speedup (issue 10): the
+ * `variant` on model_info, measure_speedup and tune_draft_k, `draftVariant` on measure_speedup and
+ * tune_draft_k (issue 10): the
  * same onnx-community variant names as generate_speculative. A model directory in the root holds
  * the float model and an int4 (MatMulNBits) model_q4.onnx made by our builder.
  */
@@ -64,5 +65,22 @@ describe("variant arguments", () => {
     expect(textOf(badDraft)).toMatch(/q8/);
     const q4Draft = await callOk(client, "measure_speedup", { model: fx.model, draft: fx.model, draftVariant: "q4", methods: ["draft"], prompts: ["one two three"], maxNewTokens: 6, repeats: 1, warmup: false });
     expect(q4Draft.arms[0].greedyIdentical).toBe(true);
+  }, 120_000);
+
+  it("tune_draft_k: variant and draftVariant reach the target and the draft (q4 sweep lossless, q8 refused by name)", async () => {
+    const common = { model: fx.model, draft: fx.model, ks: [2], controllers: [], prompts: ["one two three one two three"], maxNewTokens: 6, repeats: 1, warmup: false };
+    const q4 = await callOk(client, "tune_draft_k", { ...common, variant: "q4", draftVariant: "q4" });
+    expect(q4.method).toBe("draft");
+    expect(q4.points).toHaveLength(1);
+    expect(q4.points[0].greedyIdentical).toBe(true);
+    for (const bad of [{ variant: "q8" }, { draftVariant: "q8" }]) {
+      const r = await client.callTool({ name: "tune_draft_k", arguments: { ...common, ...bad } });
+      expect(r.isError, JSON.stringify(bad)).toBe(true);
+      expect(textOf(r)).toMatch(/model_q8|q8\b/);
+      expect(textOf(r)).not.toMatch(/unrecognized/i);
+    }
+    const ee = await client.callTool({ name: "tune_draft_k", arguments: { model: fx.model, method: "early-exit", draftVariant: "q4", ks: [2], controllers: [], prompts: ["x"], maxNewTokens: 2, repeats: 1 } });
+    expect(ee.isError).toBe(true);
+    expect(textOf(ee)).toMatch(/draftVariant applies to method draft/);
   }, 120_000);
 });

@@ -43,7 +43,7 @@ export const config = {
   title: "Build ONNX model",
   description:
     "Convert a Llama/Mistral/Qwen2/Qwen3 safetensors checkpoint to ONNX for this engine (plus early-exit drafts, quantized " +
-    "weights). Overwrites earlier builds. fromOnnx: rebuild an ONNX export instead. Long: sends progress.",
+    "weights). Overwrites earlier builds. fromOnnx: rebuild an ONNX export instead. Long: progress.",
   inputSchema,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
 };

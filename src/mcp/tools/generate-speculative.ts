@@ -1,11 +1,11 @@
 /** `generate_speculative`: generate text with any method; returns text, token ids and statistics. */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { DEFAULT_MAX_NEW_TOKENS, chooseAutoMethod, type GenerateRequest } from "../../api.js";
+import { DEFAULT_MAX_NEW_TOKENS, autoFactsText, type GenerateRequest } from "../../api.js";
 import { MESSAGES_MAX, OPTION_MAX, PROMPT_IDS_MAX, PROMPT_MAX_BYTES } from "../../decoding/limits.js";
 import type { MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError } from "../../errors.js";
-import { resolveModelArg, variantOfArg } from "../hub-args.js";
+import { resolveModelArg, variantsOfArgs } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import {
   boundedString,
@@ -65,7 +65,7 @@ export const config = {
   title: "Generate (speculative)",
   description:
     "Generate text with a speculative method or plain decoding; greedy output equals plain decoding's, sampling keeps the " +
-    "distribution. Returns text and stats (tokens/s, acceptance, mean accepted length). Sends progress; cancellable.",
+    "distribution. Returns text and stats (tokens/s, acceptance, mean accepted length). Progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };
@@ -82,9 +82,8 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const progress = progressSender(extra);
   const req: GenerateRequest = {
     model,
-    variant: args.variant ?? variantOfArg(args.model),
+    ...variantsOfArgs(args),
     draft,
-    draftVariant: args.draft ? variantOfArg(args.draft) : undefined,
     heads,
     method: args.method,
     prompt: args.prompt,
@@ -97,8 +96,9 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     signal: extra.signal,
     onProgress: (n, total) => progress(n, total, `${n}/${total} tokens`),
   };
-  if (args.method === "auto") ctx.logger.log("debug", `auto -> ${chooseAutoMethod(req).method}`);
   const res = await ctx.engine.generate(req);
+  // The engine's own choice with the target facts it chose from (weights, size, heads, early exits and adapters).
+  if (res.autoFacts) ctx.logger.log("debug", `auto -> ${res.method} (${res.methodReason}); ${autoFactsText(res.autoFacts)}`);
   const s = res.stats;
   ctx.logger.log("debug", `generate_speculative: ${res.method}, ${s.newTokens} of ${args.maxNewTokens} tokens, finish ${res.finishReason}`);
   const summary =

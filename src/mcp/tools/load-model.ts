@@ -43,7 +43,8 @@ export function register(server: McpServer, ctx: ToolContext) {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
       const before = new Set((await ctx.store.usage()).models.map((x) => x.key));
       const t0 = performance.now();
-      const m = await ctx.store.load(dir, { device: args.device, threads: args.threads, variant: args.variant ?? variantOfArg(args.model) });
+      const variant = args.variant ?? variantOfArg(args.model);
+      const m = await ctx.store.load(dir, { device: args.device, threads: args.threads, variant, waitForRoom: true, signal: extra.signal });
       throwIfCancelled(extra);
       const loadMs = Math.round(performance.now() - t0);
       const state = await loadedState(ctx);

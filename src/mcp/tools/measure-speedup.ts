@@ -11,7 +11,7 @@ import type { SamplingOptions } from "../../sampling/index.js";
 import { parseWorkloadSpec, type BenchPrompt } from "../../bench/workload.js";
 import { METHOD_NAMES, type MethodOptions } from "../../decoding/methods.js";
 import { InvalidOptionError, SpecDecodeError, errorMessage } from "../../errors.js";
-import { resolveModelArg, variantOfArg } from "../hub-args.js";
+import { resolveModelArg, variantsOfArgs } from "../hub-args.js";
 import { ALLOW_ENDPOINT_FLAG, ENDPOINT_URL_MAX, checkEndpointUrl } from "../endpoints.js";
 import type { ToolContext } from "../context.js";
 import {
@@ -37,6 +37,7 @@ import {
   throwIfCancelled,
   type Extra,
   variantSchema,
+  draftVariantSchema,
 } from "../tool-kit.js";
 
 export const name = "measure_speedup";
@@ -46,7 +47,7 @@ const methodName = z.enum(METHOD_NAMES);
 export const workloadArg = z
   .string()
   .optional()
-  .describe('"builtin" or "builtin:<chat|translation|summarization|qa|math|rag>".');
+  .describe("builtin[:chat|translation|summarization|qa|math|rag].");
 
 const endpointUrl = boundedString(z.string().min(1).max(ENDPOINT_URL_MAX));
 const servedModelName = boundedString(z.string().min(1).max(256));
@@ -67,7 +68,7 @@ export const inputSchema = {
   baselineModel: servedModelName.optional().describe("endpointBaseline: model id."),
   apiKey: boundedString(z.string().min(1).max(4096)).optional().describe("endpoint: bearer token."),
   draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
-  draftVariant: variantSchema.describe("The draft's variant."),
+  draftVariant: draftVariantSchema,
   heads: pathArg().optional().describe("Medusa heads or EAGLE head dir (methods medusa, eagle)."),
   methods: z
     .array(
@@ -150,8 +151,8 @@ export const outputSchema = {
 export const config = {
   title: "Measure speedup",
   description:
-    "Measure methods against plain decoding on the same prompts, interleaved: speedup with 95% interval, a verdict, " +
-    "acceptance, greedy output identical; or OpenAI-API servers (endpoint vs endpointBaseline). Long: sends progress; cancellable.",
+    "Measure methods vs plain decoding on the same prompts, interleaved: speedup with 95% interval, verdict, " +
+    "acceptance, greedy output identical; or OpenAI-API servers (endpoint vs endpointBaseline). Long: progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };
@@ -228,9 +229,8 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   const res = await measureSpeedup({
     ...benchCommon(ctx, args, extra),
     model,
-    variant: args.variant ?? variantOfArg(args.model),
+    ...variantsOfArgs(args),
     draft,
-    draftVariant: args.draftVariant ?? (args.draft ? variantOfArg(args.draft) : undefined),
     heads,
     methods: arms,
   });

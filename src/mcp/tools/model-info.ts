@@ -56,7 +56,7 @@ export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
-      const m = await ctx.store.load(dir, { variant: args.variant ?? variantOfArg(args.model) });
+      const m = await ctx.store.load(dir, { variant: args.variant ?? variantOfArg(args.model), waitForRoom: true, signal: extra.signal });
       throwIfCancelled(extra);
       await m.lm.probeMultiTokenWithPast(); // so multiTokenWithPast and the rebuild advice are known, not null
       const d = describeModel(m.lm, MCP_VOCABULARY); // reasons name tool arguments (heads, build_model {earlyExit})

@@ -36,7 +36,7 @@ export const config = {
   title: "Pull from Hugging Face",
   description:
     "Download one variant of a Hugging Face model (ONNX, or safetensors then built) into the HF cache; verified, resumable, " +
-    "HF_TOKEN honoured. Sends progress; cancellable. Then pass the repo id as model.",
+    "HF_TOKEN honoured. Progress; cancellable. Then pass the repo id as model.",
   inputSchema,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
 };

@@ -11,17 +11,34 @@ import { peerCommandText } from "../../bench/peers.js";
 import { verdictSchema } from "../../bench/verdict.js";
 import { InvalidOptionError } from "../../errors.js";
 import { mcpVocabulary } from "../../vocabulary.js";
-import { resolveModelArg } from "../hub-args.js";
+import { resolveModelArg, variantsOfArgs } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
-import { benchPromptsArg, detailSchema, listedAs, pathArg, fmt, modelArg, ratioSchema, runTool, samplingSchema, seedSchema, textResult, type Extra } from "../tool-kit.js";
+import {
+  benchPromptsArg,
+  detailSchema,
+  draftVariantSchema,
+  listedAs,
+  pathArg,
+  fmt,
+  modelArg,
+  ratioSchema,
+  runTool,
+  samplingSchema,
+  seedSchema,
+  textResult,
+  type Extra,
+  variantSchema,
+} from "../tool-kit.js";
 import { benchCommon, workloadArg } from "./measure-speedup.js";
 
 export const name = "tune_draft_k";
 
 export const inputSchema = {
   model: modelArg,
+  variant: variantSchema,
   method: z.enum(["draft", "early-exit"]).optional().describe("Default: draft with draft, early-exit with exitLayer."),
   draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
+  draftVariant: draftVariantSchema,
   exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default the smallest built)."),
   ks: z.array(z.number().int().min(K_MIN).max(K_MAX)).min(1).max(16).default(DEFAULT_TUNE_KS).describe("Fixed K values to sweep."),
   controllers: z
@@ -78,8 +95,8 @@ export const outputSchema = {
 export const config = {
   title: "Tune draft K",
   description:
-    "Sweep K of a draft model or early-exit draft against plain decoding: speedup, acceptance, a verdict; only when a setting " +
-    "wins, `recommended` (generate_speculative arguments) and vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
+    "Sweep K of a draft model or early-exit draft vs plain decoding: speedup, acceptance, verdict; if a setting wins, " +
+    "`recommended` (generate_speculative arguments) and vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };
@@ -98,9 +115,14 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     );
   }
   if (method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs draft (a draft model of the same family).');
+  const variants = variantsOfArgs(args);
+  if (method === "early-exit" && args.draftVariant !== undefined) {
+    throw new InvalidOptionError("draftVariant applies to method draft: early-exit drafts with the target variant's own first layers (set variant), so drop draftVariant.");
+  }
   const res = await tuneDraftK({
     ...benchCommon(ctx, args, extra),
     model,
+    ...variants,
     draft,
     method,
     exitLayer: args.exitLayer,

@@ -53,6 +53,7 @@ import { transposeInto } from "./llama.js";
 import { readRebuiltTargetParts } from "./from-onnx.js";
 import { ensureDerivedOnnx } from "./derived-onnx.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
+import { quantizeMatrix } from "./quantize.js";
 import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
@@ -61,6 +62,15 @@ export const EAGLE_ONNX_FILE = "eagle_head.onnx";
 export const EAGLE_GRAPH_VERSION = "3";
 /** A published EAGLE head's weights file (the EAGLE project's layout), read when eagle_head.safetensors is absent. */
 export const PUBLISHED_EAGLE_FILE = "model.safetensors";
+/** Weight forms of the head graph: float32 (default), or int8 / int4 MatMulNBits blocks (block 32, accuracy level 4) for every linear layer and the LM head. */
+export const EAGLE_HEAD_WEIGHTS = ["float32", "int8", "int4"] as const;
+export type EagleHeadWeightForm = (typeof EAGLE_HEAD_WEIGHTS)[number];
+const HEAD_BLOCK = 32;
+
+/** The head graph's file name for a weight form. */
+export function eagleOnnxFileName(form: EagleHeadWeightForm = "float32"): string {
+  return form === "float32" ? EAGLE_ONNX_FILE : `eagle_head_${form === "int8" ? "q8" : "q4"}.onnx`;
+}
 
 export interface EagleHeadConfig {
   hiddenSize: number;
@@ -410,6 +420,7 @@ export function buildEagleHeadOnnx(
   target: EagleTargetParts,
   outPath: string,
   metadata: Record<string, string> = {},
+  form: EagleHeadWeightForm = "float32",
 ): void {
   const { hiddenSize: H, numHeads: NH, headDim: D, intermediateSize: I, vocabSize: V } = config;
   checkHeadAgainstTarget(config, target.cfg);
@@ -434,7 +445,15 @@ export function buildEagleHeadOnnx(
       const ms = g.op("ReduceMean", [g.op("Pow", [x, two])], { axes: [-1], keepdims: 1 });
       return g.op("Mul", [g.op("Div", [x, g.op("Sqrt", [g.op("Add", [ms, eps])])]), weightName]);
     };
+    const bits = form === "int8" ? 8 : form === "int4" ? 4 : undefined;
+    /** x W^T for W [out, inn] (nn.Linear layout): MatMul, or MatMulNBits blocks (quantize.ts numerics). */
     const linear = (x: string, name: string, wt: Float32Array, out: number, inn: number): string => {
+      if (bits) {
+        const q = quantizeMatrix(wt, out, inn, bits, HEAD_BLOCK);
+        g.initializer(`${name}.qweight`, "uint8", [out, q.nBlocks, q.blobSize], q.packed);
+        g.initializer(`${name}.scales`, "float32", [out * q.nBlocks], q.scales);
+        return g.msOp("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], { K: inn, N: out, bits, block_size: HEAD_BLOCK, accuracy_level: 4 });
+      }
       const t = new Float32Array(inn * out);
       transposeInto(wt, out, inn, t, out, 0);
       return g.op("MatMul", [x, g.initializer(name, "float32", [inn, out], t)]);
@@ -483,13 +502,19 @@ export function buildEagleHeadOnnx(
     const hn = config.featureSource === "hidden_states" ? x : rmsNorm(x, g.initializer("norm.weight", "float32", [H], target.finalNorm));
     // A draft vocabulary keeps only its tokens' LM-head rows: logits over draft ids.
     const N = draftVocabSize(config);
-    g.initializer("lm_head.weight", "float32", [N, H], config.draftVocab ? draftRows(target.lmHead, H, config.draftVocab) : target.lmHead);
-    const logits2d = g.op("Gemm", [reshape(hn, [-1, H]), "lm_head.weight"], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
+    const lmRows = config.draftVocab ? draftRows(target.lmHead, H, config.draftVocab) : target.lmHead;
+    let logits2d: string;
+    if (bits) logits2d = linear(reshape(hn, [-1, H]), "lm_head", lmRows, N, H);
+    else {
+      g.initializer("lm_head.weight", "float32", [N, H], lmRows);
+      logits2d = g.op("Gemm", [reshape(hn, [-1, H]), "lm_head.weight"], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
+    }
     g.output("logits", "float32", [1, "sequence_length", N], reshape(logits2d, [1, -1, N]));
     g.setMetadata("spec_decode.eagle_graph", EAGLE_GRAPH_VERSION);
     g.setMetadata("spec_decode.hidden_size", String(H));
     g.setMetadata("spec_decode.vocab_size", String(V));
     g.setMetadata("spec_decode.draft_vocab_size", String(N));
+    g.setMetadata("spec_decode.head_weights", form);
     g.setMetadata("spec_decode.max_positions", String(maxPositions));
     for (const [k, v] of Object.entries(metadata)) g.setMetadata(k, v);
     g.save(outPath);
@@ -503,7 +528,7 @@ export function buildEagleHeadOnnx(
  * use beside the head (or under the OS temp dir when that directory is read-only); rebuilt when
  * the head's or target's weights changed (size/mtime stamp in the graph's metadata).
  */
-export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgress?: (m: string) => void): { onnxFile: string; stamp: string } {
+export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgress?: (m: string) => void, form: EagleHeadWeightForm = "float32"): { onnxFile: string; stamp: string } {
   const { file, dir } = locateEagleHead(headPath);
   const st = statSync(file);
   const mdir = resolve(modelDir);
@@ -512,17 +537,17 @@ export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgre
     const s = statSync(join(mdir, f));
     return `${s.size}:${Math.round(s.mtimeMs)}`;
   });
-  const stamp = `${EAGLE_GRAPH_VERSION}:${st.size}:${Math.round(st.mtimeMs)}:${tstamp.join(",")}`;
+  const stamp = `${EAGLE_GRAPH_VERSION}:${form}:${st.size}:${Math.round(st.mtimeMs)}:${tstamp.join(",")}`;
   const { onnxFile } = ensureDerivedOnnx({
     source: file,
     dir,
-    name: EAGLE_ONNX_FILE,
+    name: eagleOnnxFileName(form),
     namespace: "spec-decode-eagle",
     stampKey: "spec_decode.eagle_source",
     stamp,
     build: (out) => {
       const { config, weights } = readEagleHead(headPath);
-      buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp });
+      buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp }, form);
     },
     onProgress,
   });

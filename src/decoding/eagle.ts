@@ -30,7 +30,16 @@
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { EAGLE_HEAD_FILE, PUBLISHED_EAGLE_FILE, draftVocabSize, ensureEagleHeadOnnx, inspectEagleHead, type EagleHeadConfig } from "../builder/eagle-head.js";
+import {
+  EAGLE_HEAD_FILE,
+  EAGLE_HEAD_WEIGHTS,
+  PUBLISHED_EAGLE_FILE,
+  draftVocabSize,
+  ensureEagleHeadOnnx,
+  inspectEagleHead,
+  type EagleHeadConfig,
+  type EagleHeadWeightForm,
+} from "../builder/eagle-head.js";
 import { SafetensorsSource } from "../builder/safetensors.js";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { KVCache } from "../engine/kv-cache.js";
@@ -102,8 +111,12 @@ export class EagleHeadModel extends SidecarModel<EagleHeadConfig> {
 }
 
 /** Load the head in `headPath` for the target checkpoint in `modelDir` (building its ONNX on first use). */
-export async function loadEagleHead(headPath: string, modelDir: string, opts: { device?: Device; threads?: number } = {}): Promise<EagleHeadModel> {
-  const { onnxFile } = ensureEagleHeadOnnx(headPath, modelDir);
+export async function loadEagleHead(
+  headPath: string,
+  modelDir: string,
+  opts: { device?: Device; threads?: number; weights?: EagleHeadWeightForm } = {},
+): Promise<EagleHeadModel> {
+  const { onnxFile } = ensureEagleHeadOnnx(headPath, modelDir, undefined, opts.weights);
   const { file, dir: _dir, ...config } = inspectEagleHead(headPath);
   // A one-layer head is small: one thread keeps it from competing with the target's pool.
   const session = await createSession(onnxFile, { device: opts.device, threads: opts.threads ?? 1 });
@@ -122,6 +135,10 @@ export interface EagleSettings {
 export const EAGLE_OPTIONS = {
   treeTotal: z.number().int().min(1).max(EAGLE_LIMITS.total).optional().describe(`Draft-tree nodes verified per round (default auto); auto sizes each round from the measured verify cost, at most ${EAGLE_AUTO_MAX_TOTAL}.`),
   treeDepth: z.number().int().min(1).max(EAGLE_LIMITS.depth).optional().describe(`Draft depth (default ${EAGLE_DEFAULTS.depth}).`),
+  headWeights: z
+    .enum(EAGLE_HEAD_WEIGHTS)
+    .optional()
+    .describe("The head graph's weights: float32 (default), or int8/int4 blocks (a smaller, faster head on CPU; acceptance may change, output stays exact)."),
   treeTopK: withFlag(
     "treeTopK",
     "tree-topk",
@@ -368,8 +385,9 @@ export const eagleMethod = defineMethod({
       throw new ModelLoadError((v) => `${lm.label} lacks the ${out} or the tree_attention_mask input EAGLE needs. Rebuild it with ${v.build(lm.info.dir)}.`);
     }
     checkAgainstTarget(info, lm);
-    const { stamp, onnxFile } = ensureEagleHeadOnnx(path, lm.info.dir);
-    const opts = { device: req.store.device, threads: req.store.threads };
+    const weights = parseOptions(EAGLE_OPTIONS, req.options).headWeights ?? "float32";
+    const { stamp, onnxFile } = ensureEagleHeadOnnx(path, lm.info.dir, undefined, weights);
+    const opts = { device: req.store.device, threads: req.store.threads, weights };
     const heads = await req.store.loadExtra(path, JSON.stringify(["eagle-head", opts]), stamp, () => loadEagleHead(path, lm.info.dir, opts), onnxFile);
     return { heads };
   },

@@ -2,14 +2,16 @@
  * EAGLE heads with a reduced draft vocabulary (train-eagle --draft-vocab, EAGLE-3's d2t): the
  * choice of tokens, the files, the ONNX graph (logits over the draft ids = the full head's logits
  * at those tokens; the tfjs training twin agrees), exact greedy decoding for every tree budget
- * (also under a vocabulary limit), distribution-preserving sampling, and a training run.
+ * (also under a vocabulary limit), distribution-preserving sampling, and a training run. Also the
+ * int8 / int4 head graphs (headWeights): close to the float32 head, and exact decoding with them.
  */
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/builder/fixture.js";
-import { inspectEagleHead, readEagleHead, readEagleTargetParts } from "../../src/builder/eagle-head.js";
+import { eagleOnnxFileName, inspectEagleHead, readEagleHead, readEagleTargetParts } from "../../src/builder/eagle-head.js";
+import { SpecEngine } from "../../src/api.js";
 import { createEagleProposer, eagleSettings, loadEagleHead } from "../../src/decoding/eagle.js";
 import { generateTokens } from "../../src/decoding/generate.js";
 import { autoDraftVocab, chooseDraftVocab, trainEagle } from "../../src/eagle/train.js";
@@ -189,4 +191,52 @@ describe("EAGLE draft vocabulary", () => {
       await lm.dispose();
     }
   }, 240_000);
+});
+
+describe("EAGLE head graph with int8 / int4 weights", () => {
+  const root = tempDir("eagle-q");
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("stays close to the float32 head, and greedy decoding with it equals plain greedy (also through SpecEngine)", async () => {
+    const dir = await fixture(FX);
+    const headDir = writeRandomEagleHead(join(root, "h"), dir, 11, 0.5, Array.from({ length: 200 }, (_, i) => i + 60));
+    const f32 = await loadEagleHead(headDir, dir);
+    const H = FX.hidden;
+    const rng = new SeededRandom(6);
+    const feats = Float32Array.from({ length: 4 * H }, () => rng.normal());
+    const toks = [3, 17, 250, 4];
+    const ref = await f32.run(f32.newCache(), toks, [0, 1, 2, 3], feats);
+    const lm = await CausalLM.load(dir);
+    const prompt = [5, 6, 7, 100];
+    const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 30, eosIds: [] });
+    for (const [weights, tol] of [["int8", 0.05], ["int4", 0.5]] as const) {
+      const q = await loadEagleHead(headDir, dir, { weights });
+      expect(q.onnxFile.endsWith(eagleOnnxFileName(weights))).toBe(true);
+      const out = await q.run(q.newCache(), toks, [0, 1, 2, 3], feats);
+      let max = 0;
+      let scale = 0;
+      for (let i = 0; i < ref.logits.length; i++) {
+        max = Math.max(max, Math.abs(out.logits[i]! - ref.logits[i]!));
+        scale = Math.max(scale, Math.abs(ref.logits[i]!));
+      }
+      expect(max).toBeGreaterThan(0); // really quantized
+      expect(max / scale).toBeLessThan(tol);
+      for (const b of [{}, { treeTotal: 6, treeDepth: 6, treeTopK: 1 }, { treeTotal: 20, treeDepth: 4, treeTopK: 5 }]) {
+        const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 30, eosIds: [], proposer: createEagleProposer(lm, q, eagleSettings(b)) });
+        expect(res.tokens).toEqual(base.tokens);
+      }
+      await q.dispose();
+    }
+    await f32.dispose();
+    await lm.dispose();
+    const engine = new SpecEngine();
+    try {
+      const plain = await engine.generate({ model: dir, promptIds: prompt, maxNewTokens: 20, method: "baseline" });
+      const r = await engine.generate({ model: dir, heads: headDir, promptIds: prompt, maxNewTokens: 20, method: "eagle", methodOptions: { headWeights: "int8" } });
+      expect(r.tokens).toEqual(plain.tokens);
+      await expect(engine.generate({ model: dir, heads: headDir, promptIds: prompt, maxNewTokens: 5, method: "eagle", methodOptions: { headWeights: "int2" as never } })).rejects.toThrow(/headWeights/);
+    } finally {
+      await engine.dispose();
+    }
+  }, 120_000);
 });

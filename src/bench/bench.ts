@@ -5,6 +5,7 @@
  * BenchReport (report.ts) for Markdown, JSON and the PNG chart.
  */
 import { loadavg } from "node:os";
+import { basename } from "node:path";
 import { SpecEngine } from "../api.js";
 import { registeredMethods, type MethodName, type MethodOptions } from "../decoding/methods.js";
 import type { Device } from "../engine/session.js";
@@ -26,9 +27,9 @@ export interface BenchOptions {
   eagleHeads?: string;
   /**
    * Extra eagle arms in the same run, each with its own options (a chain, a narrow tree, int8 head
-   * weights...), labelled `eagle <options>`; they run when the eagle method is requested.
+   * weights, another head: `heads`), labelled `eagle <options>`; they run when the eagle method is requested.
    */
-  eagleArms?: MethodOptions[];
+  eagleArms?: (MethodOptions & { heads?: string })[];
   /** Methods to compare with baseline (default: every registered method). */
   methods?: MethodName[];
   prompts: BenchPrompt[];
@@ -106,9 +107,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       if (method === "early-exit" && o.exitLayer !== undefined) methodOptions.exitLayer = o.exitLayer;
       arms.push({ method, methodOptions, ...(method === "eagle" && o.eagleHeads ? { heads: o.eagleHeads } : {}) });
       if (method === "eagle") {
-        for (const extra of o.eagleArms ?? []) {
-          const label = `eagle ${Object.entries(extra).map(([k, v]) => `${k}=${String(v)}`).join(" ")}`;
-          arms.push({ label, method, methodOptions: extra, ...(o.eagleHeads ? { heads: o.eagleHeads } : {}) });
+        for (const { heads, ...extra } of o.eagleArms ?? []) {
+          const label = `eagle ${[...(heads ? [`heads=${basename(heads)}`] : []), ...Object.entries(extra).map(([k, v]) => `${k}=${String(v)}`)].join(" ")}`;
+          const armHeads = heads ?? o.eagleHeads;
+          arms.push({ label, method, methodOptions: extra, ...(armHeads ? { heads: armHeads } : {}) });
         }
       }
     }

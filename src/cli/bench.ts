@@ -40,7 +40,8 @@ heads) are skipped with the reason.
   --heads         Medusa heads, or an EAGLE head; --eagle-heads DIR gives the eagle arm its own head
                   so that Medusa and EAGLE run in the same interleaved run
   --eagle-arms    more eagle arms in the same run, ";"-separated, each "option=value,..." with the
-                  eagle method options, e.g. "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8"
+                  eagle method options, e.g. "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8", and
+                  heads=DIR for an arm with another EAGLE head
   --twin          use the synthetic twin benchmark models (built once under the cache dir, ~1 minute)
   --prompts       Spec-Bench's question.jsonl format ({question_id, category, turns}: first turn used) or
                   ours ({id, category, prompt|messages|promptIds}); "spec-bench" finds ../shared/workloads/
@@ -194,7 +195,7 @@ export function parseMethods(s: string): MethodName[] {
 
 
 /** --eagle-arms "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8": the eagle options of each extra arm, checked. */
-function eagleArmsArg(raw: string | undefined): MethodOptions[] | undefined {
+function eagleArmsArg(raw: string | undefined): (MethodOptions & { heads?: string })[] | undefined {
   if (raw === undefined) return undefined;
   return raw
     .split(";")
@@ -205,10 +206,14 @@ function eagleArmsArg(raw: string | undefined): MethodOptions[] | undefined {
       for (const kv of arm.split(",")) {
         const [k, v, ...rest] = kv.split("=").map((x) => x.trim());
         if (!k || v === undefined || rest.length > 0) throw new InvalidOptionError(`--eagle-arms: "${kv}" is not option=value (e.g. "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8").`);
-        if (!(k in EAGLE_OPTIONS)) throw new InvalidOptionError(`--eagle-arms: "${k}" is not an eagle option (${Object.keys(EAGLE_OPTIONS).join(", ")}).`);
+        if (k === "heads") {
+          opts.heads = resolve(v);
+          continue;
+        }
+        if (!(k in EAGLE_OPTIONS)) throw new InvalidOptionError(`--eagle-arms: "${k}" is not an eagle option (${Object.keys(EAGLE_OPTIONS).join(", ")}, or heads=DIR).`);
         opts[k] = v !== "" && Number.isFinite(Number(v)) ? Number(v) : v;
       }
-      eagleSettings(opts as OptionsOf<typeof EAGLE_OPTIONS>); // unknown options and bad values are clear errors here
-      return opts as MethodOptions;
+      eagleSettings(opts as OptionsOf<typeof EAGLE_OPTIONS>); // bad values are clear errors here
+      return opts as MethodOptions & { heads?: string };
     });
 }

@@ -1,5 +1,5 @@
 /** `spec-decode train-eagle`: train an EAGLE draft head on a model's own features (target frozen). */
-import { DRAFT_VOCAB_AUTO_MIN, trainEagle } from "../eagle/train.js";
+import { DRAFT_VOCAB_AUTO_MIN, DRAFT_VOCAB_AUTO_MIN_COVERAGE, trainEagle } from "../eagle/train.js";
 import { InvalidOptionError } from "../errors.js";
 import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
@@ -25,8 +25,9 @@ reading the next token's embedding, i.e. as the early exit after that layer, ins
 (EAGLE-3's reduced draft vocabulary): its LM head is the model's LM head rows of those tokens and
 its cross-entropy runs over them, so training and drafting cost H x N instead of H x vocab per
 row; the head can never draft a token outside them (output stays exact; only acceptance drops).
-Default auto: a quarter of the vocabulary when it has >= ${DRAFT_VOCAB_AUTO_MIN} tokens, else off;
-at most the distinct tokens in the data. off: the whole vocabulary. --init keeps the head's own.
+Default auto: a quarter of the vocabulary when it has >= ${DRAFT_VOCAB_AUTO_MIN} tokens and those cover
+>= ${Math.round(DRAFT_VOCAB_AUTO_MIN_COVERAGE * 100)}% of the held-out next tokens, else off; at most the distinct tokens in the
+data. off: the whole vocabulary. --init keeps the head's own.
 Progress goes to stderr; the report (held-out top-1 per draft depth, greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
 change), which \`spec-decode generate --method eagle --heads DIR\` reads. The model must be built

@@ -79,7 +79,8 @@ export interface EagleTrainingOptions {
    * Reduced draft vocabulary (EAGLE-3's d2t): the N most frequent next tokens of the training split
    * (the generated tokens of self-distilled sequences); the head's logits and cross-entropy cover
    * only those (the target's LM head rows, frozen). "auto" (default): a quarter of the vocabulary
-   * when it has at least DRAFT_VOCAB_AUTO_MIN tokens, else off; "off" or 0: the whole vocabulary;
+   * when it has at least DRAFT_VOCAB_AUTO_MIN tokens and they cover at least
+   * DRAFT_VOCAB_AUTO_MIN_COVERAGE of the held-out next tokens, else off; "off" or 0: the whole vocabulary;
    * ids: this exact draft vocabulary (ascending). At most the number of distinct tokens in the data.
    */
   draftVocab?: number | "auto" | "off" | Int32Array;
@@ -122,6 +123,8 @@ export interface EagleTrainingReport extends TrainRunReport {
 export const MAX_EVAL_SEQUENCES = 24;
 /** `draftVocab: "auto"` reduces vocabularies of at least this many tokens (to a quarter of them). */
 export const DRAFT_VOCAB_AUTO_MIN = 8192;
+/** ... when the chosen tokens cover at least this fraction of the held-out next tokens. */
+export const DRAFT_VOCAB_AUTO_MIN_COVERAGE = 0.95;
 
 /** The draft vocabulary size "auto" picks for a vocabulary of V tokens (0 = none). */
 export function autoDraftVocab(V: number): number {
@@ -137,6 +140,38 @@ export function chooseDraftVocab(seqs: { tokens: number[]; firstTarget?: number 
   for (const s of seqs) for (let i = Math.max(1, s.firstTarget ?? 1); i < s.tokens.length; i++) counts.set(s.tokens[i]!, (counts.get(s.tokens[i]!) ?? 0) + 1);
   const ranked = [...counts.entries()].filter(([t]) => t >= 0 && t < V).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
   return Int32Array.from(ranked.slice(0, N).map(([t]) => t)).sort();
+}
+
+/**
+ * The draft vocabulary a training run uses (undefined: the whole vocabulary). A count picks that
+ * many of the training split's most frequent next tokens (fewer when the data has fewer distinct
+ * ones). "auto" does the same with autoDraftVocab(V) tokens, but keeps the whole vocabulary when
+ * they cover less than DRAFT_VOCAB_AUTO_MIN_COVERAGE of the held-out next tokens: a small or
+ * narrow data set is a poor sample of what the model will generate, and every token outside the
+ * subset is a depth-1 miss.
+ */
+export function resolveDraftVocab(
+  dv: number | "auto" | "off" | Int32Array,
+  trainSeqs: { tokens: number[]; firstTarget?: number }[],
+  held: { tokens: number[]; firstTarget?: number }[],
+  V: number,
+  log: (line: string) => void = () => {},
+): Int32Array | undefined {
+  if (dv instanceof Int32Array) return dv;
+  const want = dv === "off" ? 0 : dv === "auto" ? autoDraftVocab(V) : dv;
+  if (!Number.isInteger(want) || want < 0 || want > V) throw new InvalidOptionError(`draft-vocab must be auto, off, or an integer from 1 to the vocabulary size ${V} (got ${dv}).`);
+  if (want === 0 || want >= V) return undefined;
+  const ids = chooseDraftVocab(trainSeqs, want, V);
+  if (ids.length < want) log(`draft vocabulary: only ${ids.length} distinct next tokens in the training data (asked for ${want})`);
+  const cov = coverage(held, ids);
+  if (dv === "auto" && cov < DRAFT_VOCAB_AUTO_MIN_COVERAGE) {
+    log(
+      `draft vocabulary: auto keeps the whole vocabulary: the ${ids.length} most frequent next tokens of the training split cover only ` +
+        `${pct(cov)} of the held-out next tokens (< ${pct(DRAFT_VOCAB_AUTO_MIN_COVERAGE)}); more data, or --draft-vocab N to force it`,
+    );
+    return undefined;
+  }
+  return ids;
 }
 
 /** Fraction of the generated tokens of `seqs` inside `ids`. */
@@ -361,17 +396,7 @@ export async function trainEagleHead(
   const { trainSeqs, held, nEval } = heldOutSplit(seqs, o.evalFraction ?? 0.1, MAX_EVAL_SEQUENCES);
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
   const V = configIn.vocabSize;
-  let draftVocab: Int32Array | undefined;
-  const dv = o.draftVocab ?? "auto";
-  if (dv instanceof Int32Array) draftVocab = dv;
-  else {
-    const want = dv === "off" ? 0 : dv === "auto" ? autoDraftVocab(V) : dv;
-    if (!Number.isInteger(want) || want < 0 || want > V) throw new InvalidOptionError(`draft-vocab must be auto, off, or an integer from 1 to the vocabulary size ${V} (got ${dv}).`);
-    if (want > 0 && want < V) {
-      draftVocab = chooseDraftVocab(trainSeqs, want, V);
-      if (draftVocab.length < want) log(`draft vocabulary: only ${draftVocab.length} distinct next tokens in the training data (asked for ${want}); using them`);
-    }
-  }
+  const draftVocab = resolveDraftVocab(o.draftVocab ?? "auto", trainSeqs, held, V, log);
   const config: EagleHeadConfig = { ...configIn, draftVocab };
   const draftCoverage = round4(coverage(held, draftVocab));
   if (draftVocab) log(`draft vocabulary: ${draftVocab.length} of ${V} tokens (the most frequent next tokens of the training split); they cover ${pct(draftCoverage)} of the held-out next tokens`);

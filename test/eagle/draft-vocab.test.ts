@@ -14,7 +14,7 @@ import { eagleOnnxFileName, inspectEagleHead, readEagleHead, readEagleTargetPart
 import { SpecEngine } from "../../src/api.js";
 import { createEagleProposer, eagleSettings, loadEagleHead } from "../../src/decoding/eagle.js";
 import { generateTokens } from "../../src/decoding/generate.js";
-import { autoDraftVocab, chooseDraftVocab, trainEagle } from "../../src/eagle/train.js";
+import { autoDraftVocab, chooseDraftVocab, resolveDraftVocab, trainEagle } from "../../src/eagle/train.js";
 import { headForward, headLogits, makeFrozen, paramsFromWeights } from "../../src/eagle/model.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { Rng, toProbabilities } from "../../src/sampling/index.js";
@@ -40,6 +40,22 @@ describe("EAGLE draft vocabulary", () => {
     expect(Array.from(chooseDraftVocab(seqs, 50, 100))).toEqual([2, 3, 5, 7, 8]);
     expect(autoDraftVocab(16384)).toBe(4096);
     expect(autoDraftVocab(4096)).toBe(0);
+  });
+
+  it("auto keeps the whole vocabulary when the chosen tokens cover < 95% of the held-out next tokens; a count forces it", () => {
+    const V = 16384;
+    const seq = (ids: number[]) => ({ tokens: [1, ...ids], firstTarget: 1 });
+    const train = [seq(Array.from({ length: 500 }, (_, i) => 100 + (i % 50)))]; // 50 distinct tokens
+    const heldIn = [seq(Array.from({ length: 100 }, (_, i) => 100 + (i % 50)))];
+    const heldOut = [seq(Array.from({ length: 100 }, (_, i) => (i < 90 ? 100 + (i % 50) : 9000 + i)))]; // 90% covered
+    const lines: string[] = [];
+    expect(resolveDraftVocab("auto", train, heldIn, V)?.length).toBe(50);
+    expect(resolveDraftVocab("auto", train, heldOut, V, (l) => lines.push(l))).toBeUndefined();
+    expect(lines.some((l) => /auto keeps the whole vocabulary.*cover only 90\.0%/.test(l))).toBe(true);
+    expect(resolveDraftVocab(40, train, heldOut, V)?.length).toBe(40);
+    expect(resolveDraftVocab("off", train, heldIn, V)).toBeUndefined();
+    expect(resolveDraftVocab("auto", train, heldIn, 4096)).toBeUndefined(); // small vocabulary: off
+    expect(() => resolveDraftVocab(-3, train, heldIn, V)).toThrow(/draft-vocab must be auto, off, or an integer/);
   });
 
   it("the files carry the map; a bad map is refused by name", () => {

@@ -5,6 +5,7 @@
  * BenchReport (report.ts) for Markdown, JSON and the PNG chart.
  */
 import { loadavg } from "node:os";
+import { basename } from "node:path";
 import { SpecEngine } from "../api.js";
 import { registeredMethods, type MethodName, type MethodOptions } from "../decoding/methods.js";
 import type { Device } from "../engine/session.js";
@@ -24,6 +25,11 @@ export interface BenchOptions {
   heads?: string;
   /** EAGLE head for the eagle arm when `heads` holds Medusa heads (both in one run). */
   eagleHeads?: string;
+  /**
+   * Extra eagle arms in the same run, each with its own options (a chain, a narrow tree, int8 head
+   * weights, another head: `heads`), labelled `eagle <options>`; they run when the eagle method is requested.
+   */
+  eagleArms?: (MethodOptions & { heads?: string })[];
   /** Methods to compare with baseline (default: every registered method). */
   methods?: MethodName[];
   prompts: BenchPrompt[];
@@ -100,6 +106,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       if ((method === "draft" || method === "early-exit") && o.k !== undefined) methodOptions.k = o.k;
       if (method === "early-exit" && o.exitLayer !== undefined) methodOptions.exitLayer = o.exitLayer;
       arms.push({ method, methodOptions, ...(method === "eagle" && o.eagleHeads ? { heads: o.eagleHeads } : {}) });
+      if (method === "eagle") {
+        for (const { heads, ...extra } of o.eagleArms ?? []) {
+          const label = `eagle ${[...(heads ? [`heads=${basename(heads)}`] : []), ...Object.entries(extra).map(([k, v]) => `${k}=${String(v)}`)].join(" ")}`;
+          const armHeads = heads ?? o.eagleHeads;
+          arms.push({ label, method, methodOptions: extra, ...(armHeads ? { heads: armHeads } : {}) });
+        }
+      }
     }
     const ks = [...new Set(o.ks ?? [])].sort((a, b) => a - b);
     for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > 64) throw new InvalidOptionError(`Each K in --ks must be an integer from 1 to 64 (got ${k}).`);

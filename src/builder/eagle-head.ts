@@ -19,8 +19,13 @@
  *                            layers.0.self_attn.{q,k,v,o}_proj.weight, layers.0.post_attention_layernorm.weight,
  *                            layers.0.mlp.{gate,up,down}_proj.weight  (nn.Linear layout: out x in)
  *   config.json              hidden_size, num_attention_heads, num_key_value_heads (= heads),
- *                            intermediate_size, vocab_size, base_model_name_or_path, spec_decode {...}
- * The embedding, final norm, LM head and RoPE settings come from the target's checkpoint.
+ *                            intermediate_size, vocab_size, base_model_name_or_path, spec_decode {...};
+ *                            a head with a reduced draft vocabulary (`train-eagle --draft-vocab N`, as
+ *                            EAGLE-3's d2t) adds draft_vocab_size and spec_decode.draft_vocab: the N
+ *                            target token ids it drafts, ascending (draft id i = target id draft_vocab[i])
+ * The embedding, final norm, LM head and RoPE settings come from the target's checkpoint. With a
+ * draft vocabulary the head's LM head is the target's LM head rows of those N tokens (still frozen),
+ * so drafting one node costs H x N multiply-adds for its logits instead of H x V.
  *
  * Published EAGLE-1/2 heads (the EAGLE project's config.json + model.safetensors, see
  * publishedHeadProblems) use the same tensor names with one difference in semantics: they read
@@ -34,7 +39,10 @@
  *   inputs  input_ids int64 [1, S], position_ids int64 [1, S], features float32 [1, S, H],
  *           past_key_values.0.key/value float32 [1, heads, past, head_dim],
  *           tree_attention_mask uint8 [1, S, past + S] (1 = may attend)
- *   outputs logits float32 [1, S, V], next_features float32 [1, S, H], present.0.key/value.
+ *   outputs logits float32 [1, S, V] (or [1, S, N] over the draft vocabulary: draft ids, which the
+ *           decoder maps back to target ids), next_features float32 [1, S, H], present.0.key/value.
+ * Its linear layers (fc, q/k/v/o, MLP; not the LM head) can be int8/int4 MatMulNBits blocks
+ * (`quantize`): the ONNX file is a cache beside the head, the safetensors stay float32.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -45,14 +53,24 @@ import { transposeInto } from "./llama.js";
 import { readRebuiltTargetParts } from "./from-onnx.js";
 import { ensureDerivedOnnx } from "./derived-onnx.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
+import { quantizeMatrix } from "./quantize.js";
 import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
 export const EAGLE_ONNX_FILE = "eagle_head.onnx";
 /** Bump when the graph changes, so cached ONNX files are rebuilt. */
-export const EAGLE_GRAPH_VERSION = "2";
+export const EAGLE_GRAPH_VERSION = "3";
 /** A published EAGLE head's weights file (the EAGLE project's layout), read when eagle_head.safetensors is absent. */
 export const PUBLISHED_EAGLE_FILE = "model.safetensors";
+/** Weight forms of the head graph: float32 (default), or int8 / int4 MatMulNBits blocks (block 32, accuracy level 4) for every linear layer and the LM head. */
+export const EAGLE_HEAD_WEIGHTS = ["float32", "int8", "int4"] as const;
+export type EagleHeadWeightForm = (typeof EAGLE_HEAD_WEIGHTS)[number];
+const HEAD_BLOCK = 32;
+
+/** The head graph's file name for a weight form. */
+export function eagleOnnxFileName(form: EagleHeadWeightForm = "float32"): string {
+  return form === "float32" ? EAGLE_ONNX_FILE : `eagle_head_${form === "int8" ? "q8" : "q4"}.onnx`;
+}
 
 export interface EagleHeadConfig {
   hiddenSize: number;
@@ -74,6 +92,27 @@ export interface EagleHeadConfig {
   published?: boolean;
   /** rope_theta from a published head's config (checked against the target's when building). */
   ropeTheta?: number;
+  /**
+   * Reduced draft vocabulary (EAGLE-3's d2t): the target token ids the head drafts, strictly
+   * ascending; draft id i is target id draftVocab[i]. Absent: the head drafts over the whole vocabulary.
+   */
+  draftVocab?: Int32Array;
+}
+
+/** How many ids the head's logits cover: its draft vocabulary, else the whole vocabulary. */
+export function draftVocabSize(config: EagleHeadConfig): number {
+  return config.draftVocab ? config.draftVocab.length : config.vocabSize;
+}
+
+/** Problems with a draft vocabulary for a target vocabulary of `vocab` ids ([] when fine). */
+export function draftVocabProblem(ids: ArrayLike<number>, vocab: number): string | undefined {
+  if (ids.length < 1) return "it is empty";
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i]!;
+    if (!Number.isInteger(t) || t < 0 || t >= vocab) return `id ${t} at ${i} is not a token id below vocab_size ${vocab}`;
+    if (i > 0 && t <= ids[i - 1]!) return `ids must be strictly ascending (${ids[i - 1]} then ${t} at ${i})`;
+  }
+  return undefined;
 }
 
 /** Head weights, nn.Linear layout (out x in), row-major. */
@@ -152,6 +191,16 @@ export function inspectEagleHead(pathIn: string): EagleHeadConfig & { file: stri
   }
   if (H % NH !== 0) throw new BuildError(`${configFile}: hidden_size ${H} is not a multiple of num_attention_heads ${NH}.`);
   const sd = (raw.spec_decode ?? {}) as Record<string, unknown>;
+  let draftVocab: Int32Array | undefined;
+  if (sd.draft_vocab !== undefined) {
+    const ids = sd.draft_vocab;
+    const problem = Array.isArray(ids) ? draftVocabProblem(ids as number[], int("vocab_size")) : "it is not a list of token ids";
+    if (problem) throw new BuildError(`${configFile}: spec_decode.draft_vocab (the head's draft vocabulary) is invalid: ${problem}. Retrain the head with \`spec-decode train-eagle\`.`);
+    draftVocab = Int32Array.from(ids as number[]);
+    if (typeof raw.draft_vocab_size === "number" && raw.draft_vocab_size !== draftVocab.length) {
+      throw new BuildError(`${configFile}: draft_vocab_size ${raw.draft_vocab_size} but spec_decode.draft_vocab lists ${draftVocab.length} ids.`);
+    }
+  }
   return {
     file,
     dir,
@@ -166,6 +215,7 @@ export function inspectEagleHead(pathIn: string): EagleHeadConfig & { file: stri
     featureSource: published || sd.feature_source === "hidden_states" ? "hidden_states" : "features",
     published,
     ropeTheta: published && typeof raw.rope_theta === "number" ? raw.rope_theta : undefined,
+    ...(draftVocab ? { draftVocab } : {}),
   };
 }
 
@@ -243,6 +293,10 @@ export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleH
     t(`${P}mlp.down_proj.weight`, [H, I], w.down),
   ];
   if (config.published) throw new BuildError("writeEagleHead writes our own head format; a published head is read in place.");
+  if (config.draftVocab) {
+    const problem = draftVocabProblem(config.draftVocab, config.vocabSize);
+    if (problem) throw new BuildError(`The head's draft vocabulary is invalid: ${problem}.`);
+  }
   mkdirSync(dir, { recursive: true });
   const file = join(dir, EAGLE_HEAD_FILE);
   writeSafetensors(file, tensors, { format: "pt" });
@@ -253,12 +307,14 @@ export function writeEagleHead(dirIn: string, config: EagleHeadConfig, w: EagleH
     num_key_value_heads: config.numHeads,
     intermediate_size: I,
     vocab_size: config.vocabSize,
+    ...(config.draftVocab ? { draft_vocab_size: config.draftVocab.length } : {}),
     rms_norm_eps: config.rmsNormEps,
     base_model_name_or_path: config.baseModel ?? "",
     spec_decode: {
       ...(config.depthAccuracy ? { depth_accuracy: config.depthAccuracy } : {}),
       ...(config.featureSource === "hidden_states" ? { feature_source: "hidden_states" } : {}),
       ...extra,
+      ...(config.draftVocab ? { draft_vocab: Array.from(config.draftVocab) } : {}),
     },
   };
   const configFile = join(dir, "config.json");
@@ -350,6 +406,13 @@ export function checkHeadAgainstTarget(head: EagleHeadConfig, cfg: DecoderConfig
 
 const BOOL = dtypeCode("bool");
 
+/** Rows `ids` of a row-major [V, H] matrix (the LM head rows of a draft vocabulary). */
+export function draftRows(m: Float32Array, H: number, ids: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(ids.length * H);
+  for (let i = 0; i < ids.length; i++) out.set(m.subarray(ids[i]! * H, (ids[i]! + 1) * H), i * H);
+  return out;
+}
+
 /** Write the head's ONNX graph (see the module comment). */
 export function buildEagleHeadOnnx(
   config: EagleHeadConfig,
@@ -357,6 +420,7 @@ export function buildEagleHeadOnnx(
   target: EagleTargetParts,
   outPath: string,
   metadata: Record<string, string> = {},
+  form: EagleHeadWeightForm = "float32",
 ): void {
   const { hiddenSize: H, numHeads: NH, headDim: D, intermediateSize: I, vocabSize: V } = config;
   checkHeadAgainstTarget(config, target.cfg);
@@ -381,7 +445,15 @@ export function buildEagleHeadOnnx(
       const ms = g.op("ReduceMean", [g.op("Pow", [x, two])], { axes: [-1], keepdims: 1 });
       return g.op("Mul", [g.op("Div", [x, g.op("Sqrt", [g.op("Add", [ms, eps])])]), weightName]);
     };
+    const bits = form === "int8" ? 8 : form === "int4" ? 4 : undefined;
+    /** x W^T for W [out, inn] (nn.Linear layout): MatMul, or MatMulNBits blocks (quantize.ts numerics). */
     const linear = (x: string, name: string, wt: Float32Array, out: number, inn: number): string => {
+      if (bits) {
+        const q = quantizeMatrix(wt, out, inn, bits, HEAD_BLOCK);
+        g.initializer(`${name}.qweight`, "uint8", [out, q.nBlocks, q.blobSize], q.packed);
+        g.initializer(`${name}.scales`, "float32", [out * q.nBlocks], q.scales);
+        return g.msOp("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], { K: inn, N: out, bits, block_size: HEAD_BLOCK, accuracy_level: 4 });
+      }
       const t = new Float32Array(inn * out);
       transposeInto(wt, out, inn, t, out, 0);
       return g.op("MatMul", [x, g.initializer(name, "float32", [inn, out], t)]);
@@ -428,12 +500,21 @@ export function buildEagleHeadOnnx(
     // Our heads predict pre-norm features (the target's final norm applies); published EAGLE-1/2
     // heads predict normed hidden states (the LM head applies directly).
     const hn = config.featureSource === "hidden_states" ? x : rmsNorm(x, g.initializer("norm.weight", "float32", [H], target.finalNorm));
-    g.initializer("lm_head.weight", "float32", [V, H], target.lmHead);
-    const logits2d = g.op("Gemm", [reshape(hn, [-1, H]), "lm_head.weight"], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
-    g.output("logits", "float32", [1, "sequence_length", V], reshape(logits2d, [1, -1, V]));
+    // A draft vocabulary keeps only its tokens' LM-head rows: logits over draft ids.
+    const N = draftVocabSize(config);
+    const lmRows = config.draftVocab ? draftRows(target.lmHead, H, config.draftVocab) : target.lmHead;
+    let logits2d: string;
+    if (bits) logits2d = linear(reshape(hn, [-1, H]), "lm_head", lmRows, N, H);
+    else {
+      g.initializer("lm_head.weight", "float32", [N, H], lmRows);
+      logits2d = g.op("Gemm", [reshape(hn, [-1, H]), "lm_head.weight"], { transB: 1, alpha: attr.float(1), beta: attr.float(1) });
+    }
+    g.output("logits", "float32", [1, "sequence_length", N], reshape(logits2d, [1, -1, N]));
     g.setMetadata("spec_decode.eagle_graph", EAGLE_GRAPH_VERSION);
     g.setMetadata("spec_decode.hidden_size", String(H));
     g.setMetadata("spec_decode.vocab_size", String(V));
+    g.setMetadata("spec_decode.draft_vocab_size", String(N));
+    g.setMetadata("spec_decode.head_weights", form);
     g.setMetadata("spec_decode.max_positions", String(maxPositions));
     for (const [k, v] of Object.entries(metadata)) g.setMetadata(k, v);
     g.save(outPath);
@@ -447,7 +528,7 @@ export function buildEagleHeadOnnx(
  * use beside the head (or under the OS temp dir when that directory is read-only); rebuilt when
  * the head's or target's weights changed (size/mtime stamp in the graph's metadata).
  */
-export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgress?: (m: string) => void): { onnxFile: string; stamp: string } {
+export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgress?: (m: string) => void, form: EagleHeadWeightForm = "float32"): { onnxFile: string; stamp: string } {
   const { file, dir } = locateEagleHead(headPath);
   const st = statSync(file);
   const mdir = resolve(modelDir);
@@ -456,17 +537,17 @@ export function ensureEagleHeadOnnx(headPath: string, modelDir: string, onProgre
     const s = statSync(join(mdir, f));
     return `${s.size}:${Math.round(s.mtimeMs)}`;
   });
-  const stamp = `${EAGLE_GRAPH_VERSION}:${st.size}:${Math.round(st.mtimeMs)}:${tstamp.join(",")}`;
+  const stamp = `${EAGLE_GRAPH_VERSION}:${form}:${st.size}:${Math.round(st.mtimeMs)}:${tstamp.join(",")}`;
   const { onnxFile } = ensureDerivedOnnx({
     source: file,
     dir,
-    name: EAGLE_ONNX_FILE,
+    name: eagleOnnxFileName(form),
     namespace: "spec-decode-eagle",
     stampKey: "spec_decode.eagle_source",
     stamp,
     build: (out) => {
       const { config, weights } = readEagleHead(headPath);
-      buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp });
+      buildEagleHeadOnnx(config, weights, readEagleTargetParts(modelDir), out, { "spec_decode.eagle_source": stamp }, form);
     },
     onProgress,
   });

@@ -9,7 +9,9 @@ import { runBench } from "../bench/bench.js";
 import { renderBenchChart } from "../bench/chart.js";
 import { benchChartInput, benchMarkdown } from "../bench/report.js";
 import { ensureTwin } from "../bench/twin.js";
-import { METHOD_NAMES, isMethodName, type MethodName } from "../decoding/methods.js";
+import { METHOD_NAMES, isMethodName, type MethodName, type MethodOptions } from "../decoding/methods.js";
+import { EAGLE_OPTIONS, eagleSettings } from "../decoding/eagle.js";
+import type { OptionsOf } from "../decoding/options.js";
 import { nearestName } from "../util/nearest-name.js";
 import { DEVICES, type Device } from "../engine/session.js";
 import { resolveModel } from "../hub/index.js";
@@ -37,6 +39,9 @@ heads) are skipped with the reason.
 
   --heads         Medusa heads, or an EAGLE head; --eagle-heads DIR gives the eagle arm its own head
                   so that Medusa and EAGLE run in the same interleaved run
+  --eagle-arms    more eagle arms in the same run, ";"-separated, each "option=value,..." with the
+                  eagle method options, e.g. "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8", and
+                  heads=DIR for an arm with another EAGLE head
   --twin          use the synthetic twin benchmark models (built once under the cache dir, ~1 minute)
   --prompts       Spec-Bench's question.jsonl format ({question_id, category, turns}: first turn used) or
                   ours ({id, category, prompt|messages|promptIds}); "spec-bench" finds ../shared/workloads/
@@ -108,6 +113,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       ...BENCH_COMMON_OPTIONS,
       heads: { type: "string" },
       "eagle-heads": { type: "string" },
+      "eagle-arms": { type: "string" },
       methods: { type: "string" },
       ...methodFlagOptions(["k", "exitLayer"]),
       ks: { type: "string" },
@@ -143,6 +149,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     draft: draft ? resolve(draft) : undefined,
     heads: v.heads ? resolve(v.heads as string) : undefined,
     eagleHeads: v["eagle-heads"] ? resolve(v["eagle-heads"] as string) : undefined,
+    eagleArms: eagleArmsArg(v["eagle-arms"] as string | undefined),
     methods,
     prompts,
     workloadSource: source,
@@ -186,3 +193,27 @@ export function parseMethods(s: string): MethodName[] {
   return names as MethodName[];
 }
 
+
+/** --eagle-arms "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8": the eagle options of each extra arm, checked. */
+function eagleArmsArg(raw: string | undefined): (MethodOptions & { heads?: string })[] | undefined {
+  if (raw === undefined) return undefined;
+  return raw
+    .split(";")
+    .map((arm) => arm.trim())
+    .filter((arm) => arm.length > 0)
+    .map((arm) => {
+      const opts: Record<string, unknown> = {};
+      for (const kv of arm.split(",")) {
+        const [k, v, ...rest] = kv.split("=").map((x) => x.trim());
+        if (!k || v === undefined || rest.length > 0) throw new InvalidOptionError(`--eagle-arms: "${kv}" is not option=value (e.g. "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8").`);
+        if (k === "heads") {
+          opts.heads = resolve(v);
+          continue;
+        }
+        if (!(k in EAGLE_OPTIONS)) throw new InvalidOptionError(`--eagle-arms: "${k}" is not an eagle option (${Object.keys(EAGLE_OPTIONS).join(", ")}, or heads=DIR).`);
+        opts[k] = v !== "" && Number.isFinite(Number(v)) ? Number(v) : v;
+      }
+      eagleSettings(opts as OptionsOf<typeof EAGLE_OPTIONS>); // bad values are clear errors here
+      return opts as MethodOptions & { heads?: string };
+    });
+}

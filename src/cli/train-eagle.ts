@@ -1,10 +1,11 @@
 /** `spec-decode train-eagle`: train an EAGLE draft head on a model's own features (target frozen). */
-import { trainEagle } from "../eagle/train.js";
+import { DRAFT_VOCAB_AUTO_MIN, DRAFT_VOCAB_AUTO_MIN_COVERAGE, trainEagle } from "../eagle/train.js";
+import { InvalidOptionError } from "../errors.js";
 import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
-  [--ce-weight W] [--eval-depth D] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
+  [--ce-weight W] [--eval-depth D] [--draft-vocab N|auto|off] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
@@ -21,6 +22,13 @@ features (training-time test); --unroll-after F trains single-step (several time
 first fraction F of the run, then unrolled. --max-seconds bounds the training time; --init continues
 training an existing head; --init-layer N starts the head as the model's decoder layer N (0-based)
 reading the next token's embedding, i.e. as the early exit after that layer, instead of at random.
+--draft-vocab N: the head drafts over the N most frequent next tokens of the training data only
+(EAGLE-3's reduced draft vocabulary): its LM head is the model's LM head rows of those tokens and
+its cross-entropy runs over them, so training and drafting cost H x N instead of H x vocab per
+row; the head can never draft a token outside them (output stays exact; only acceptance drops).
+Default auto: a quarter of the vocabulary when it has >= ${DRAFT_VOCAB_AUTO_MIN} tokens and those cover
+>= ${Math.round(DRAFT_VOCAB_AUTO_MIN_COVERAGE * 100)}% of the held-out next tokens, else off; at most the distinct tokens in the
+data. off: the whole vocabulary. --init keeps the head's own.
 Progress goes to stderr; the report (held-out top-1 per draft depth, greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
 change), which \`spec-decode generate --method eagle --heads DIR\` reads. The model must be built
@@ -40,6 +48,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
       "unroll-after": { type: "string" },
       "ce-weight": { type: "string" },
       "eval-depth": { type: "string" },
+      "draft-vocab": { type: "string" },
     },
     USAGE,
   );
@@ -58,8 +67,16 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     unrollAfter: numOpt(v["unroll-after"], "unroll-after"),
     ceWeight: numOpt(v["ce-weight"], "ce-weight"),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
+    draftVocab: draftVocabArg(v["draft-vocab"] as string | undefined),
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));
   return 0;
+}
+
+function draftVocabArg(raw: string | undefined): number | "auto" | "off" | undefined {
+  if (raw === undefined || raw === "auto" || raw === "off") return raw;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidOptionError(`--draft-vocab must be a token count, auto or off (got "${raw}").`);
+  return n === 0 ? "off" : n;
 }

@@ -19,14 +19,27 @@
  *    cumulative score and the best `total` are verified. A child never scores above its parent, so
  *    the chosen set always contains its nodes' ancestors. Drafted entries are cropped from the
  *    head's cache after drafting.
+ *  - A head with a draft vocabulary (EAGLE-3's d2t, train-eagle --draft-vocab) outputs logits over
+ *    its N draft ids only; drafted ids map back to target ids here (the map is ascending, so a
+ *    vocabulary limit is a prefix of it). Tokens outside it are never drafted, only verified.
  *  - Acceptance: verify.ts. Greedy: exact (the target's argmax path); sampling: sample-and-match,
- *    distribution-preserving whatever the head proposes. Siblings are distinct top-k tokens.
+ *    distribution-preserving whatever the head proposes (a draft vocabulary only makes the draft
+ *    distribution zero outside the subset). Siblings are distinct top-k tokens.
  *  - Head quality only changes speed: a random head gives the same tokens, just fewer accepted.
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { EAGLE_HEAD_FILE, PUBLISHED_EAGLE_FILE, ensureEagleHeadOnnx, inspectEagleHead, type EagleHeadConfig } from "../builder/eagle-head.js";
+import {
+  EAGLE_HEAD_FILE,
+  EAGLE_HEAD_WEIGHTS,
+  PUBLISHED_EAGLE_FILE,
+  draftVocabSize,
+  ensureEagleHeadOnnx,
+  inspectEagleHead,
+  type EagleHeadConfig,
+  type EagleHeadWeightForm,
+} from "../builder/eagle-head.js";
 import { SafetensorsSource } from "../builder/safetensors.js";
 import type { CausalLM } from "../engine/causal-lm.js";
 import { KVCache } from "../engine/kv-cache.js";
@@ -52,7 +65,7 @@ export const EAGLE_DEFAULTS = { total: "auto", autoTotal: EAGLE_AUTO_MAX_TOTAL, 
 export const EAGLE_LIMITS = { total: OPTION_MAX.treeTotal, depth: OPTION_MAX.treeDepth, topK: OPTION_MAX.treeTopK } as const;
 
 export interface HeadOutput {
-  /** [rows, vocab] */
+  /** [rows, draft vocabulary] (draft ids; the whole vocabulary when the head has no draft vocabulary) */
   logits: Float32Array;
   /** [rows, hidden] */
   features: Float32Array;
@@ -98,8 +111,12 @@ export class EagleHeadModel extends SidecarModel<EagleHeadConfig> {
 }
 
 /** Load the head in `headPath` for the target checkpoint in `modelDir` (building its ONNX on first use). */
-export async function loadEagleHead(headPath: string, modelDir: string, opts: { device?: Device; threads?: number } = {}): Promise<EagleHeadModel> {
-  const { onnxFile } = ensureEagleHeadOnnx(headPath, modelDir);
+export async function loadEagleHead(
+  headPath: string,
+  modelDir: string,
+  opts: { device?: Device; threads?: number; weights?: EagleHeadWeightForm } = {},
+): Promise<EagleHeadModel> {
+  const { onnxFile } = ensureEagleHeadOnnx(headPath, modelDir, undefined, opts.weights);
   const { file, dir: _dir, ...config } = inspectEagleHead(headPath);
   // A one-layer head is small: one thread keeps it from competing with the target's pool.
   const session = await createSession(onnxFile, { device: opts.device, threads: opts.threads ?? 1 });
@@ -118,6 +135,10 @@ export interface EagleSettings {
 export const EAGLE_OPTIONS = {
   treeTotal: z.number().int().min(1).max(EAGLE_LIMITS.total).optional().describe(`Draft-tree nodes verified per round (default auto); auto sizes each round from the measured verify cost, at most ${EAGLE_AUTO_MAX_TOTAL}.`),
   treeDepth: z.number().int().min(1).max(EAGLE_LIMITS.depth).optional().describe(`Draft depth (default ${EAGLE_DEFAULTS.depth}).`),
+  headWeights: z
+    .enum(EAGLE_HEAD_WEIGHTS)
+    .optional()
+    .describe("The head graph's weights: float32 (default), or int8/int4 blocks (a smaller, faster head on CPU; acceptance may change, output stays exact)."),
   treeTopK: withFlag(
     "treeTopK",
     "tree-topk",
@@ -133,6 +154,18 @@ export function eagleSettings(options: OptionsOf<typeof EAGLE_OPTIONS>): EagleSe
     depth: o.treeDepth ?? EAGLE_DEFAULTS.depth,
     topK: o.treeTopK ?? EAGLE_DEFAULTS.topK,
   };
+}
+
+/** How many of the ascending `ids` are below `limit`. */
+function countBelow(ids: Int32Array, limit: number): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid]! < limit) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** log-softmax of `row[0, limit)` at the given ids. */
@@ -158,7 +191,9 @@ interface DraftNode {
 
 export function createEagleProposer(target: CausalLM, head: EagleHeadModel, settings: EagleSettings): Proposer {
   const H = head.config.hiddenSize;
-  const V = head.config.vocabSize;
+  // The head's logits cover its draft vocabulary (draft id i = target id d2t[i], ascending) or the whole vocabulary.
+  const V = draftVocabSize(head.config);
+  const d2t = head.config.draftVocab;
   const cache = head.newCache();
   // Published EAGLE-1/2 heads read the target's normed hidden states, ours its pre-norm features.
   const onHidden = head.config.featureSource === "hidden_states";
@@ -206,7 +241,8 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       }
       if (broken) return { tokens: [] };
       if (!root) return { tokens: [], ...want };
-      const limit = ctx.vocabLimit !== undefined ? Math.min(ctx.vocabLimit, V) : V;
+      // Draft ids below `limit` are the target ids below ctx.vocabLimit (d2t ascending: a prefix).
+      const limit = ctx.vocabLimit === undefined ? V : d2t ? countBelow(d2t, ctx.vocabLimit) : Math.min(ctx.vocabLimit, V);
       const budget = Math.min(settings.total, maxTokens);
       const K = settings.topK;
       const committed = cache.length;
@@ -218,7 +254,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       const addChildren = (logits: Float32Array, parent: number, base: number, depth: number): number[] => {
         const ids = topK(logits, K, limit);
         const lps = logProbs(logits, limit, ids);
-        return ids.map((t, j) => nodes.push({ token: t, parent, score: base + lps[j]!, depth }) - 1);
+        return ids.map((t, j) => nodes.push({ token: d2t ? d2t[t]! : t, parent, score: base + lps[j]!, depth }) - 1);
       };
       let layer = addChildren(root.logits, -1, 0, 1);
       try {
@@ -349,8 +385,9 @@ export const eagleMethod = defineMethod({
       throw new ModelLoadError((v) => `${lm.label} lacks the ${out} or the tree_attention_mask input EAGLE needs. Rebuild it with ${v.build(lm.info.dir)}.`);
     }
     checkAgainstTarget(info, lm);
-    const { stamp, onnxFile } = ensureEagleHeadOnnx(path, lm.info.dir);
-    const opts = { device: req.store.device, threads: req.store.threads };
+    const weights = parseOptions(EAGLE_OPTIONS, req.options).headWeights ?? "float32";
+    const { stamp, onnxFile } = ensureEagleHeadOnnx(path, lm.info.dir, undefined, weights);
+    const opts = { device: req.store.device, threads: req.store.threads, weights };
     const heads = await req.store.loadExtra(path, JSON.stringify(["eagle-head", opts]), stamp, () => loadEagleHead(path, lm.info.dir, opts), onnxFile);
     return { heads };
   },

@@ -11,7 +11,7 @@
  * one small layer; the forward used for decoding stays in onnxruntime.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { EagleHeadConfig, EagleHeadWeights, EagleTargetParts } from "../builder/eagle-head.js";
+import { draftRows, draftVocabSize, type EagleHeadConfig, type EagleHeadWeights, type EagleTargetParts } from "../builder/eagle-head.js";
 import { SeededRandom } from "../builder/fixture.js";
 import { ropeAt, ropeTensors, rmsNorm, transposed } from "../train-common/tf-layers.js";
 
@@ -34,23 +34,28 @@ export interface HeadParams {
 export interface Frozen {
   embed: tf.Tensor2D; // [V, H]
   normW: tf.Tensor1D; // [H]
-  lmT: tf.Tensor2D; // [H, V]
+  lmT: tf.Tensor2D; // [H, N]: the LM head over the draft vocabulary (N = V without one)
+  /** Draft id -> target id ([N] int32), when the head has a draft vocabulary. */
+  d2t?: tf.Tensor1D;
   cos: tf.Tensor2D; // [maxPos, D]
   sinSigned: tf.Tensor2D; // [maxPos, D]
 }
 
 export function makeFrozen(target: EagleTargetParts, config: EagleHeadConfig): Frozen {
   const { hiddenSize: H, vocabSize: V, headDim: D } = config;
+  const N = draftVocabSize(config);
+  const lm = config.draftVocab ? draftRows(target.lmHead, H, config.draftVocab) : target.lmHead;
   return {
     embed: tf.tensor2d(target.embed, [V, H]),
     normW: tf.tensor1d(target.finalNorm),
-    lmT: tf.tensor2d(transposed(target.lmHead, V, H), [H, V]),
+    lmT: tf.tensor2d(transposed(lm, N, H), [H, N]),
+    ...(config.draftVocab ? { d2t: tf.tensor1d(config.draftVocab, "int32") } : {}),
     ...ropeTensors({ ...target.cfg, headDim: D }, target.cfg.maxPositionEmbeddings),
   };
 }
 
 export function disposeFrozen(f: Frozen): void {
-  tf.dispose([f.embed, f.normW, f.lmT, f.cos, f.sinSigned]);
+  tf.dispose([f.embed, f.normW, f.lmT, f.cos, f.sinSigned, ...(f.d2t ? [f.d2t] : [])]);
 }
 
 /** Fresh parameters: Xavier-like projections, unit norms, and small residual outputs (the layer starts near identity). */
@@ -161,7 +166,12 @@ export function headForward(
   return { out, k, v };
 }
 
-/** Logits through the target's frozen final norm and LM head: [N, V]. */
+/** Logits through the target's frozen final norm and LM head: [rows, N] over the draft vocabulary (draft ids). */
 export function headLogits(config: EagleHeadConfig, fz: Frozen, feats: tf.Tensor2D): tf.Tensor2D {
   return rmsNorm(feats, fz.normW, config.rmsNormEps).matMul(fz.lmT) as tf.Tensor2D;
+}
+
+/** Target token ids of draft ids (identity without a draft vocabulary). */
+export function toTargetIds(fz: Frozen, draftIds: tf.Tensor1D): tf.Tensor1D {
+  return fz.d2t ? (tf.gather(fz.d2t, draftIds.cast("int32")) as tf.Tensor1D) : (draftIds.cast("int32") as tf.Tensor1D);
 }

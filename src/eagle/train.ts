@@ -43,6 +43,7 @@ import {
   makeFrozen,
   paramsFromWeights,
   paramList,
+  toTargetIds,
   weightsFromParams,
   type Frozen,
   type HeadParams,
@@ -74,6 +75,15 @@ export interface EagleTrainingOptions {
   unrollAfter?: number;
   /** Weight of the token cross-entropy against the feature regression. Default 0.5. */
   ceWeight?: number;
+  /**
+   * Reduced draft vocabulary (EAGLE-3's d2t): the N most frequent next tokens of the training split
+   * (the generated tokens of self-distilled sequences); the head's logits and cross-entropy cover
+   * only those (the target's LM head rows, frozen). "auto" (default): a quarter of the vocabulary
+   * when it has at least DRAFT_VOCAB_AUTO_MIN tokens and they cover at least
+   * DRAFT_VOCAB_AUTO_MIN_COVERAGE of the held-out next tokens, else off; "off" or 0: the whole vocabulary;
+   * ids: this exact draft vocabulary (ascending). At most the number of distinct tokens in the data.
+   */
+  draftVocab?: number | "auto" | "off" | Int32Array;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
   /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
@@ -89,6 +99,10 @@ export interface EagleTrainingOptions {
 export interface EagleTrainingReport extends TrainRunReport {
   hiddenSize: number;
   vocabSize: number;
+  /** Size of the draft vocabulary the head was trained over (= vocabSize without one). */
+  draftVocabSize: number;
+  /** Fraction of the held-out (generated) next tokens inside the draft vocabulary (1 without one): a bound on depth-1 top-1. */
+  draftVocabCoverage: number;
   unroll: number;
   unrollAfter: number;
   lr: number;
@@ -107,6 +121,72 @@ export interface EagleTrainingReport extends TrainRunReport {
 
 /** Most held-out sequences evaluated (the rest of the data trains). */
 export const MAX_EVAL_SEQUENCES = 24;
+/** `draftVocab: "auto"` reduces vocabularies of at least this many tokens (to a quarter of them). */
+export const DRAFT_VOCAB_AUTO_MIN = 8192;
+/** ... when the chosen tokens cover at least this fraction of the held-out next tokens. */
+export const DRAFT_VOCAB_AUTO_MIN_COVERAGE = 0.95;
+
+/** The draft vocabulary size "auto" picks for a vocabulary of V tokens (0 = none). */
+export function autoDraftVocab(V: number): number {
+  return V >= DRAFT_VOCAB_AUTO_MIN ? Math.round(V / 4) : 0;
+}
+
+/**
+ * The N most frequent next tokens of `seqs` (their generated part, from firstTarget; ties to the
+ * lower id), ascending: at most the number of distinct tokens seen.
+ */
+export function chooseDraftVocab(seqs: { tokens: number[]; firstTarget?: number }[], N: number, V: number): Int32Array {
+  const counts = new Map<number, number>();
+  for (const s of seqs) for (let i = Math.max(1, s.firstTarget ?? 1); i < s.tokens.length; i++) counts.set(s.tokens[i]!, (counts.get(s.tokens[i]!) ?? 0) + 1);
+  const ranked = [...counts.entries()].filter(([t]) => t >= 0 && t < V).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  return Int32Array.from(ranked.slice(0, N).map(([t]) => t)).sort();
+}
+
+/**
+ * The draft vocabulary a training run uses (undefined: the whole vocabulary). A count picks that
+ * many of the training split's most frequent next tokens (fewer when the data has fewer distinct
+ * ones). "auto" does the same with autoDraftVocab(V) tokens, but keeps the whole vocabulary when
+ * they cover less than DRAFT_VOCAB_AUTO_MIN_COVERAGE of the held-out next tokens: a small or
+ * narrow data set is a poor sample of what the model will generate, and every token outside the
+ * subset is a depth-1 miss.
+ */
+export function resolveDraftVocab(
+  dv: number | "auto" | "off" | Int32Array,
+  trainSeqs: { tokens: number[]; firstTarget?: number }[],
+  held: { tokens: number[]; firstTarget?: number }[],
+  V: number,
+  log: (line: string) => void = () => {},
+): Int32Array | undefined {
+  if (dv instanceof Int32Array) return dv;
+  const want = dv === "off" ? 0 : dv === "auto" ? autoDraftVocab(V) : dv;
+  if (!Number.isInteger(want) || want < 0 || want > V) throw new InvalidOptionError(`draft-vocab must be auto, off, or an integer from 1 to the vocabulary size ${V} (got ${dv}).`);
+  if (want === 0 || want >= V) return undefined;
+  const ids = chooseDraftVocab(trainSeqs, want, V);
+  if (ids.length < want) log(`draft vocabulary: only ${ids.length} distinct next tokens in the training data (asked for ${want})`);
+  const cov = coverage(held, ids);
+  if (dv === "auto" && cov < DRAFT_VOCAB_AUTO_MIN_COVERAGE) {
+    log(
+      `draft vocabulary: auto keeps the whole vocabulary: the ${ids.length} most frequent next tokens of the training split cover only ` +
+        `${pct(cov)} of the held-out next tokens (< ${pct(DRAFT_VOCAB_AUTO_MIN_COVERAGE)}); more data, or --draft-vocab N to force it`,
+    );
+    return undefined;
+  }
+  return ids;
+}
+
+/** Fraction of the generated tokens of `seqs` inside `ids`. */
+function coverage(seqs: { tokens: number[]; firstTarget?: number }[], ids: Int32Array | undefined): number {
+  if (!ids) return 1;
+  const set = new Set(ids);
+  let n = 0;
+  let hit = 0;
+  for (const s of seqs)
+    for (let i = Math.max(1, s.firstTarget ?? 1); i < s.tokens.length; i++) {
+      n++;
+      if (set.has(s.tokens[i]!)) hit++;
+    }
+  return n === 0 ? 1 : hit / n;
+}
 
 interface Seq {
   tokens: number[];
@@ -253,12 +333,13 @@ function evaluate(config: EagleHeadConfig, p: HeadParams, fz: Frozen, seqs: Seq[
       const out: Int32Array[] = [];
       // Step 0 is teacher-forced by construction (committed rows); later steps feed the head's own
       // argmax token of the previous step.
+      // (Draft ids map to target ids: the token fed on and the one compared.)
       unrolled(config, p, fz, b, depth, (u, prev) => {
-        const a = prev.argMax(-1) as tf.Tensor1D;
+        const a = toTargetIds(fz, prev.argMax(-1) as tf.Tensor1D);
         out.push(a.dataSync() as Int32Array);
-        return a.cast("int32") as tf.Tensor1D;
+        return a;
       }).outs.forEach((o, u) => {
-        if (u === depth - 1) out.push(headLogits(config, fz, o).argMax(-1).dataSync() as Int32Array);
+        if (u === depth - 1) out.push(toTargetIds(fz, headLogits(config, fz, o).argMax(-1) as tf.Tensor1D).dataSync() as Int32Array);
       });
       return out;
     });
@@ -285,12 +366,12 @@ function evaluate(config: EagleHeadConfig, p: HeadParams, fz: Frozen, seqs: Seq[
 export async function trainEagleHead(
   seqsIn: TrainingSequence[],
   target: EagleTargetParts,
-  config: EagleHeadConfig,
+  configIn: EagleHeadConfig,
   o: EagleTrainingOptions = {},
-): Promise<{ params: HeadParams; report: EagleTrainingReport; dispose: () => void }> {
+): Promise<{ params: HeadParams; config: EagleHeadConfig; report: EagleTrainingReport; dispose: () => void }> {
   await tfReady();
   const log = o.onLog ?? (() => {});
-  const H = config.hiddenSize;
+  const H = configIn.hiddenSize;
   const seqs: (Seq & { firstTarget: number })[] = seqsIn
     .filter((s) => s.tokens.length >= 3)
     .map((s) => {
@@ -314,6 +395,11 @@ export async function trainEagleHead(
   // steps from every position of each, which costs minutes on the JS backend for large sets).
   const { trainSeqs, held, nEval } = heldOutSplit(seqs, o.evalFraction ?? 0.1, MAX_EVAL_SEQUENCES);
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
+  const V = configIn.vocabSize;
+  const draftVocab = resolveDraftVocab(o.draftVocab ?? "auto", trainSeqs, held, V, log);
+  const config: EagleHeadConfig = { ...configIn, draftVocab };
+  const draftCoverage = round4(coverage(held, draftVocab));
+  if (draftVocab) log(`draft vocabulary: ${draftVocab.length} of ${V} tokens (the most frequent next tokens of the training split); they cover ${pct(draftCoverage)} of the held-out next tokens`);
   if (nEval === 0) log("only one sequence: evaluating on the training data");
   // Pack sequences into minibatches of about batchRows rows.
   const packs = packer(train.map((s) => s.tokens.length - 1), batchRows, o.seed ?? 0);
@@ -356,6 +442,7 @@ export async function trainEagleHead(
   log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
   return {
     params,
+    config,
     dispose: () => {
       disposeFrozen(fz);
       tf.dispose(vars);
@@ -364,6 +451,8 @@ export async function trainEagleHead(
     report: {
       hiddenSize: H,
       vocabSize: config.vocabSize,
+      draftVocabSize: draftVocab ? draftVocab.length : config.vocabSize,
+      draftVocabCoverage: draftCoverage,
       trainSequences: trainSeqs.length,
       evalSequences: nEval,
       trainPositions,
@@ -410,6 +499,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
   let init: EagleHeadWeights | undefined;
+  let initVocab: Int32Array | undefined;
   if (o.init && o.initLayer !== undefined) throw new InvalidOptionError("Give --init (continue a head) or --init-layer (start from a target layer), not both.");
   if (o.initLayer !== undefined) init = eagleWeightsFromTargetLayer(model, o.initLayer);
   if (o.init) {
@@ -422,6 +512,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
       throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);
     }
     init = h.weights;
+    initVocab = h.config.draftVocab;
   }
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
   try {
@@ -430,10 +521,12 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
     const seqs = await featureSequences(lm, model, o, log);
     const dataSeconds = (performance.now() - t0) / 1000;
     const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
-    const { params, report, dispose } = await trainEagleHead(seqs, target, config, { ...o, init });
+    // Continuing a head keeps its draft vocabulary unless --draft-vocab is given.
+    const draftVocab = o.draftVocab ?? initVocab;
+    const { params, report, dispose, config: trained } = await trainEagleHead(seqs, target, config, { ...o, init, ...(draftVocab !== undefined ? { draftVocab } : {}) });
     try {
       const out = resolve(o.out ?? join(model, "eagle"));
-      const files = writeEagleHead(out, { ...config, depthAccuracy: report.depthTop1 }, weightsFromParams(config, params), {
+      const files = writeEagleHead(out, { ...trained, depthAccuracy: report.depthTop1 }, weightsFromParams(trained, params), {
         trained_by: "spec-decode train-eagle",
         data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
         ...(o.init ? { continued_from: resolve(o.init) } : {}),
@@ -441,6 +534,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
         unroll: report.unroll,
         steps: report.steps,
         chain_accepted_length: report.chainAcceptedLength,
+        ...(trained.draftVocab ? { draft_vocab_coverage: report.draftVocabCoverage } : {}),
       });
       log(`wrote ${files.join(", ")}`);
       return {

@@ -1,4 +1,4 @@
-/** EAGLE on the CLI: tune --heads sweeps the tree size (fixed totals vs auto); bench runs EAGLE beside Medusa with --eagle-heads. */
+/** EAGLE on the CLI: tune --heads sweeps the tree size (fixed totals vs auto); bench runs EAGLE beside Medusa with --eagle-heads, and more eagle arms with --eagle-arms. */
 import { spawnSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -54,5 +54,21 @@ describe("EAGLE on the CLI", () => {
     const o = JSON.parse(r.stdout) as { eagleHeads: string; result: { arms: { method: string; greedyIdentical: boolean }[] } };
     expect(o.eagleHeads).toBe(head);
     expect(o.result.arms.find((a) => a.method === "eagle")?.greedyIdentical).toBe(true);
+  });
+
+  it("bench --eagle-arms adds eagle arms with their own options (a chain, int8 head weights, a head) to the same run", () => {
+    const r = cli([
+      "bench", "--model", model, "--eagle-heads", head, "--methods", "eagle", "--eagle-arms", `treeTotal=3,treeDepth=3,treeTopK=1; headWeights=int8,heads=${head}`,
+      "--prompts", prompts, "--max-new-tokens", "8", "--repeats", "1", "--json", "--quiet",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout) as { result: { arms: { label: string; method: string; methodOptions: Record<string, unknown>; greedyIdentical: boolean }[] } };
+    const eagle = o.result.arms.filter((a) => a.method === "eagle");
+    expect(eagle.map((a) => a.label)).toEqual(["eagle", "eagle treeTotal=3 treeDepth=3 treeTopK=1", "eagle heads=head headWeights=int8"]);
+    expect(eagle[2]!.methodOptions).toMatchObject({ headWeights: "int8" });
+    for (const a of eagle) expect(a.greedyIdentical).toBe(true);
+    const bad = cli(["bench", "--model", model, "--eagle-heads", head, "--methods", "eagle", "--eagle-arms", "treeTopk=1"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/"treeTopk" is not an eagle option/);
   });
 });

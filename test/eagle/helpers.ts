@@ -22,10 +22,10 @@ export function randomEagleWeights(H: number, I: number, seed: number, scale = 1
   };
 }
 
-/** Write a random head for the target checkpoint in `modelDir` into `dir`. */
-export function writeRandomEagleHead(dir: string, modelDir: string, seed: number, scale = 1): string {
+/** Write a random head for the target checkpoint in `modelDir` into `dir` (with a draft vocabulary when given). */
+export function writeRandomEagleHead(dir: string, modelDir: string, seed: number, scale = 1, draftVocab?: number[]): string {
   const cfg = readDecoderConfig(modelDir);
-  const config = eagleConfigFor(cfg, "test");
+  const config = { ...eagleConfigFor(cfg, "test"), ...(draftVocab ? { draftVocab: Int32Array.from(draftVocab) } : {}) };
   writeEagleHead(dir, config, randomEagleWeights(cfg.hiddenSize, cfg.intermediateSize, seed, scale));
   return dir;
 }

@@ -74,6 +74,12 @@ export interface EagleTrainingOptions {
   unrollAfter?: number;
   /** Weight of the token cross-entropy against the feature regression. Default 0.5. */
   ceWeight?: number;
+  /**
+   * Uniform noise U(-a, a) added to the committed (true) input features during training, as EAGLE
+   * does, so the head does not rely on features being exact (at decode time deeper drafts read its
+   * own predicted features). Default 0 (off). Held-out evaluation never adds noise.
+   */
+  featureNoise?: number;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
   /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
@@ -93,12 +99,19 @@ export interface EagleTrainingReport extends TrainRunReport {
   unrollAfter: number;
   lr: number;
   ceWeight: number;
+  featureNoise: number;
   trainSeconds: number;
   positionsPerSecond: number;
   chance: number;
   /** Held-out top-1 per draft depth before training (depth d: token d after cur, given 1..d-1 right). */
   initialDepthTop1: number[];
   depthTop1: number[];
+  /**
+   * The same top-1 per depth on (up to MAX_EVAL_SEQUENCES of) the training sequences after
+   * training: far above depthTop1 means the head memorises its data (more data helps), close to
+   * it means the head's capacity or the training bounds it.
+   */
+  trainDepthTop1: number[];
   /** Unconditional: fraction of positions whose chain is right through depth d. */
   chainThrough: number[];
   /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
@@ -203,10 +216,20 @@ function makeBatch(seqs: Seq[], H: number, U: number): Batch {
 }
 
 /** Unrolled forward over a batch; returns per-step outputs (caller disposes via tidy). */
-function unrolled(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, tokensOverride?: (u: number, prevLogits: tf.Tensor2D) => tf.Tensor1D) {
+function unrolled(
+  config: EagleHeadConfig,
+  p: HeadParams,
+  fz: Frozen,
+  b: Batch,
+  U: number,
+  tokensOverride?: (u: number, prevLogits: tf.Tensor2D) => tf.Tensor1D,
+  noise?: { amplitude: number; seed: number },
+) {
   const H = config.hiddenSize;
   const feats = tf.tensor2d(b.featRows, [b.featRows.length / H, H]);
   let input = tf.gather(feats, tf.tensor1d(b.inputRows, "int32")) as tf.Tensor2D;
+  // Only the inputs are perturbed: the regression and CE targets stay the true features.
+  if (noise && noise.amplitude > 0) input = input.add(tf.randomUniform(input.shape, -noise.amplitude, noise.amplitude, "float32", noise.seed));
   const past: { k: tf.Tensor3D; v: tf.Tensor3D }[] = [];
   const outs: tf.Tensor2D[] = [];
   let prevLogits: tf.Tensor2D | undefined;
@@ -222,8 +245,8 @@ function unrolled(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, 
   return { feats, outs };
 }
 
-function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, ceWeight: number): tf.Scalar {
-  const { feats, outs } = unrolled(config, p, fz, b, U);
+function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, ceWeight: number, noise?: { amplitude: number; seed: number }): tf.Scalar {
+  const { feats, outs } = unrolled(config, p, fz, b, U, undefined, noise);
   const losses: tf.Scalar[] = [];
   for (let u = 0; u < U; u++) {
     const valid = tf.tensor1d(b.valid[u]!);
@@ -306,6 +329,8 @@ export async function trainEagleHead(
   if (!(unrollAfter >= 0 && unrollAfter < 1)) throw new InvalidOptionError(`unrollAfter must be in [0, 1) (got ${unrollAfter}).`);
   const lr = o.lr ?? 3e-3;
   const ceWeight = o.ceWeight ?? 0.5;
+  const featureNoise = o.featureNoise ?? 0;
+  if (!(featureNoise >= 0 && featureNoise < 100)) throw new InvalidOptionError(`featureNoise must be in [0, 100) (got ${featureNoise}).`);
   const evalDepth = o.evalDepth ?? 6;
   const batchRows = o.batchRows ?? 256;
   const window = o.window ?? 48;
@@ -331,7 +356,7 @@ export async function trainEagleHead(
   const initial = evaluate(config, params, fz, held, evalDepth, from(held));
   log(
     `training an EAGLE head (hidden ${H}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
-      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}`,
+      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
   let unrolling = false;
@@ -344,14 +369,19 @@ export async function trainEagleHead(
       log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
     }
     const bs = pack.map((i) => makeBatch([train[i]!], H, u));
+    // A different noise draw per step and sequence (seeded: runs repeat).
+    const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31 } : undefined);
     return {
-      loss: () => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar,
+      loss: () => tf.addN(bs.map((b, j) => lossOf(config, params, fz, b, u, ceWeight, noise(j)))).div(bs.length) as tf.Scalar,
       positions: bs.reduce((a, b) => a + b.n, 0),
     };
   });
   const final = evaluate(config, params, fz, held, evalDepth, from(held));
   const depthTop1 = rate(final);
   log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
+  const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
+  const trainDepthTop1 = rate(evaluate(config, params, fz, seen, evalDepth, from(seen)));
+  log(`training-set top-1 per draft depth (${seen.length} training sequences): ${trainDepthTop1.map(pct).join(" ")}`);
   const chainThrough = final.through.map(round4);
   log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
   return {
@@ -374,11 +404,13 @@ export async function trainEagleHead(
       unrollAfter,
       lr,
       ceWeight,
+      featureNoise,
       trainSeconds: Math.round(trainSeconds * 100) / 100,
       positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
       chance: 1 / config.vocabSize,
       initialDepthTop1: rate(initial),
       depthTop1,
+      trainDepthTop1,
       chainThrough,
       chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
     },

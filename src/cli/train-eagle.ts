@@ -4,7 +4,7 @@ import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
-  [--ce-weight W] [--feature-noise A] [--eval-depth D] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
+  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
@@ -18,7 +18,8 @@ Loss: SmoothL1 on the next feature + --ce-weight (default 0.5) x cross-entropy a
 own next-token distribution, over --unroll (default 3) draft steps that feed the head its own
 features (training-time test); --unroll-after F trains single-step (several times faster) for the
 first fraction F of the run, then unrolled. --feature-noise A adds uniform noise U(-A, A) to the
-true input features while training (as EAGLE does; default 0, off). --max-seconds bounds the training time; --init continues
+true input features while training (as EAGLE does; default 0, off). --intermediate-size N sets a
+fresh head's MLP width (default: the model's; config.json records it). --max-seconds bounds the training time; --init continues
 training an existing head; --init-layer N starts the head as the model's decoder layer N (0-based)
 reading the next token's embedding, i.e. as the early exit after that layer, instead of at random.
 Progress goes to stderr; the report (held-out top-1 per draft depth, the same on training sequences,
@@ -41,6 +42,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
       "unroll-after": { type: "string" },
       "ce-weight": { type: "string" },
       "feature-noise": { type: "string" },
+      "intermediate-size": { type: "string" },
       "eval-depth": { type: "string" },
     },
     USAGE,
@@ -60,6 +62,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     unrollAfter: numOpt(v["unroll-after"], "unroll-after"),
     ceWeight: numOpt(v["ce-weight"], "ce-weight"),
     featureNoise: numOpt(v["feature-noise"], "feature-noise"),
+    intermediateSize: intOpt(v["intermediate-size"], "intermediate-size", 1, 65536),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),
   });

@@ -355,7 +355,7 @@ export async function trainEagleHead(
 
   const initial = evaluate(config, params, fz, held, evalDepth, from(held));
   log(
-    `training an EAGLE head (hidden ${H}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
+    `training an EAGLE head (hidden ${H}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
       `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
@@ -425,6 +425,11 @@ export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, S
   initLayer?: number;
   /** Output directory (default <model>/eagle). */
   out?: string;
+  /**
+   * MLP width of a fresh head (default: the target's intermediate_size). The head's config.json
+   * carries it, and the ONNX head builder and loader read it from there.
+   */
+  intermediateSize?: number;
 }
 
 export interface TrainEagleReport extends EagleTrainingReport {
@@ -441,18 +446,31 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   checkTrainingDataOptions(o, "target");
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
+  const width = o.intermediateSize;
+  if (width !== undefined && !(Number.isInteger(width) && width >= 1 && width <= 65536)) {
+    throw new InvalidOptionError(`intermediateSize (--intermediate-size) must be an integer from 1 to 65536 (got ${width}).`);
+  }
   let init: EagleHeadWeights | undefined;
   if (o.init && o.initLayer !== undefined) throw new InvalidOptionError("Give --init (continue a head) or --init-layer (start from a target layer), not both.");
-  if (o.initLayer !== undefined) init = eagleWeightsFromTargetLayer(model, o.initLayer);
+  if (o.initLayer !== undefined) {
+    if (width !== undefined && width !== config.intermediateSize) {
+      throw new InvalidOptionError(`--init-layer copies the target layer's MLP (width ${config.intermediateSize}); drop --intermediate-size ${width} or --init-layer.`);
+    }
+    init = eagleWeightsFromTargetLayer(model, o.initLayer);
+  } else if (width !== undefined && !o.init) config.intermediateSize = width;
   if (o.init) {
     const h = readEagleHead(o.init);
     if (h.config.featureSource === "hidden_states") {
       throw new InvalidOptionError(`--init ${o.init}: a published EAGLE-1/2 head reads the target's normed hidden states; train-eagle trains heads over pre-norm features. Start from a fresh head (drop --init).`);
     }
     checkHeadAgainstTarget(h.config, target.cfg, `The head given with --init (${o.init})`);
-    if (h.config.numHeads !== config.numHeads || h.config.intermediateSize !== config.intermediateSize) {
-      throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);
+    if (h.config.numHeads !== config.numHeads) {
+      throw new InvalidOptionError(`--init ${o.init}: the head's attention heads (${h.config.numHeads}) differ from a fresh head's for this model (${config.numHeads}).`);
     }
+    if (width !== undefined && width !== h.config.intermediateSize) {
+      throw new InvalidOptionError(`--init ${o.init}: the head's MLP width is ${h.config.intermediateSize}, not --intermediate-size ${width}; drop --intermediate-size to continue it.`);
+    }
+    config.intermediateSize = h.config.intermediateSize; // continue the head at its own width
     init = h.weights;
   }
   const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });

@@ -22,10 +22,10 @@ export function randomEagleWeights(H: number, I: number, seed: number, scale = 1
   };
 }
 
-/** Write a random head for the target checkpoint in `modelDir` into `dir`. */
-export function writeRandomEagleHead(dir: string, modelDir: string, seed: number, scale = 1): string {
+/** Write a random head for the target checkpoint in `modelDir` into `dir` (MLP width: the target's, or `intermediateSize`). */
+export function writeRandomEagleHead(dir: string, modelDir: string, seed: number, scale = 1, intermediateSize?: number): string {
   const cfg = readDecoderConfig(modelDir);
-  const config = eagleConfigFor(cfg, "test");
-  writeEagleHead(dir, config, randomEagleWeights(cfg.hiddenSize, cfg.intermediateSize, seed, scale));
+  const config = { ...eagleConfigFor(cfg, "test"), ...(intermediateSize !== undefined ? { intermediateSize } : {}) };
+  writeEagleHead(dir, config, randomEagleWeights(cfg.hiddenSize, config.intermediateSize, seed, scale));
   return dir;
 }

@@ -3,10 +3,13 @@
  * Mean accepted length of every method on a model's own samples as prompts (token-id space, so it
  * works for models without a tokenizer, like the stories260K checkpoint).
  *
- *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60]] [--medusa DIR] [--exit-layers 1,2,3]
+ *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60] [--eagle-trees 64:8:8]] [--medusa DIR] [--exit-layers 1,2,3]
  *     [--adapter-layers 2] [--exit-k 4]
  *     [--prompts 20] [--sampled 16] [--max-new-tokens 128] [--seed 7] [--json]
  *
+ * --eagle-totals: extra EAGLE arms with a fixed treeTotal (default depth and top-k); --eagle-trees:
+ * extra arms given as total:depth:topk (total "auto" keeps the auto budget). EAGLE arms also report
+ * the mean nodes verified per round (eagleMeanTreeTotal, auto arms only) in the JSON.
  * --exit-layers: untrained early exits (early_exit_{m}.onnx, adapter off); --adapter-layers: trained
  * exits (exit_adapter_{m}.onnx from `spec-decode train-early-exit`). Early exits run with the default
  * K controller (k "auto": the cost controller stops drafting when acceptance does not pay for the
@@ -33,6 +36,7 @@ const { values: v } = parseArgs({
     "adapter-layers": { type: "string", default: "" },
     "exit-k": { type: "string", default: "" },
     "eagle-totals": { type: "string", default: "" },
+    "eagle-trees": { type: "string", default: "" },
     prompts: { type: "string", default: "20" },
     sampled: { type: "string", default: "16" },
     "max-new-tokens": { type: "string", default: "128" },
@@ -54,6 +58,15 @@ if (v.eagle) methods.push({ label: "eagle (trained), auto tree", method: "eagle"
 for (const t of (v["eagle-totals"] || "").split(",").filter(Boolean)) {
   methods.push({ label: `eagle (trained), treeTotal ${t}`, method: "eagle", heads: v.eagle, methodOptions: { treeTotal: Number(t) } });
 }
+for (const spec of (v["eagle-trees"] || "").split(",").filter(Boolean)) {
+  const [t, d, k] = spec.split(":");
+  if (!t || !d || !k || [d, k, ...(t === "auto" ? [] : [t])].some((x) => !(Number(x) >= 1))) {
+    console.error(`--eagle-trees: expected total:depth:topk (total a number or auto), got ${spec}`);
+    process.exit(2);
+  }
+  const methodOptions = { treeDepth: Number(d), treeTopK: Number(k), ...(t === "auto" ? {} : { treeTotal: Number(t) }) };
+  methods.push({ label: `eagle (trained), treeTotal ${t}, depth ${d}, top-k ${k}`, method: "eagle", heads: v.eagle, methodOptions });
+}
 if (v.medusa) methods.push({ label: "medusa (trained)", method: "medusa", heads: v.medusa });
 const exitKs = ["auto", ...(v["exit-k"] ? [Number(v["exit-k"])] : [])];
 for (const [layers, adapter] of [[v["exit-layers"], false], [v["adapter-layers"], true]]) {
@@ -67,7 +80,7 @@ for (const [layers, adapter] of [[v["exit-layers"], false], [v["adapter-layers"]
 methods.push({ label: "prompt lookup", method: "prompt-lookup" }, { label: "lookahead", method: "lookahead" });
 
 const engine = new SpecEngine();
-const acc = methods.map(() => ({ tokens: 0, forwards: 0, drafted: 0, accepted: 0, decodeMs: 0, mismatches: 0, tps: [] }));
+const acc = methods.map(() => ({ tokens: 0, forwards: 0, drafted: 0, accepted: 0, decodeMs: 0, mismatches: 0, tps: [], treeTotals: [] }));
 try {
   for (const [pi, promptIds] of prompts.entries()) {
     const outs = new Map();
@@ -83,6 +96,7 @@ try {
       a.accepted += res.stats.acceptedTokens;
       a.decodeMs += res.stats.decodeMs;
       a.tps.push(res.stats.tokensPerSecond);
+      if (typeof res.stats.extra?.eagleMeanTreeTotal === "number") a.treeTotals.push([res.stats.extra.eagleMeanTreeTotal, res.stats.targetForwards]);
     }
     const base = JSON.stringify(outs.get(0));
     methods.forEach((_, i) => {
@@ -105,6 +119,10 @@ const rows = methods.map((m, i) => {
     acceptance: a.drafted ? +(a.accepted / a.drafted).toFixed(3) : null,
     medianTokensPerSecond: Math.round(median(a.tps)),
     greedyEqualsPlain: a.mismatches === 0,
+    // auto EAGLE budget: nodes verified per round, averaged over rounds (forward-weighted).
+    ...(a.treeTotals.length
+      ? { eagleMeanTreeTotal: +(a.treeTotals.reduce((s, [t, f]) => s + t * f, 0) / Math.max(1, a.treeTotals.reduce((s, [, f]) => s + f, 0))).toFixed(2) }
+      : {}),
   };
 });
 if (v.json) console.log(JSON.stringify({ model: v.model, prompts: prompts.length, maxNewTokens, rows }, null, 2));

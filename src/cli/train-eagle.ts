@@ -5,7 +5,7 @@ import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
-  [--ce-weight W] [--eval-depth D] [--draft-vocab N|auto|off] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
+  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
@@ -19,7 +19,9 @@ Data:
 Loss: SmoothL1 on the next feature + --ce-weight (default 0.5) x cross-entropy against the model's
 own next-token distribution, over --unroll (default 3) draft steps that feed the head its own
 features (training-time test); --unroll-after F trains single-step (several times faster) for the
-first fraction F of the run, then unrolled. --max-seconds bounds the training time; --init continues
+first fraction F of the run, then unrolled. --feature-noise A adds uniform noise U(-A, A) to the
+true input features while training (as EAGLE does; default 0, off). --intermediate-size N sets a
+fresh head's MLP width (default: the model's; config.json records it). --max-seconds bounds the training time; --init continues
 training an existing head; --init-layer N starts the head as the model's decoder layer N (0-based)
 reading the next token's embedding, i.e. as the early exit after that layer, instead of at random.
 --draft-vocab N: the head drafts over the N most frequent next tokens of the training data only
@@ -29,7 +31,8 @@ row; the head can never draft a token outside them (output stays exact; only acc
 Default auto: a quarter of the vocabulary when it has >= ${DRAFT_VOCAB_AUTO_MIN} tokens and those cover
 >= ${Math.round(DRAFT_VOCAB_AUTO_MIN_COVERAGE * 100)}% of the held-out next tokens, else off; at most the distinct tokens in the
 data. off: the whole vocabulary. --init keeps the head's own.
-Progress goes to stderr; the report (held-out top-1 per draft depth, greedy chain accepted length)
+Progress goes to stderr; the report (held-out top-1 per draft depth, the same on training sequences,
+greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
 change), which \`spec-decode generate --method eagle --heads DIR\` reads. The model must be built
 with \`spec-decode build\` (features output) and keep its safetensors.`;
@@ -47,6 +50,8 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
       unroll: { type: "string" },
       "unroll-after": { type: "string" },
       "ce-weight": { type: "string" },
+      "feature-noise": { type: "string" },
+      "intermediate-size": { type: "string" },
       "eval-depth": { type: "string" },
       "draft-vocab": { type: "string" },
     },
@@ -66,6 +71,8 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     unroll: intOpt(v.unroll, "unroll", 1, 8),
     unrollAfter: numOpt(v["unroll-after"], "unroll-after"),
     ceWeight: numOpt(v["ce-weight"], "ce-weight"),
+    featureNoise: numOpt(v["feature-noise"], "feature-noise"),
+    intermediateSize: intOpt(v["intermediate-size"], "intermediate-size", 1, 65536),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     draftVocab: draftVocabArg(v["draft-vocab"] as string | undefined),
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),

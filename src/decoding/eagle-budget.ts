@@ -12,6 +12,7 @@
  * tokens (bonus included; exp(score) is the head's probability of the whole path, as in EAGLE-2's
  * reranking; g calibrates it against what rounds actually accepted), and the round costs
  *     draft ms + v(T + 1) ms,
+ * (draft ms: the round's drafting plus the head's run over the previous round's committed rows),
  * v being the least-squares line through the median verification times measured per T
  * (fitCostLine, as the cost controller does for K). The round verifies the T that maximises
  * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes.

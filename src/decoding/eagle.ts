@@ -202,6 +202,11 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   const sizer = settings.auto ? new EagleBudget(settings.total) : undefined;
   /** The last proposal, for the budget: nodes verified, their predicted acceptance, target ms before verification. */
   let pending: { verified: number; predicted: number; targetMs0: number } | undefined;
+  /**
+   * ms of the last observe() (the head's run over the round's committed rows): per-round head work
+   * outside drafting, so the budget counts it in the round's cost beside the drafting time.
+   */
+  let commitMs = 0;
   /** Head output of the last committed row: predicts cur's feature and the token after cur. */
   let root: { logits: Float32Array; feature: Float32Array } | undefined;
   /** Set when the head lost track of the committed sequence; the rest decodes plainly (still exact). */
@@ -295,7 +300,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       // always precedes an equally scored child), emitted in creation order (parents first).
       const ranked = nodes.map((_, i) => i).sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b);
       // auto: as many of the ranked nodes as pay for their verification at the measured costs.
-      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), performance.now() - t0, budget) : budget;
+      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), performance.now() - t0 + commitMs, budget) : budget;
       const chosen = ranked.slice(0, size).sort((a, b) => a - b);
       if (sizer) pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), targetMs0: target.timing.runMs };
       const index = new Map<number, number>();
@@ -328,7 +333,9 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       const rows = [0, ...result.path.map((i) => i + 1)];
       const feats = new Float32Array(rows.length * H);
       rows.forEach((r, j) => feats.set(f.subarray(r * H, (r + 1) * H), j * H));
+      const tc = performance.now();
       await commit(result.start, [...result.acceptedTokens, result.bonus], feats);
+      commitMs = performance.now() - tc;
       ctx.stats.count("eagleHeadRuns");
     },
   };

@@ -6,8 +6,8 @@
  * Why TensorFlow.js: the head is a full decoder layer (RMSNorm, RoPE attention over a KV cache,
  * SwiGLU); its backward pass written out as ONNX ops, as the Medusa trainer does for its one
  * residual block, would be several hundred lines of hand-derived gradients to get right and keep
- * right. tfjs is a kept library whose WebAssembly backend (and pure-JS fallback) installs from npm
- * with no download and gives reverse-mode autodiff and Adam. It is slower than onnxruntime's kernels, which is fine for
+ * right. tfjs is a kept library whose CPU backends (WebAssembly, the default here, and pure JS) install
+ * from npm with no download and give reverse-mode autodiff and Adam. It is slower than onnxruntime's kernels, which is fine for
  * one small layer; the forward used for decoding stays in onnxruntime.
  */
 import * as tf from "@tensorflow/tfjs";

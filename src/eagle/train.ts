@@ -84,6 +84,12 @@ export interface EagleTrainingOptions {
    * ids: this exact draft vocabulary (ascending). At most the number of distinct tokens in the data.
    */
   draftVocab?: number | "auto" | "off" | Int32Array;
+  /**
+   * Uniform noise U(-a, a) added to the committed (true) input features during training, as EAGLE
+   * does, so the head does not rely on features being exact (at decode time deeper drafts read its
+   * own predicted features). Default 0 (off). Held-out evaluation never adds noise.
+   */
+  featureNoise?: number;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
   /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
@@ -107,12 +113,19 @@ export interface EagleTrainingReport extends TrainRunReport {
   unrollAfter: number;
   lr: number;
   ceWeight: number;
+  featureNoise: number;
   trainSeconds: number;
   positionsPerSecond: number;
   chance: number;
   /** Held-out top-1 per draft depth before training (depth d: token d after cur, given 1..d-1 right). */
   initialDepthTop1: number[];
   depthTop1: number[];
+  /**
+   * The same top-1 per depth on (up to MAX_EVAL_SEQUENCES of) the training sequences after
+   * training: far above depthTop1 means the head memorises its data (more data helps), close to
+   * it means the head's capacity or the training bounds it.
+   */
+  trainDepthTop1: number[];
   /** Unconditional: fraction of positions whose chain is right through depth d. */
   chainThrough: number[];
   /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
@@ -283,10 +296,20 @@ function makeBatch(seqs: Seq[], H: number, U: number): Batch {
 }
 
 /** Unrolled forward over a batch; returns per-step outputs (caller disposes via tidy). */
-function unrolled(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, tokensOverride?: (u: number, prevLogits: tf.Tensor2D) => tf.Tensor1D) {
+function unrolled(
+  config: EagleHeadConfig,
+  p: HeadParams,
+  fz: Frozen,
+  b: Batch,
+  U: number,
+  tokensOverride?: (u: number, prevLogits: tf.Tensor2D) => tf.Tensor1D,
+  noise?: { amplitude: number; seed: number },
+) {
   const H = config.hiddenSize;
   const feats = tf.tensor2d(b.featRows, [b.featRows.length / H, H]);
   let input = tf.gather(feats, tf.tensor1d(b.inputRows, "int32")) as tf.Tensor2D;
+  // Only the inputs are perturbed: the regression and CE targets stay the true features.
+  if (noise && noise.amplitude > 0) input = input.add(tf.randomUniform(input.shape, -noise.amplitude, noise.amplitude, "float32", noise.seed));
   const past: { k: tf.Tensor3D; v: tf.Tensor3D }[] = [];
   const outs: tf.Tensor2D[] = [];
   let prevLogits: tf.Tensor2D | undefined;
@@ -302,8 +325,8 @@ function unrolled(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, 
   return { feats, outs };
 }
 
-function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, ceWeight: number): tf.Scalar {
-  const { feats, outs } = unrolled(config, p, fz, b, U);
+function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U: number, ceWeight: number, noise?: { amplitude: number; seed: number }): tf.Scalar {
+  const { feats, outs } = unrolled(config, p, fz, b, U, undefined, noise);
   const losses: tf.Scalar[] = [];
   for (let u = 0; u < U; u++) {
     const valid = tf.tensor1d(b.valid[u]!);
@@ -387,6 +410,8 @@ export async function trainEagleHead(
   if (!(unrollAfter >= 0 && unrollAfter < 1)) throw new InvalidOptionError(`unrollAfter must be in [0, 1) (got ${unrollAfter}).`);
   const lr = o.lr ?? 3e-3;
   const ceWeight = o.ceWeight ?? 0.5;
+  const featureNoise = o.featureNoise ?? 0;
+  if (!(featureNoise >= 0 && featureNoise < 100)) throw new InvalidOptionError(`featureNoise must be in [0, 100) (got ${featureNoise}).`);
   const evalDepth = o.evalDepth ?? 6;
   const batchRows = o.batchRows ?? 256;
   const window = o.window ?? 48;
@@ -416,8 +441,8 @@ export async function trainEagleHead(
 
   const initial = evaluate(config, params, fz, held, evalDepth, from(held));
   log(
-    `training an EAGLE head (hidden ${H}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
-      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}`,
+    `training an EAGLE head (hidden ${H}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
+      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
   let unrolling = false;
@@ -430,14 +455,19 @@ export async function trainEagleHead(
       log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
     }
     const bs = pack.map((i) => makeBatch([train[i]!], H, u));
+    // A different noise draw per step and sequence (seeded: runs repeat).
+    const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31 } : undefined);
     return {
-      loss: () => tf.addN(bs.map((b) => lossOf(config, params, fz, b, u, ceWeight))).div(bs.length) as tf.Scalar,
+      loss: () => tf.addN(bs.map((b, j) => lossOf(config, params, fz, b, u, ceWeight, noise(j)))).div(bs.length) as tf.Scalar,
       positions: bs.reduce((a, b) => a + b.n, 0),
     };
   });
   const final = evaluate(config, params, fz, held, evalDepth, from(held));
   const depthTop1 = rate(final);
   log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
+  const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
+  const trainDepthTop1 = rate(evaluate(config, params, fz, seen, evalDepth, from(seen)));
+  log(`training-set top-1 per draft depth (${seen.length} training sequences): ${trainDepthTop1.map(pct).join(" ")}`);
   const chainThrough = final.through.map(round4);
   log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
   return {
@@ -463,11 +493,13 @@ export async function trainEagleHead(
       unrollAfter,
       lr,
       ceWeight,
+      featureNoise,
       trainSeconds: Math.round(trainSeconds * 100) / 100,
       positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
       chance: 1 / config.vocabSize,
       initialDepthTop1: rate(initial),
       depthTop1,
+      trainDepthTop1,
       chainThrough,
       chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
     },
@@ -482,6 +514,11 @@ export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, S
   initLayer?: number;
   /** Output directory (default <model>/eagle). */
   out?: string;
+  /**
+   * MLP width of a fresh head (default: the target's intermediate_size). The head's config.json
+   * carries it, and the ONNX head builder and loader read it from there.
+   */
+  intermediateSize?: number;
 }
 
 export interface TrainEagleReport extends EagleTrainingReport {
@@ -498,19 +535,32 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
   checkTrainingDataOptions(o, "target");
   const target = readEagleTargetParts(model);
   const config = eagleConfigFor(target.cfg, model);
+  const width = o.intermediateSize;
+  if (width !== undefined && !(Number.isInteger(width) && width >= 1 && width <= 65536)) {
+    throw new InvalidOptionError(`intermediateSize (--intermediate-size) must be an integer from 1 to 65536 (got ${width}).`);
+  }
   let init: EagleHeadWeights | undefined;
   let initVocab: Int32Array | undefined;
   if (o.init && o.initLayer !== undefined) throw new InvalidOptionError("Give --init (continue a head) or --init-layer (start from a target layer), not both.");
-  if (o.initLayer !== undefined) init = eagleWeightsFromTargetLayer(model, o.initLayer);
+  if (o.initLayer !== undefined) {
+    if (width !== undefined && width !== config.intermediateSize) {
+      throw new InvalidOptionError(`--init-layer copies the target layer's MLP (width ${config.intermediateSize}); drop --intermediate-size ${width} or --init-layer.`);
+    }
+    init = eagleWeightsFromTargetLayer(model, o.initLayer);
+  } else if (width !== undefined && !o.init) config.intermediateSize = width;
   if (o.init) {
     const h = readEagleHead(o.init);
     if (h.config.featureSource === "hidden_states") {
       throw new InvalidOptionError(`--init ${o.init}: a published EAGLE-1/2 head reads the target's normed hidden states; train-eagle trains heads over pre-norm features. Start from a fresh head (drop --init).`);
     }
     checkHeadAgainstTarget(h.config, target.cfg, `The head given with --init (${o.init})`);
-    if (h.config.numHeads !== config.numHeads || h.config.intermediateSize !== config.intermediateSize) {
-      throw new InvalidOptionError(`--init ${o.init}: the head's attention heads / MLP width differ from a fresh head's for this model.`);
+    if (h.config.numHeads !== config.numHeads) {
+      throw new InvalidOptionError(`--init ${o.init}: the head's attention heads (${h.config.numHeads}) differ from a fresh head's for this model (${config.numHeads}).`);
     }
+    if (width !== undefined && width !== h.config.intermediateSize) {
+      throw new InvalidOptionError(`--init ${o.init}: the head's MLP width is ${h.config.intermediateSize}, not --intermediate-size ${width}; drop --intermediate-size to continue it.`);
+    }
+    config.intermediateSize = h.config.intermediateSize; // continue the head at its own width
     init = h.weights;
     initVocab = h.config.draftVocab;
   }

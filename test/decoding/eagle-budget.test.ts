@@ -41,6 +41,22 @@ describe("EagleBudget", () => {
     expect(steep.verifyCurve([1, 2, 4])).toEqual([1, 1.333, 2]);
   });
 
+  it("verifies more nodes when a round's fixed head work (drafting + committing the last round) costs more", () => {
+    // eagle.ts passes drafting ms + the last observe()'s head run: leaving the commit out makes
+    // every verified node look dearer relative to the round and the tree smaller than it should be.
+    const scores = Array.from({ length: 64 }, (_, i) => Math.log(Math.max(1e-4, 0.5 - i * 0.007)));
+    const chosen = (roundMs: number) => {
+      const b = new EagleBudget(64);
+      for (let i = 0; i < 4; i++) b.choose(scores, roundMs, 64);
+      feed(b, (T) => 0.3 + 0.02 * T, [64, 32, 16, 8]);
+      return b.choose(scores, roundMs, 64);
+    };
+    const draftOnly = chosen(1.5);
+    const withCommit = chosen(2.0);
+    expect(withCommit).toBeGreaterThan(draftOnly);
+    expect(chosen(1e6)).toBe(64); // verification negligible against the round: every node
+  });
+
   it("calibrates the head's confidence against accepted tokens, within bounds, and respects the cap", () => {
     const b = new EagleBudget(16);
     expect(b.calibration()).toBe(1);

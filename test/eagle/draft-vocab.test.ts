@@ -61,7 +61,7 @@ describe("EAGLE draft vocabulary", () => {
   it("the files carry the map; a bad map is refused by name", () => {
     const dir = join(root, "files");
     return fixture(FX).then((model) => {
-      writeRandomEagleHead(dir, model, 1, 1, [0, 3, 17, 250]);
+      writeRandomEagleHead(dir, model, 1, 1, { draftVocab: [0, 3, 17, 250] });
       const info = inspectEagleHead(dir);
       expect(Array.from(info.draftVocab!)).toEqual([0, 3, 17, 250]);
       const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
@@ -80,7 +80,7 @@ describe("EAGLE draft vocabulary", () => {
     const dir = await fixture(FX);
     const ids = [1, 2, 40, 41, 99, 100, 250, 319];
     const full = await loadEagleHead(writeRandomEagleHead(join(root, "full"), dir, 9, 1.5), dir);
-    const reducedDir = writeRandomEagleHead(join(root, "reduced"), dir, 9, 1.5, ids);
+    const reducedDir = writeRandomEagleHead(join(root, "reduced"), dir, 9, 1.5, { draftVocab: ids });
     const reduced = await loadEagleHead(reducedDir, dir);
     const H = FX.hidden;
     const rng = new SeededRandom(4);
@@ -123,7 +123,7 @@ describe("EAGLE draft vocabulary", () => {
     const budgets = [{ treeTotal: 1, treeDepth: 1, treeTopK: 1 }, { treeTotal: 4, treeDepth: 4, treeTopK: 1 }, { treeTotal: 8, treeDepth: 3, treeTopK: 4 }, {}, { treeTotal: 60, treeDepth: 6, treeTopK: 10 }];
     let accepted = 0;
     for (const [si, ids] of subsets.entries()) {
-      const head = await loadEagleHead(writeRandomEagleHead(join(root, `g${si}`), dir, 40 + si, 0.5, ids), dir);
+      const head = await loadEagleHead(writeRandomEagleHead(join(root, `g${si}`), dir, 40 + si, 0.5, { draftVocab: ids }), dir);
       for (let trial = 0; trial < 3; trial++) {
         const prompt = Array.from({ length: 1 + Math.floor(rng.next() * 8) }, () => Math.floor(rng.next() * FX.vocab));
         const maxNewTokens = 5 + Math.floor(rng.next() * 30);
@@ -154,7 +154,7 @@ describe("EAGLE draft vocabulary", () => {
     // The draft vocabulary leaves out the most likely first token: the draft distribution is zero there.
     const top = m1.indexOf(Math.max(...m1));
     const ids = Array.from({ length: V }, (_, i) => i).filter((i) => i !== top && i % 3 !== 1);
-    const head = await loadEagleHead(writeRandomEagleHead(join(root, "s"), dir, 3, 1, ids), dir);
+    const head = await loadEagleHead(writeRandomEagleHead(join(root, "s"), dir, 3, 1, { draftVocab: ids }), dir);
     const m2 = new Array<number>(V).fill(0);
     for (let a = 0; a < V; a++) {
       const p2 = await dist([...PROMPT, a]);
@@ -215,7 +215,7 @@ describe("EAGLE head graph with int8 / int4 weights", () => {
 
   it("stays close to the float32 head, and greedy decoding with it equals plain greedy (also through SpecEngine)", async () => {
     const dir = await fixture(FX);
-    const headDir = writeRandomEagleHead(join(root, "h"), dir, 11, 0.5, Array.from({ length: 200 }, (_, i) => i + 60));
+    const headDir = writeRandomEagleHead(join(root, "h"), dir, 11, 0.5, { draftVocab: Array.from({ length: 200 }, (_, i) => i + 60) });
     const f32 = await loadEagleHead(headDir, dir);
     const H = FX.hidden;
     const rng = new SeededRandom(6);

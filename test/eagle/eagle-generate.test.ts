@@ -1,7 +1,8 @@
 /** EAGLE decoding: greedy equals plain greedy for every tree budget, even with random heads. */
 import { cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { EagleBudget } from "../../src/decoding/eagle-budget.js";
 import { SpecEngine } from "../../src/api.js";
 import { createEagleProposer, eagleSettings, loadEagleHead } from "../../src/decoding/eagle.js";
 import { generateTokens } from "../../src/decoding/generate.js";
@@ -51,6 +52,33 @@ describe("EAGLE generation", () => {
       await lm.dispose();
     });
   }
+
+  it("the auto budget's round cost includes the head's commit run of the previous round (observe)", async () => {
+    const dir = await fixture(FIXTURES[0]!);
+    const lm = await CausalLM.load(dir);
+    const head = await loadEagleHead(writeRandomEagleHead(join(root, "h-commit"), dir, 5, 0.5), dir);
+    const run = head.run.bind(head);
+    // Committed rows run without a tree mask; slow only those runs by 30 ms.
+    head.run = async (cache, tokens, positions, features, mask) => {
+      if (!mask) await new Promise((r) => setTimeout(r, 30));
+      return run(cache, tokens, positions, features, mask);
+    };
+    const spy = vi.spyOn(EagleBudget.prototype, "choose");
+    try {
+      const prompt = [1, 5, 9, 20, 7];
+      const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 8, eosIds: [] });
+      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 8, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
+      expect(res.tokens).toEqual(base.tokens);
+      const roundMs = spy.mock.calls.map((c) => c[1]);
+      expect(roundMs.length).toBeGreaterThan(1);
+      // Every round after the first follows an observe() whose commit took >= 30 ms.
+      for (const ms of roundMs.slice(1)) expect(ms).toBeGreaterThanOrEqual(29);
+    } finally {
+      spy.mockRestore();
+      await head.dispose();
+      await lm.dispose();
+    }
+  });
 
   it("drafts stay inside the context: generation up to the last position equals plain greedy", async () => {
     const dir = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 64, seed: 2, maxPositions: 40 });

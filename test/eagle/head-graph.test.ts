@@ -35,12 +35,14 @@ describe("EAGLE head graph", () => {
     await lm.dispose();
   });
 
-  it("ONNX head (with KV cache and a tree mask) matches the tfjs head used for training", async () => {
+  // The target's MLP width (a fresh head's default) and a wider one (train-eagle --intermediate-size).
+  it.each([undefined, 300])("ONNX head (with KV cache and a tree mask) matches the tfjs head used for training (MLP width %s)", async (width) => {
     await tfReady();
     const dir = await fixture({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 });
-    const headDir = writeRandomEagleHead(join(root, "h"), dir, 9, 1.5);
+    const headDir = writeRandomEagleHead(join(root, `h${width ?? ""}`), dir, 9, 1.5, { intermediateSize: width });
     const head = await loadEagleHead(headDir, dir);
     const { config, weights } = readEagleHead(headDir);
+    if (width !== undefined) expect(config.intermediateSize).toBe(width);
     const H = config.hiddenSize;
     const V = config.vocabSize;
     const rng = new SeededRandom(4);

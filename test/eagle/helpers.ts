@@ -22,10 +22,20 @@ export function randomEagleWeights(H: number, I: number, seed: number, scale = 1
   };
 }
 
-/** Write a random head for the target checkpoint in `modelDir` into `dir` (with a draft vocabulary when given). */
-export function writeRandomEagleHead(dir: string, modelDir: string, seed: number, scale = 1, draftVocab?: number[]): string {
+/** Write a random head for the target checkpoint in `modelDir` into `dir` (a draft vocabulary, an MLP width other than the target's, when given). */
+export function writeRandomEagleHead(
+  dir: string,
+  modelDir: string,
+  seed: number,
+  scale = 1,
+  opts: { draftVocab?: number[]; intermediateSize?: number } = {},
+): string {
   const cfg = readDecoderConfig(modelDir);
-  const config = { ...eagleConfigFor(cfg, "test"), ...(draftVocab ? { draftVocab: Int32Array.from(draftVocab) } : {}) };
-  writeEagleHead(dir, config, randomEagleWeights(cfg.hiddenSize, cfg.intermediateSize, seed, scale));
+  const config = {
+    ...eagleConfigFor(cfg, "test"),
+    ...(opts.draftVocab ? { draftVocab: Int32Array.from(opts.draftVocab) } : {}),
+    ...(opts.intermediateSize !== undefined ? { intermediateSize: opts.intermediateSize } : {}),
+  };
+  writeEagleHead(dir, config, randomEagleWeights(cfg.hiddenSize, config.intermediateSize, seed, scale));
   return dir;
 }

@@ -3,7 +3,7 @@
  * training run that must beat the untrained head on held-out depth-1 accuracy, and the written
  * head decoding exactly (greedy equals plain greedy) while accepting drafted tokens.
  */
-import { cpSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createEagleProposer, eagleSettings, loadEagleHead } from "../../src/decoding/eagle.js";
@@ -41,6 +41,10 @@ describe("train-eagle", () => {
     expect(report.unrollAfter).toBe(0.5);
     expect(lines.some((l) => l.startsWith("held-out top-1 per draft depth"))).toBe(true);
     expect(report.depthTop1).toHaveLength(3);
+    // The training-set report beside the held-out one (memorising vs capacity-bound).
+    expect(report.trainDepthTop1).toHaveLength(3);
+    expect(lines.some((l) => /^training-set top-1 per draft depth \(\d+ training sequences\)/.test(l))).toBe(true);
+    expect(report.featureNoise).toBe(0);
     expect(report.depthTop1[0]!).toBeGreaterThan(report.initialDepthTop1[0]!);
     expect(report.files.some((f) => f.endsWith("eagle_head.safetensors"))).toBe(true);
 
@@ -57,6 +61,58 @@ describe("train-eagle", () => {
       await lm.dispose();
     }
   }, 240_000);
+
+  it("--feature-noise perturbs the training inputs (seeded), and is validated", async () => {
+    const src = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 });
+    const model = join(root, "model-noise");
+    for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
+    const run = async (featureNoise: number, out: string) => {
+      const lines: string[] = [];
+      const r = await trainEagle({ model, selfDistill: 4, maxNewTokens: 16, maxSteps: 4, window: 8, batchRows: 32, evalDepth: 2, featureNoise, seed: 2, out: join(root, out), onLog: (l) => lines.push(l) });
+      return { r, lines, bytes: readFileSync(join(root, out, "eagle_head.safetensors")) };
+    };
+    const plain = await run(0, "n0");
+    const again = await run(0, "n0b");
+    const noisy = await run(0.5, "n5");
+    const noisyAgain = await run(0.5, "n5b");
+    expect(again.bytes.equals(plain.bytes)).toBe(true); // deterministic without noise
+    expect(noisy.bytes.equals(plain.bytes)).toBe(false); // the noise reaches the gradients
+    expect(noisyAgain.bytes.equals(noisy.bytes)).toBe(true); // and is seeded
+    expect(noisy.r.featureNoise).toBe(0.5);
+    expect(noisy.lines.some((l) => l.includes("feature noise U(-0.5, 0.5)"))).toBe(true);
+    await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, featureNoise: -1 })).rejects.toThrow(/featureNoise must be in \[0, 100\)/);
+  }, 120_000);
+
+  it("--intermediate-size trains a wider (or narrower) MLP that config.json records and the ONNX head runs exactly", async () => {
+    const src = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 });
+    const model = join(root, "model-width");
+    for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
+    const out = join(root, "wide");
+    const lines: string[] = [];
+    await trainEagle({ model, selfDistill: 4, maxNewTokens: 16, maxSteps: 3, window: 8, batchRows: 32, evalDepth: 2, intermediateSize: 200, out, onLog: (l) => lines.push(l) });
+    expect(lines.some((l) => l.includes("MLP 200"))).toBe(true);
+    expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).intermediate_size).toBe(200);
+    // Continuing it keeps its width; a different width or --init-layer with a width is refused.
+    const cont: string[] = [];
+    await trainEagle({ model, selfDistill: 3, maxNewTokens: 16, maxSteps: 1, window: 8, evalDepth: 1, init: out, out: join(root, "wide2"), onLog: (l) => cont.push(l) });
+    expect(cont.some((l) => l.includes("MLP 200"))).toBe(true);
+    await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, init: out, intermediateSize: 64 })).rejects.toThrow(/MLP width is 200/);
+    await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, initLayer: 0, intermediateSize: 200 })).rejects.toThrow(/--init-layer copies/);
+    await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, intermediateSize: 0 })).rejects.toThrow(/from 1 to 65536/);
+
+    const lm = await CausalLM.load(model);
+    const head = await loadEagleHead(out, model);
+    try {
+      expect(head.config.intermediateSize).toBe(200);
+      const prompt = [1, 5, 9, 20];
+      const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 24, eosIds: [] });
+      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 24, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
+      expect(res.tokens).toEqual(base.tokens);
+    } finally {
+      await head.dispose();
+      await lm.dispose();
+    }
+  }, 120_000);
 
   it("train-medusa also self-distills in token-id space when the model has no tokenizer (from --prompt-ids too)", async () => {
     const src = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 });

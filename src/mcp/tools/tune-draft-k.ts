@@ -23,6 +23,7 @@ export const inputSchema = {
   method: z.enum(["draft", "early-exit"]).optional().describe("Default: draft with draft, early-exit with exitLayer."),
   draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
   exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default the smallest built)."),
+  adapter: METHOD_OPTIONS_SHAPE.adapter.describe("early-exit: the trained exit adapter (true) or the untrained exit (false); default: the adapter when one exists."),
   ks: z.array(z.number().int().min(K_MIN).max(K_MAX)).min(1).max(16).default(DEFAULT_TUNE_KS).describe("Fixed K values to sweep."),
   controllers: z
     .array(z.enum(ADAPTIVE_CONTROLLERS))
@@ -98,12 +99,14 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     );
   }
   if (method === "draft" && !draft) throw new InvalidOptionError('method "draft" needs draft (a draft model of the same family).');
+  if (method === "draft" && args.adapter !== undefined) throw new InvalidOptionError('adapter chooses the early-exit draft; give it with method "early-exit" / exitLayer, not with a draft model.');
   const res = await tuneDraftK({
     ...benchCommon(ctx, args, extra),
     model,
     draft,
     method,
     exitLayer: args.exitLayer,
+    adapter: args.adapter,
     ks: args.ks,
     controllers: args.controllers,
     confidenceThreshold: args.confidenceThreshold,
@@ -139,8 +142,8 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   });
 }
 
-/** Errors name this tool's arguments: exitLayer and confidenceThreshold are top-level here, K is swept by ks. */
-const VOCABULARY = mcpVocabulary({ exitLayer: "exitLayer", confidenceThreshold: "confidenceThreshold", k: "ks" });
+/** Errors name this tool's arguments: exitLayer, adapter and confidenceThreshold are top-level here, K is swept by ks. */
+const VOCABULARY = mcpVocabulary({ exitLayer: "exitLayer", confidenceThreshold: "confidenceThreshold", adapter: "adapter", k: "ks" });
 
 export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) => runTool(ctx, name, () => handle(ctx, args, extra), VOCABULARY));

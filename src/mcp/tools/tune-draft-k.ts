@@ -22,8 +22,8 @@ export const inputSchema = {
   model: modelArg,
   method: z.enum(["draft", "early-exit"]).optional().describe("Default: draft with draft, early-exit with exitLayer."),
   draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
-  exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default the smallest built)."),
-  adapter: METHOD_OPTIONS_SHAPE.adapter.describe("early-exit: the trained exit adapter (true) or the untrained exit (false); default: the adapter when one exists."),
+  exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default: smallest built)."),
+  adapter: METHOD_OPTIONS_SHAPE.adapter.describe("early-exit: the trained adapter."),
   ks: z.array(z.number().int().min(K_MIN).max(K_MAX)).min(1).max(16).default(DEFAULT_TUNE_KS).describe("Fixed K values to sweep."),
   controllers: z
     .array(z.enum(ADAPTIVE_CONTROLLERS))
@@ -79,8 +79,8 @@ export const outputSchema = {
 export const config = {
   title: "Tune draft K",
   description:
-    "Sweep K of a draft model or early-exit draft against plain decoding: speedup, acceptance, a verdict; only when a setting " +
-    "wins, `recommended` (generate_speculative arguments) and vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
+    "Sweep K of a draft model or early exit vs plain decoding: speedup, acceptance, a verdict; only when a setting " +
+    "wins, `recommended` (generate_speculative args) and vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };

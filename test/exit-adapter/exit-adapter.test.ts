@@ -276,10 +276,12 @@ describe("train-early-exit", () => {
     const report = await trainEarlyExit({ ...base, hardWeight: 0.5, onLog: (l) => lines.push(l) });
     expect(report.hardWeight).toBe(0.5);
     expect(lines.some((l) => l.includes("0.5 x its greedy token"))).toBe(true);
-    expect(report.epochTop1).toHaveLength(4);
-    expect(lines.filter((l) => /^epoch \d: held-out top-1/.test(l))).toHaveLength(4);
-    // The run ends with the best full epoch's weights: its held-out top-1 is the best of the epochs'.
-    expect(report.trained.top1).toBe(Math.max(...report.epochTop1));
+    // One evaluation per full epoch (the last epoch may be cut by a pack when reshuffling packs differently).
+    expect(report.epochTop1.length).toBeGreaterThanOrEqual(3);
+    expect(report.epochTop1.length).toBeLessThanOrEqual(4);
+    expect(lines.filter((l) => /^epoch \d: held-out top-1/.test(l))).toHaveLength(report.epochTop1.length);
+    // The run ends with the best weights seen: no full epoch scored higher on the held-out sequences.
+    expect(report.trained.top1).toBeGreaterThanOrEqual(Math.max(...report.epochTop1));
     if (report.bestEpoch > 0) expect(report.epochTop1[report.bestEpoch - 1]).toBe(report.trained.top1);
     const last = await trainEarlyExit({ ...base, keepBest: false });
     expect(last.epochTop1).toEqual([]);

@@ -87,7 +87,7 @@ export interface ExitAdapterTrainingOptions {
   hardWeight?: number;
   /**
    * Evaluate held-out top-1 agreement after every epoch and end with the weights of the best epoch
-   * (default true when sequences are held out): small data overfits within a few epochs.
+   * (default true when sequences are held out): small data sets overfit (stories260K on 300 sequences did).
    */
   keepBest?: boolean;
   onLog?: (line: string) => void;

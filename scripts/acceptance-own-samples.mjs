@@ -4,7 +4,7 @@
  * works for models without a tokenizer, like the stories260K checkpoint).
  *
  *   node scripts/acceptance-own-samples.mjs --model DIR [--eagle DIR [--eagle-totals 8,60] [--eagle-trees 64:8:8]] [--medusa DIR] [--exit-layers 1,2,3]
- *     [--adapter-layers 2] [--exit-k 4]
+ *     [--adapter-layers 2] [--exit-k 4[,6,8]]
  *     [--prompts 20] [--sampled 16] [--max-new-tokens 128] [--seed 7] [--json]
  *
  * --eagle-totals: extra EAGLE arms with a fixed treeTotal (default depth and top-k); --eagle-trees:
@@ -13,8 +13,8 @@
  * --exit-layers: untrained early exits (early_exit_{m}.onnx, adapter off); --adapter-layers: trained
  * exits (exit_adapter_{m}.onnx from `spec-decode train-early-exit`). Early exits run with the default
  * K controller (k "auto": the cost controller stops drafting when acceptance does not pay for the
- * draft's cost) and, with --exit-k K, also with a fixed K (what the draft's quality gives when it
- * always drafts).
+ * draft's cost) and, with --exit-k K[,K2...], also with each fixed K (what the draft's quality gives
+ * when it always drafts).
  * Prompts: BOS + `sampled` tokens the model samples itself (temperature 1, seeded; a different seed
  * from train-eagle/train-medusa's default prompts). Each method then decodes greedily from every
  * prompt, the methods' order rotating per prompt; the script checks each method's tokens equal
@@ -68,7 +68,7 @@ for (const spec of (v["eagle-trees"] || "").split(",").filter(Boolean)) {
   methods.push({ label: `eagle (trained), treeTotal ${t}, depth ${d}, top-k ${k}`, method: "eagle", heads: v.eagle, methodOptions });
 }
 if (v.medusa) methods.push({ label: "medusa (trained)", method: "medusa", heads: v.medusa });
-const exitKs = ["auto", ...(v["exit-k"] ? [Number(v["exit-k"])] : [])];
+const exitKs = ["auto", ...(v["exit-k"] || "").split(",").filter(Boolean).map(Number)];
 for (const [layers, adapter] of [[v["exit-layers"], false], [v["adapter-layers"], true]]) {
   for (const m of (layers || "").split(",").filter(Boolean)) {
     for (const k of exitKs) {

@@ -44,6 +44,8 @@ export interface BenchOptions {
   /** K for draft / early-exit (default: the method's own default controller). */
   k?: number | "auto";
   exitLayer?: number;
+  /** early-exit arms (and an early-exit K sweep): true requires the trained exit adapter, false uses the untrained exit (default: the adapter when one exists). */
+  adapter?: boolean;
   /** Also sweep these fixed K values (in the same interleaved run) for `sweepMethod`. */
   ks?: number[];
   /** Default: draft when a draft model is given, else early-exit. */
@@ -105,6 +107,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const methodOptions: MethodOptions = {};
       if ((method === "draft" || method === "early-exit") && o.k !== undefined) methodOptions.k = o.k;
       if (method === "early-exit" && o.exitLayer !== undefined) methodOptions.exitLayer = o.exitLayer;
+      if (method === "early-exit" && o.adapter !== undefined) methodOptions.adapter = o.adapter;
       arms.push({ method, methodOptions, ...(method === "eagle" && o.eagleHeads ? { heads: o.eagleHeads } : {}) });
       if (method === "eagle") {
         for (const { heads, ...extra } of o.eagleArms ?? []) {
@@ -120,13 +123,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     if (ks.length > 0) {
       const why = precheck(sweepMethod, o);
       if (why) pre.push({ label: `${sweepMethod} K sweep`, method: sweepMethod, reason: why });
-      else arms.push(...tuneArms({ method: sweepMethod, ks, exitLayer: o.exitLayer, labelPrefix: `${sweepMethod} ` }));
+      else arms.push(...tuneArms({ method: sweepMethod, ks, exitLayer: o.exitLayer, adapter: o.adapter, labelPrefix: `${sweepMethod} ` }));
     }
     for (const s of pre) note(`Skipping ${s.label}: ${s.reason}.`);
     const quantized = o.quantized !== false && quantVariantsIn(o.model).length > 0;
     if (quantized) {
       const methods = arms.filter((a) => !a.label).map((a) => a.method);
-      arms.push(...quantArms({ model: o.model, draft: o.draft, methods, k: o.k, exitLayer: o.exitLayer }));
+      arms.push(...quantArms({ model: o.model, draft: o.draft, methods, k: o.k, exitLayer: o.exitLayer, adapter: o.adapter }));
     }
 
     const result = await runArms({

@@ -127,6 +127,8 @@ export interface ArmSummary {
   /** Prompt ids whose outputs differed from the baseline (greedy). */
   mismatches: string[];
   perPrompt: { id: string; category: string; medianTokensPerSecond: number; speedup: number }[];
+  /** early-exit: which draft ran (the trained exit adapter or the bare exit), from the runs' stats. */
+  exitAdapter?: "trained" | "untrained" | "mixed";
   /** Verification modes seen, and the methods' notes. */
   verification: string[];
   notes: string[];
@@ -355,6 +357,7 @@ export async function runArms(req: BenchCommon & { arms: ArmSpec[] }): Promise<M
       greedyIdentical: greedy && (refIdx !== a || a === baseIdx) ? mismatches.size === 0 : null,
       mismatches: [...mismatches],
       perPrompt,
+      ...exitAdapterOf(mine.map((x) => x.stats)),
       verification: [...new Set(mine.map((x) => x.stats.verification))],
       notes: [...new Set(mine.flatMap((x) => x.stats.notes))],
       ...overhead(mine.map((x) => x.stats)),
@@ -469,4 +472,11 @@ export async function measureSpeedup(req: MeasureSpeedupRequest): Promise<Measur
   if (!Array.isArray(req.methods) || req.methods.length === 0) throw new InvalidOptionError("Give at least one method to compare with baseline.");
   const arms = req.methods.map((m): ArmSpec => (typeof m === "string" ? { method: m } : m));
   return runArms({ ...req, arms });
+}
+
+/** { exitAdapter } when the runs report which early-exit draft ran ("mixed" if they disagree), else {}. */
+function exitAdapterOf(stats: GenerationStats[]): { exitAdapter?: "trained" | "untrained" | "mixed" } {
+  const seen = new Set(stats.map((s) => s.extra.exitAdapter).filter((x): x is "trained" | "untrained" => x === "trained" || x === "untrained"));
+  if (seen.size === 0) return {};
+  return { exitAdapter: seen.size === 1 ? [...seen][0]! : "mixed" };
 }

@@ -78,7 +78,7 @@ export function quantVariantsIn(dir: string): { variant: string; label: string; 
  * The quantized arms for a target (and draft) directory: "<kind> plain", "<kind> draft" (the draft's
  * own build of the same kind when it has one), "<kind> early-exit" (the target variant's early exit).
  */
-export function quantArms(o: { model: string; draft?: string; methods: MethodName[]; k?: number | "auto"; exitLayer?: number }): ArmSpec[] {
+export function quantArms(o: { model: string; draft?: string; methods: MethodName[]; k?: number | "auto"; exitLayer?: number; adapter?: boolean }): ArmSpec[] {
   const arms: ArmSpec[] = [];
   const draftVariants = o.draft ? new Set(quantVariantsIn(o.draft).map((v) => v.variant)) : new Set<string>();
   for (const v of quantVariantsIn(o.model)) {
@@ -96,7 +96,7 @@ export function quantArms(o: { model: string; draft?: string; methods: MethodNam
         method: "early-exit",
         variant: v.variant,
         reference: plain,
-        methodOptions: { ...opts, ...(o.exitLayer !== undefined ? { exitLayer: o.exitLayer } : {}) },
+        methodOptions: { ...opts, ...(o.exitLayer !== undefined ? { exitLayer: o.exitLayer } : {}), ...(o.adapter !== undefined ? { adapter: o.adapter } : {}) },
       });
     }
   }

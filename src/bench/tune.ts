@@ -21,6 +21,8 @@ export interface TuneDraftKRequest extends BenchCommon {
   /** "draft" (needs `draft`) or "early-exit" (`exitLayer`, default the smallest built). Default: draft if given, else early-exit. */
   method?: "draft" | "early-exit";
   exitLayer?: number;
+  /** early-exit: true requires the trained exit adapter, false uses the untrained exit (default: the adapter when one exists). */
+  adapter?: boolean;
   /** Fixed K values to sweep (default DEFAULT_TUNE_KS). */
   ks?: number[];
   /** Adaptive controllers to try with k = "auto" (default: none). */
@@ -91,7 +93,7 @@ export async function tuneDraftK(req: TuneDraftKRequest): Promise<TuneDraftKResu
   for (const k of ks) {
     if (!Number.isInteger(k) || k < K_MIN || k > K_MAX) throw new InvalidOptionError(`Each K must be an integer from ${K_MIN} to ${K_MAX} (got ${k}).`);
   }
-  const arms = tuneArms({ method, ks, exitLayer: req.exitLayer, controllers: req.controllers, confidenceThreshold: req.confidenceThreshold });
+  const arms = tuneArms({ method, ks, exitLayer: req.exitLayer, adapter: req.adapter, controllers: req.controllers, confidenceThreshold: req.confidenceThreshold });
   const m = await runArms({ ...req, draft: method === "draft" ? req.draft : undefined, arms });
   return summarizeTune(m, { method, exitLayer: req.exitLayer, ks });
 }
@@ -101,11 +103,16 @@ export function tuneArms(opts: {
   method: "draft" | "early-exit";
   ks: number[];
   exitLayer?: number;
+  /** early-exit only: the methodOptions.adapter of every arm. */
+  adapter?: boolean;
   controllers?: AdaptiveController[];
   confidenceThreshold?: number;
   labelPrefix?: string;
 }): ArmSpec[] {
-  const base: MethodOptions = opts.method === "early-exit" && opts.exitLayer !== undefined ? { exitLayer: opts.exitLayer } : {};
+  const base: MethodOptions =
+    opts.method === "early-exit"
+      ? { ...(opts.exitLayer !== undefined ? { exitLayer: opts.exitLayer } : {}), ...(opts.adapter !== undefined ? { adapter: opts.adapter } : {}) }
+      : {};
   const pre = opts.labelPrefix ?? "";
   return [
     ...opts.ks.map((k): ArmSpec => ({ label: `${pre}K=${k}`, method: opts.method, methodOptions: { ...base, k, controller: "fixed" } })),

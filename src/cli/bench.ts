@@ -26,7 +26,7 @@ const USAGE = `Usage: spec-decode bench (--model DIR [--draft DIR] [--heads PATH
   [--methods ${METHOD_NAMES.join(",")}]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
   [--max-new-tokens N] [--repeats R] [--temperature T] [--seed S] [--device cpu|webgpu|cuda] [--threads N]
-  ${methodFlagUsage(["k", "exitLayer"])} [--ks 1,2,4,8 [--sweep draft|early-exit]]
+  ${methodFlagUsage(["k", "exitLayer", "adapter"])} [--ks 1,2,4,8 [--sweep draft|early-exit]]
   [--json] [--out FILE.json] [--chart FILE.png] [--quiet]
 
 Measures every method against plain decoding on the same prompts in the same run (one warm-up run per
@@ -47,6 +47,8 @@ heads) are skipped with the reason.
                   ours ({id, category, prompt|messages|promptIds}); "spec-bench" finds ../shared/workloads/
                   spec-bench-questions.jsonl (or $SPEC_BENCH_QUESTIONS)
   --ks            also sweep these fixed K values of the draft (or early-exit) method, in the same run
+  --adapter       early-exit arms: true requires the trained exit adapter (spec-decode train-early-exit),
+                  false drafts with the untrained exit; default: the adapter when one exists
   Defaults: all methods, --workload builtin, 128 new tokens, 3 repeats, greedy.
   Exit code 3 when a method's greedy output differs from plain decoding's (a bug: speculation is lossless),
   except a mismatch on an int4 build (accuracy level 4) that the report locates at a near tie (top-2
@@ -115,7 +117,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       "eagle-heads": { type: "string" },
       "eagle-arms": { type: "string" },
       methods: { type: "string" },
-      ...methodFlagOptions(["k", "exitLayer"]),
+      ...methodFlagOptions(["k", "exitLayer", "adapter"]),
       ks: { type: "string" },
       sweep: { type: "string" },
       out: { type: "string" },
@@ -139,7 +141,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
 
   const methods = v.methods === undefined ? undefined : parseMethods(String(v.methods));
   const device = deviceOpt(v);
-  const { k, exitLayer } = methodOptionsFromFlags(v, ["k", "exitLayer"]);
+  const { k, exitLayer, adapter } = methodOptionsFromFlags(v, ["k", "exitLayer", "adapter"]);
   const sweep = v.sweep as string | undefined;
   if (sweep !== undefined && sweep !== "draft" && sweep !== "early-exit") throw new InvalidOptionError(`--sweep must be draft or early-exit (got "${sweep}").`);
 
@@ -161,6 +163,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     threads: threadsOpt(v.threads),
     k,
     exitLayer,
+    adapter,
     ks: intList(v.ks, "ks"),
     sweepMethod: sweep as "draft" | "early-exit" | undefined,
     onProgress: (p) => bar.update(p.done, p.total, p.message),

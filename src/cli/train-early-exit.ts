@@ -4,7 +4,8 @@ import { InvalidOptionError } from "../errors.js";
 import { intOpt, numOpt, parse, required, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
 const USAGE = `Usage: spec-decode train-early-exit --model DIR --exit-layer M (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
-  [--init ADAPTER | --init-from layer|random] [--mlp-only] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR]
+  [--init ADAPTER | --init-from layer|random] [--mlp-only] [--hard-weight W] [--keep-last]
+  [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR]
   [--eval-depth K] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat] [--max-length N]
   [--threads N] [--device cpu|webgpu|cuda]
 
@@ -24,7 +25,11 @@ Loss: cross-entropy against the full model's own next-token distribution at ever
 --init-from picks a fresh adapter's start: the model's own layer M (default) or random (near identity:
 small residual outputs, so it starts close to the untrained exit). --mlp-only trains the block's MLP
 alone (attention output fixed at 0): an ablation measuring what the adapter's attention buys; its
-graph still runs the (zeroed) attention, so it is not cheaper to decode.
+graph still runs the (zeroed) attention, so it is not cheaper to decode. --hard-weight W (0..1, default 0)
+trains against (1 - W) x the full model's distribution + W x its greedy token: greedy drafts are
+accepted on top-1 agreement only, and a small model's distribution is wide. After every full epoch the
+held-out top-1 agreement is measured and the run ends with the best epoch's weights (small data overfits);
+--keep-last keeps the last weights instead.
 Progress goes to stderr; the report (held-out top-1 agreement with the full model for the untrained
 exit, the initial and the trained adapter, and the mean accepted length of a greedy chain of
 --eval-depth drafts) is printed as JSON on stdout. Writes exit_adapter_M.onnx (the drafting graph:
@@ -46,6 +51,8 @@ export async function trainEarlyExitCommand(argv: string[]): Promise<number> {
       "eval-depth": { type: "string" },
       "init-from": { type: "string" },
       "mlp-only": { type: "boolean", default: false },
+      "hard-weight": { type: "string" },
+      "keep-last": { type: "boolean", default: false },
     },
     USAGE,
   );
@@ -66,6 +73,8 @@ export async function trainEarlyExitCommand(argv: string[]): Promise<number> {
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     initFrom,
     attention: !v["mlp-only"],
+    hardWeight: numOpt(v["hard-weight"], "hard-weight"),
+    keepBest: !v["keep-last"],
     onLog: (line) => process.stderr.write(`[train-early-exit] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));

@@ -23,7 +23,7 @@ import { methodFlagOptions, methodOptionsFromFlags } from "./method-flags.js";
 import { flagOf } from "../vocabulary.js";
 import { progressBar } from "./progress.js";
 
-const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M | --heads EAGLE_DIR [--totals 8,16,32,64] [--tree-depth D] [--tree-topk K]] | --twin [--agreement X | --divergence S] [--early-exit])
+const USAGE = `Usage: spec-decode tune (--model DIR [--draft DIR | --exit-layer M [--adapter true|false] | --heads EAGLE_DIR [--totals 8,16,32,64] [--tree-depth D] [--tree-topk K]] | --twin [--agreement X | --divergence S] [--early-exit])
   [--variant NAME] [--draft-variant NAME]
   [--ks 1,2,3,4,6,8] [--controllers heuristic,confidence,cost] [--confidence-threshold P]
   [--workload builtin[:category] | --prompts FILE.jsonl|spec-bench [--category C] [--per-category N] [--chat]]
@@ -35,7 +35,9 @@ decoding on the same prompts, and reports measured vs predicted speedup per K, a
 help here?), and only when a setting beats plain decoding: that setting as generate flags and the
 equivalent vLLM / SGLang / llama.cpp / transformers settings. The "verify cost" column is the measured cost curve:
 a target forward over K+1 tokens / a plain one (flat for float weights, steep for int4); the prediction
-uses it. --variant q4 / --draft-variant q4 tune the quantized builds (spec-decode build --quantize).
+uses it. --adapter true|false picks the early-exit draft: the trained exit adapter (spec-decode
+train-early-exit) or the untrained exit; default: the adapter when one exists. --variant q4 /
+--draft-variant q4 tune the quantized builds (spec-decode build --quantize).
 With --heads EAGLE_DIR it sweeps the EAGLE tree size instead: fixed treeTotal values (--totals) and
 the default "auto" (each round's size chosen from the measured verification cost), interleaved with
 plain decoding, with speedup, mean accepted length, nodes verified per round and verify cost.`;
@@ -45,7 +47,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
     argv,
     {
       ...BENCH_COMMON_OPTIONS,
-      ...methodFlagOptions(["exitLayer", "confidenceThreshold"]),
+      ...methodFlagOptions(["exitLayer", "confidenceThreshold", "adapter"]),
       "early-exit": { type: "boolean", default: false },
       ks: { type: "string" },
       controllers: { type: "string" },
@@ -66,7 +68,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   const resolved = await resolveModels(v, (s) => bar.log(s));
   const model = resolved.model;
   let draft = resolved.draft;
-  const flags = methodOptionsFromFlags(v, ["exitLayer", "confidenceThreshold"]);
+  const flags = methodOptionsFromFlags(v, ["exitLayer", "confidenceThreshold", "adapter"]);
   let exitLayer = flags.exitLayer;
   if (resolved.twin) {
     if (v["early-exit"]) exitLayer = exitLayer ?? resolved.twin.info.earlyExitLayers;
@@ -74,11 +76,14 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   }
   if (!model) throw new InvalidOptionError(`--model is required (or --twin).\n\n${USAGE}`);
   if (v.heads !== undefined) {
-    if (v.draft !== undefined || exitLayer !== undefined) throw new InvalidOptionError(`--heads tunes the EAGLE tree; give it without --draft / --exit-layer.\n\n${USAGE}`);
+    if (v.draft !== undefined || exitLayer !== undefined || flags.adapter !== undefined) {
+      throw new InvalidOptionError(`--heads tunes the EAGLE tree; give it without --draft / --exit-layer / --adapter.\n\n${USAGE}`);
+    }
     return tuneEagle(v, resolve(model), String(v.heads), bar);
   }
   for (const k of ["totals", "tree-depth", "tree-topk"]) if (v[k] !== undefined) throw new InvalidOptionError(`--${k} applies with --heads (an EAGLE head).`);
   if (!draft && exitLayer === undefined) throw new InvalidOptionError(`Give --draft DIR or --exit-layer M: tune sweeps K of a draft.\n\n${USAGE}`);
+  if (draft && flags.adapter !== undefined) throw new InvalidOptionError("--adapter chooses the early-exit draft (trained exit adapter or not); give it with --exit-layer M, not --draft.");
   const controllers = v.controllers === undefined ? [] : String(v.controllers).split(",").map((s) => s.trim()).filter(Boolean);
   for (const c of controllers) {
     if (!(ADAPTIVE_CONTROLLERS as readonly string[]).includes(c)) throw new InvalidOptionError(`Unknown controller "${c}" (use ${ADAPTIVE_CONTROLLERS.join(", ")}).`);
@@ -97,6 +102,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
       draftVariant: v["draft-variant"] as string | undefined,
       method: draft ? "draft" : "early-exit",
       exitLayer,
+      adapter: flags.adapter,
       ks: intList(v.ks, "ks") ?? DEFAULT_TUNE_KS,
       controllers: controllers as AdaptiveController[],
       confidenceThreshold: flags.confidenceThreshold,

@@ -112,7 +112,7 @@ export const CONTROLLER_OPTIONS = {
     .min(0)
     .max(1)
     .optional()
-    .describe(`confidence controller: stop below this draft probability (default ${DEFAULT_CONFIDENCE_THRESHOLD}).`),
+    .describe(`confidence controller: stop below this draft prob. (default ${DEFAULT_CONFIDENCE_THRESHOLD}).`),
 };
 
 /** Validate k / controller / confidenceThreshold (InvalidOptionError naming the allowed range). */

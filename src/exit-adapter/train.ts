@@ -78,6 +78,18 @@ export interface ExitAdapterTrainingOptions {
   initFrom?: "layer" | "random";
   /** Train the attention block too (default). false: MLP-only (o_proj fixed at 0), an ablation. */
   attention?: boolean;
+  /**
+   * Weight of the full model's greedy token in the training target, 0..1 (default 0): the target is
+   * (1 - w) * the full model's distribution + w * one-hot(its argmax). Greedy drafting is accepted on
+   * argmax agreement only; a small model's next-token distribution is wide, and w > 0 moves the
+   * adapter's capacity from matching its tail towards agreeing on its top token.
+   */
+  hardWeight?: number;
+  /**
+   * Evaluate held-out top-1 agreement after every epoch and end with the weights of the best epoch
+   * (default true when sequences are held out): small data sets overfit (stories260K on 300 sequences did).
+   */
+  keepBest?: boolean;
   onLog?: (line: string) => void;
   logEvery?: number;
 }
@@ -99,6 +111,10 @@ export interface ExitAdapterTrainingReport extends TrainRunReport {
   positionsPerSecond: number;
   initFrom: "layer" | "random" | "file";
   attention: boolean;
+  hardWeight: number;
+  /** Held-out top-1 after each full epoch (keepBest), and the epoch whose weights were kept (0: none kept, the last weights). */
+  epochTop1: number[];
+  bestEpoch: number;
   evalDepth: number;
   /** norm(h_m) -> LM head, no adapter (what `early-exit` without an adapter drafts with). */
   untrained: AgreementReport;
@@ -135,11 +151,28 @@ function positionsOf(s: Seq): tf.Tensor1D {
   return tf.tensor1d(Int32Array.from({ length: s.tokens.length }, (_, i) => s.offset + i), "int32");
 }
 
-function lossOf(cfg: DecoderConfig, p: AdapterParams, fz: AdapterFrozen, s: Seq, attention: boolean): tf.Scalar {
+/** hardWeight in [0, 1] (default 0), or a clear error. */
+function checkHardWeight(w: number | undefined): number {
+  if (w !== undefined && !(w >= 0 && w <= 1)) throw new InvalidOptionError(`--hard-weight must be from 0 to 1 (got ${w}).`);
+  return w ?? 0;
+}
+
+/**
+ * The training target [L, V] of a sequence: the full model's next-token distribution, mixed with the
+ * one-hot of its argmax by `hardWeight` (rows still sum to 1).
+ */
+export function teacherTargets(fullLogits: tf.Tensor2D, hardWeight: number): tf.Tensor2D {
+  const soft = tf.softmax(fullLogits);
+  if (hardWeight === 0) return soft;
+  const hard = tf.oneHot(fullLogits.argMax(-1) as tf.Tensor1D, fullLogits.shape[1]).toFloat();
+  return soft.mul(1 - hardWeight).add(hard.mul(hardWeight)) as tf.Tensor2D;
+}
+
+function lossOf(cfg: DecoderConfig, p: AdapterParams, fz: AdapterFrozen, s: Seq, attention: boolean, hardWeight: number): tf.Scalar {
   const H = cfg.hiddenSize;
   const L = s.tokens.length;
   const h = tf.tensor2d(s.h, [L, H]);
-  const target = s.target ? tf.tensor2d(s.target, [L, cfg.vocabSize]) : tf.softmax(exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H])));
+  const target = s.target ? tf.tensor2d(s.target, [L, cfg.vocabSize]) : teacherTargets(exitLogits(cfg, fz, tf.tensor2d(s.f, [L, H])), hardWeight);
   return softCrossEntropy(exitLogits(cfg, fz, adapterForward(cfg, p, fz, h, positionsOf(s), attention)), target);
 }
 
@@ -215,6 +248,7 @@ export async function trainExitAdapter(
     });
   if (seqs.length === 0) throw new InvalidOptionError("No training sequences of at least 3 tokens.");
   const lr = o.lr ?? 5e-3;
+  const hardWeight = checkHardWeight(o.hardWeight);
   const K = o.evalDepth ?? 4;
   const batchRows = o.batchRows ?? 512;
   const window = o.window ?? 64;
@@ -232,24 +266,50 @@ export async function trainExitAdapter(
   const params = adapterParamsFrom(cfg, init);
   const vars = adapterParamList(params, attention);
   const opt = adam(lr);
+  let best: { epoch: number; top1: number; loss: number; values: tf.Tensor[] } | undefined;
   try {
     // The full model's distributions are fixed: compute them once when they fit (<= 1 GB).
     if (trainPositions * cfg.vocabSize <= 256 * 1024 * 1024) {
-      for (const s of train) s.target = tf.tidy(() => tf.softmax(exitLogits(cfg, fz, tf.tensor2d(s.f, [s.tokens.length, H]))).dataSync() as Float32Array);
+      for (const s of train) s.target = tf.tidy(() => teacherTargets(exitLogits(cfg, fz, tf.tensor2d(s.f, [s.tokens.length, H])), hardWeight).dataSync() as Float32Array);
     }
     const withAdapter = (s: Seq, h: tf.Tensor2D) => adapterForward(cfg, params, fz, h, positionsOf(s), attention);
     const untrained = summarize(agreements(cfg, fz, held, undefined), K);
     const initial = summarize(agreements(cfg, fz, held, withAdapter), K);
     log(
       `training an exit adapter on layer ${exitLayer} of ${cfg.numLayers} (${attention ? "attention + MLP block" : "MLP only"}, init ${parts.initFrom}) ` +
-        `on ${trainPositions} positions (${trainSeqs.length} sequences), held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows, lr ${lr}`,
+        `on ${trainPositions} positions (${trainSeqs.length} sequences), held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows, lr ${lr}` +
+        (hardWeight > 0 ? `, target = ${1 - hardWeight} x the full model's distribution + ${hardWeight} x its greedy token` : ""),
     );
     log(`before training: held-out top-1 ${pct(untrained.top1)} untrained exit, ${pct(initial.top1)} initial adapter (held-out loss ${initial.loss.toFixed(3)})`);
-    const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack) => ({
-      loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention))).div(pack.length) as tf.Scalar,
+    const keepBest = (o.keepBest ?? true) && nEval > 0;
+    const epochTop1: number[] = [];
+    const onEpochEnd = (epoch: number) => {
+      const r = summarize(agreements(cfg, fz, held, withAdapter), K);
+      epochTop1.push(r.top1);
+      const better = !best || r.top1 > best.top1 || (r.top1 === best.top1 && r.loss < best.loss);
+      log(`epoch ${epoch}: held-out top-1 ${pct(r.top1)}, loss ${r.loss.toFixed(3)}${better ? " (best so far)" : ""}`);
+      if (better) {
+        if (best) tf.dispose(best.values);
+        best = { epoch, top1: r.top1, loss: r.loss, values: vars.map((v) => tf.keep(v.clone())) };
+      }
+    };
+    const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs, onEpochEnd: keepBest ? onEpochEnd : undefined }, o, log, (pack) => ({
+      loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention, hardWeight))).div(pack.length) as tf.Scalar,
       positions: pack.reduce((a, i) => a + train[i]!.tokens.length, 0),
     }));
-    const trained = summarize(agreements(cfg, fz, held, withAdapter), K);
+    let trained = summarize(agreements(cfg, fz, held, withAdapter), K);
+    let bestEpoch = 0;
+    if (best) {
+      // The last weights unless an earlier full epoch scored better on the held-out sequences.
+      if (best.top1 > trained.top1 || (best.top1 === trained.top1 && best.loss < trained.loss)) {
+        vars.forEach((v, i) => v.assign(best!.values[i]!));
+        log(`keeping the weights of epoch ${best.epoch} (held-out top-1 ${pct(best.top1)} against ${pct(trained.top1)} at the end)`);
+        trained = summarize(agreements(cfg, fz, held, withAdapter), K);
+        bestEpoch = best.epoch;
+      }
+      tf.dispose(best.values);
+      best = undefined;
+    }
     log(
       `held-out top-1 agreement with the full model: ${pct(trained.top1)} (untrained exit ${pct(untrained.top1)}, initial adapter ${pct(initial.top1)}); ` +
         `held-out loss ${trained.loss.toFixed(3)} (initial ${initial.loss.toFixed(3)}); ` +
@@ -272,6 +332,9 @@ export async function trainExitAdapter(
         positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
         initFrom: parts.initFrom,
         attention,
+        hardWeight,
+        epochTop1,
+        bestEpoch,
         evalDepth: K,
         untrained,
         initial,
@@ -279,6 +342,7 @@ export async function trainExitAdapter(
       },
     };
   } finally {
+    if (best) tf.dispose(best.values);
     disposeAdapterFrozen(fz);
     disposeCausalBiases();
     tf.dispose(vars.length === 9 ? vars : adapterParamList(params, true));
@@ -304,6 +368,7 @@ export async function trainEarlyExit(o: TrainEarlyExitOptions): Promise<TrainEar
   const model = resolve(o.model);
   const log = o.onLog ?? (() => {});
   checkTrainingDataOptions(o, "target");
+  checkHardWeight(o.hardWeight);
   const { cfg, weights, names } = openCheckpoint(
     model,
     "Training an exit adapter needs the target's safetensors checkpoint and config.json (its layer m, final norm and LM head)",
@@ -353,6 +418,7 @@ export async function trainEarlyExit(o: TrainEarlyExitOptions): Promise<TrainEar
       data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
       init: o.init ? resolve(o.init) : initFrom,
       attention: report.attention,
+      hard_weight: report.hardWeight,
       steps: report.steps,
       held_out_top1: report.trained.top1,
       untrained_top1: report.untrained.top1,

@@ -176,7 +176,7 @@ export function methodOptionsSummary(): string {
             ? `${j.minimum ?? j.exclusiveMinimum ?? ""}-${j.maximum ?? j.exclusiveMaximum ?? ""}`
             : j.type === "array"
               ? "paths"
-              : "name";
+              : j.type === "boolean" ? "true|false" : "name";
     const def = /\(default ([^)]*)\)/.exec(schema.description ?? "")?.[1];
     groups.set(users, [...(groups.get(users) ?? []), `${key} ${range(js)}${def ? ` (${def})` : ""}`]);
   }

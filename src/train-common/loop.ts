@@ -71,6 +71,8 @@ export interface TrainRun {
   totalSteps: number;
   /** Minibatches of one epoch (called once per epoch). */
   packs: () => number[][];
+  /** Called after each full epoch (not after one cut short by a limit) with the epoch number (1-based) and steps so far. */
+  onEpochEnd?: (epoch: number, steps: number) => void;
 }
 
 /**
@@ -156,6 +158,7 @@ export function trainLoop(
         accN = 0;
       }
     }
+    run.onEpochEnd?.(e + 1, step);
   }
   return { steps: step, epochsRun, positions, trainSeconds: (performance.now() - t0) / 1000 };
 }

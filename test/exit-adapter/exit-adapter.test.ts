@@ -5,10 +5,10 @@
  * the target's distribution (chi-square, as draft-sampling.test.ts), and `train-early-exit` runs
  * end to end on a model without a tokenizer, improving held-out agreement.
  */
-import { cpSync, readdirSync, rmSync } from "node:fs";
+import { cpSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { SpecEngine } from "../../src/api.js";
 import { getWeight, openCheckpoint } from "../../src/builder/checkpoint.js";
 import {
@@ -19,13 +19,16 @@ import {
   type AdapterLayerWeights,
 } from "../../src/builder/exit-adapter.js";
 import type { DecoderConfig } from "../../src/builder/config.js";
+import { benchCommand } from "../../src/cli/bench.js";
+import { tuneCommand } from "../../src/cli/tune.js";
 import { trainEarlyExitCommand } from "../../src/cli/train-early-exit.js";
+import { tuneArms } from "../../src/bench/tune.js";
 import { generateTokens } from "../../src/decoding/generate.js";
 import { getMethod } from "../../src/decoding/methods.js";
 import { tfReady } from "../../src/train-common/tf-layers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { adapterForward, adapterParamsFrom, makeAdapterFrozen, randomAdapterWeights } from "../../src/exit-adapter/model.js";
-import { trainEarlyExit } from "../../src/exit-adapter/train.js";
+import { teacherTargets, trainEarlyExit } from "../../src/exit-adapter/train.js";
 import { toProbabilities, type SamplingOptions } from "../../src/sampling/index.js";
 import { chiSquare, chiSquarePValue } from "../helpers/chi-square.js";
 import { fixture, tempDir, type FixtureOptions } from "../helpers/fixtures.js";
@@ -128,6 +131,65 @@ describe("early-exit with an adapter", () => {
   }, 120_000);
 });
 
+describe("bench and tune choose the exit adapter (--adapter true|false)", () => {
+  /** Run a CLI command with --json --quiet and parse what it prints. */
+  async function json(cmd: (argv: string[]) => Promise<number>, argv: string[]): Promise<{ code: number; out: any }> {
+    const out: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((s: unknown) => void out.push(String(s)));
+    const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    try {
+      const code = await cmd([...argv, "--json", "--quiet"]);
+      return { code, out: JSON.parse(out.join("\n")) };
+    } finally {
+      log.mockRestore();
+      err.mockRestore();
+    }
+  }
+
+  it("tuneArms puts adapter into every early-exit arm, and never into draft arms", () => {
+    const arms = tuneArms({ method: "early-exit", ks: [2, 4], exitLayer: 2, adapter: false, controllers: ["cost"] });
+    expect(arms.map((a) => a.methodOptions)).toEqual([
+      { exitLayer: 2, adapter: false, k: 2, controller: "fixed" },
+      { exitLayer: 2, adapter: false, k: 4, controller: "fixed" },
+      { exitLayer: 2, adapter: false, k: "auto", controller: "cost" },
+    ]);
+    expect(tuneArms({ method: "draft", ks: [2], adapter: true })[0]!.methodOptions).toEqual({ k: 2, controller: "fixed" });
+  });
+
+  it("bench --adapter picks the draft of the early-exit arms and the K sweep; tune --adapter likewise; errors name the fix", async () => {
+    const model = await modelCopy("bench", { layers: 4, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 21, earlyExit: [2] }, ["config.json", "model.safetensors", "onnx"]);
+    const prompts = join(root, "bench-prompts.jsonl");
+    writeFileSync(prompts, [[1, 17, 93, 200], [1, 5, 64, 9]].map((ids, i) => JSON.stringify({ id: `p${i}`, category: "ids", promptIds: ids })).join("\n") + "\n");
+    const common = ["--model", model, "--prompts", prompts, "--max-new-tokens", "12", "--repeats", "1", "--threads", "1"];
+    const bench = (...extra: string[]) => json(benchCommand, [...common, "--methods", "baseline,early-exit", "--exit-layer", "2", "--ks", "3", ...extra]);
+
+    // No adapter yet: --adapter true skips the early-exit arm and the K sweep, naming train-early-exit.
+    const none = await bench("--adapter", "true");
+    expect(none.out.result.baseline.label).toBe("baseline");
+    expect(none.out.result.arms).toEqual([]);
+    expect(none.out.result.skipped.map((s: { label: string }) => s.label).sort()).toEqual(["early-exit", "early-exit K=3"]);
+    for (const s of none.out.result.skipped) expect(s.reason).toMatch(/train-early-exit/);
+
+    await randomAdapter(model, 2, 5);
+    for (const [flag, which] of [[[], "trained"], [["--adapter", "true"], "trained"], [["--adapter", "false"], "untrained"]] as const) {
+      const { code, out } = await bench(...flag);
+      expect(code).toBe(0);
+      const arms = out.result.arms.filter((a: { method: string }) => a.method === "early-exit");
+      expect(arms.map((a: { label: string }) => a.label)).toEqual(["early-exit", "early-exit K=3"]);
+      for (const a of arms) {
+        expect(a.exitAdapter).toBe(which);
+        expect(a.greedyIdentical).toBe(true);
+        if (flag.length > 0) expect(a.methodOptions.adapter).toBe(flag[1] === "true");
+      }
+    }
+
+    const tuned = await json(tuneCommand, [...common, "--exit-layer", "2", "--ks", "2", "--adapter", "false"]);
+    expect(tuned.out.measurement.arms[0]).toMatchObject({ label: "K=2", exitAdapter: "untrained", methodOptions: { adapter: false } });
+    await expect(benchCommand([...common, "--adapter", "maybe"])).rejects.toThrow(/--adapter/);
+    await expect(tuneCommand([...common, "--draft", model, "--adapter", "true"])).rejects.toThrow(/--adapter chooses the early-exit draft/);
+  }, 180_000);
+});
+
 describe("early-exit sampling with an adapter draft preserves the target distribution", () => {
   const V = 12;
   const SAMPLES = 3000;
@@ -205,6 +267,39 @@ describe("train-early-exit", () => {
     } finally {
       await engine.dispose();
     }
+  }, 240_000);
+
+  it("keeps the best epoch's weights by held-out top-1 (or the last with keepBest: false); --hard-weight mixes in the greedy token", async () => {
+    const model = await modelCopy("best", { layers: 3, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3, earlyExit: [1] }, ["config.json", "model.safetensors", "onnx"]);
+    const lines: string[] = [];
+    const base = { model, exitLayer: 1, selfDistill: 16, maxNewTokens: 40, window: 16, batchRows: 64, epochs: 4, lr: 2e-2 };
+    const report = await trainEarlyExit({ ...base, hardWeight: 0.5, onLog: (l) => lines.push(l) });
+    expect(report.hardWeight).toBe(0.5);
+    expect(lines.some((l) => l.includes("0.5 x its greedy token"))).toBe(true);
+    // One evaluation per full epoch (the last epoch may be cut by a pack when reshuffling packs differently).
+    expect(report.epochTop1.length).toBeGreaterThanOrEqual(3);
+    expect(report.epochTop1.length).toBeLessThanOrEqual(4);
+    expect(lines.filter((l) => /^epoch \d: held-out top-1/.test(l))).toHaveLength(report.epochTop1.length);
+    // The run ends with the best weights seen: no full epoch scored higher on the held-out sequences.
+    expect(report.trained.top1).toBeGreaterThanOrEqual(Math.max(...report.epochTop1));
+    if (report.bestEpoch > 0) expect(report.epochTop1[report.bestEpoch - 1]).toBe(report.trained.top1);
+    const last = await trainEarlyExit({ ...base, keepBest: false });
+    expect(last.epochTop1).toEqual([]);
+    expect(last.bestEpoch).toBe(0);
+    await expect(trainEarlyExit({ ...base, hardWeight: 1.5 })).rejects.toThrow(/--hard-weight must be from 0 to 1/);
+
+    // The target mix: rows still sum to 1, the argmax gains w, the rest scales by 1 - w.
+    await tfReady();
+    const logits = tf.tensor2d([[0, 1, 3, 2], [5, 0, 0, 0]]);
+    const soft = tf.softmax(logits).arraySync() as number[][];
+    const mixed = teacherTargets(logits, 0.25).arraySync() as number[][];
+    for (const [r, row] of mixed.entries()) {
+      expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+      const top = r === 0 ? 2 : 0;
+      row.forEach((x, j) => expect(x).toBeCloseTo(0.75 * soft[r]![j]! + (j === top ? 0.25 : 0), 6));
+    }
+    expect(teacherTargets(logits, 0).arraySync()).toEqual(soft);
+    tf.dispose(logits);
   }, 240_000);
 
   it("CLI: --exit-layer is required, unknown flags and out-of-range layers are errors naming the fix", async () => {

@@ -20,7 +20,7 @@ export const inputSchema = {
   quantize: z
     .enum(["int4", "int8", "uint8", "bnb4"])
     .optional()
-    .describe('Quantize linear layers; load with variant "q4", "int8", "uint8", "bnb4".'),
+    .describe('Quantize linear layers (then variant "q4", "int8", "uint8", "bnb4").'),
   blockSize: z.literal([32, 64, 128]).optional().describe("Values per quantization block (default 32)."),
   accuracyLevel: z
     .literal([0, 1, 2, 4])
@@ -28,7 +28,7 @@ export const inputSchema = {
     .describe("int4/int8: 4 = int8 activations (default), 0/1 = float32."),
   quantizeLmHead: z.boolean().optional().describe("Also quantize lm_head (default false)."),
   quantizeEmbeddings: z.boolean().optional().describe("Also quantize embeddings (int4/int8; default false)."),
-  fromOnnx: z.boolean().optional().describe("model is an ONNX export (genai/Optimum): rebuild it from its own weights into our cache."),
+  fromOnnx: z.boolean().optional().describe("model is an ONNX export (genai/Optimum): rebuild it into our cache."),
 };
 
 export const outputSchema = {

@@ -91,7 +91,7 @@ export const inputSchema = {
     .min(1)
     .max(12)
     .optional()
-    .describe("Methods to compare with baseline (always run); objects add a label and options."),
+    .describe("Methods vs baseline (always run); objects add a label, options."),
   k: kSchema.optional(),
   methodOptions: listedAs(methodOptionsSchema, "As generate_speculative's methodOptions, for every method.").optional(),
   prompts: benchPromptsArg,

@@ -39,7 +39,8 @@ export const inputSchema = {
   method: z.enum(["draft", "early-exit"]).optional().describe("Default: draft with draft, early-exit with exitLayer."),
   draft: pathArg().optional().describe("Draft model dir or repo id (method draft)."),
   draftVariant: draftVariantSchema,
-  exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default the smallest built)."),
+  exitLayer: METHOD_OPTIONS_SHAPE.exitLayer.describe("early-exit: draft layers (default: smallest built)."),
+  adapter: METHOD_OPTIONS_SHAPE.adapter.describe("early-exit: the trained adapter."),
   ks: z.array(z.number().int().min(K_MIN).max(K_MAX)).min(1).max(16).default(DEFAULT_TUNE_KS).describe("Fixed K values to sweep."),
   controllers: z
     .array(z.enum(ADAPTIVE_CONTROLLERS))
@@ -95,8 +96,8 @@ export const outputSchema = {
 export const config = {
   title: "Tune draft K",
   description:
-    "Sweep K of a draft model or early-exit draft vs plain decoding: speedup, acceptance, verdict; if a setting wins, " +
-    "`recommended` (generate_speculative arguments) and vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
+    "Sweep K (draft model or early exit) vs plain decoding: speedup, acceptance, verdict; if a setting wins, " +
+    "`recommended` generate_speculative args + vLLM/SGLang/llama.cpp equivalents. Long: progress; cancellable.",
   inputSchema,
   annotations: { readOnlyHint: true, openWorldHint: false },
 };
@@ -119,6 +120,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   if (method === "early-exit" && args.draftVariant !== undefined) {
     throw new InvalidOptionError("draftVariant applies to method draft: early-exit drafts with the target variant's own first layers (set variant), so drop draftVariant.");
   }
+  if (method === "draft" && args.adapter !== undefined) throw new InvalidOptionError('adapter chooses the early-exit draft; give it with method "early-exit" / exitLayer, not with a draft model.');
   const res = await tuneDraftK({
     ...benchCommon(ctx, args, extra),
     model,
@@ -126,6 +128,7 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
     draft,
     method,
     exitLayer: args.exitLayer,
+    adapter: args.adapter,
     ks: args.ks,
     controllers: args.controllers,
     confidenceThreshold: args.confidenceThreshold,
@@ -161,8 +164,8 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   });
 }
 
-/** Errors name this tool's arguments: exitLayer and confidenceThreshold are top-level here, K is swept by ks. */
-const VOCABULARY = mcpVocabulary({ exitLayer: "exitLayer", confidenceThreshold: "confidenceThreshold", k: "ks" });
+/** Errors name this tool's arguments: exitLayer, adapter and confidenceThreshold are top-level here, K is swept by ks. */
+const VOCABULARY = mcpVocabulary({ exitLayer: "exitLayer", confidenceThreshold: "confidenceThreshold", adapter: "adapter", k: "ks" });
 
 export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) => runTool(ctx, name, () => handle(ctx, args, extra), VOCABULARY));

@@ -53,6 +53,30 @@ try {
   /* older bindings: session options still apply */
 }
 
+export type SpinningPolicy = "off" | "run" | "always";
+
+/**
+ * How the intra-op worker threads wait between parallel sections (SPEC_DECODE_INTRA_OP_SPINNING:
+ * 0 = off, 1 = always, unset = off). Worker threads that keep spinning after a Run steal the cores
+ * from the next session's run: with a target and a draft alternating on 2 cores (twin pair, 2
+ * threads) draft decoding ran at 64 tok/s with spinning and 103 tok/s without. Off, every node of a
+ * forward wakes the sleeping worker (a futex round trip), which a small quantized model pays
+ * hundreds of times per token.
+ */
+export function spinningPolicy(env: NodeJS.ProcessEnv = process.env): SpinningPolicy {
+  const v = env.SPEC_DECODE_INTRA_OP_SPINNING;
+  if (v === "1" || v === "always") return "always";
+  if (v === "run") return "run";
+  return "off";
+}
+
+/** onnxruntime session config entries (the `extra.session` object) for a spinning policy. */
+export function spinningConfig(policy: SpinningPolicy = spinningPolicy()): Record<string, unknown> {
+  if (policy === "off") return { intra_op: { allow_spinning: "0" } };
+  // "run": spin inside a Run, park the workers the moment it returns (session.force_spinning_stop).
+  return { intra_op: { allow_spinning: "1" }, ...(policy === "run" ? { force_spinning_stop: "1" } : {}) };
+}
+
 export async function createSession(file: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
   if (!DEVICES.includes(device)) {
@@ -69,11 +93,7 @@ export async function createSession(file: string, opts: SessionOptions = {}): Pr
     executionMode: "sequential",
     interOpNumThreads: 1,
     ...(opts.threads && opts.threads > 0 ? { intraOpNumThreads: opts.threads } : {}),
-    // Worker threads that spin after a parallel section steal the cores from the next session's run:
-    // with a target and a draft alternating on 2 cores (twin pair, 2 threads) draft decoding ran at
-    // 64 tok/s with spinning and 103 tok/s without; plain decoding loses ~5% without it.
-    // SPEC_DECODE_INTRA_OP_SPINNING=1 turns it back on (single-model workloads).
-    extra: { session: { intra_op: { allow_spinning: process.env.SPEC_DECODE_INTRA_OP_SPINNING === "1" ? "1" : "0" } } },
+    extra: { session: spinningConfig() },
   };
   try {
     return await ort.InferenceSession.create(file, options);

@@ -57,17 +57,20 @@ export type SpinningPolicy = "off" | "run" | "always";
 
 /**
  * How the intra-op worker threads wait between parallel sections (SPEC_DECODE_INTRA_OP_SPINNING:
- * 0 = off, 1 = always, unset = off). Worker threads that keep spinning after a Run steal the cores
- * from the next session's run: with a target and a draft alternating on 2 cores (twin pair, 2
- * threads) draft decoding ran at 64 tok/s with spinning and 103 tok/s without. Off, every node of a
- * forward wakes the sleeping worker (a futex round trip), which a small quantized model pays
- * hundreds of times per token.
+ * run (the default) = spin inside a Run and park the workers when it returns, 0 = never spin,
+ * 1 = onnxruntime's own default, spin on after a Run). Workers that keep spinning after a Run steal
+ * the cores from the next session's run: with a target and a draft alternating on 2 cores (twin
+ * pair, 2 threads) draft decoding ran at 64 tok/s with spinning and 103 tok/s without. Never
+ * spinning, every node of a forward wakes the sleeping worker (a futex round trip), which a small
+ * quantized model pays hundreds of times per token: at 2 threads "run" made a one-token int4 twin
+ * forward 16% faster than "0" and a draft round (2 draft steps + a 3-token verify) 17% faster,
+ * where "1" made that round 29% slower (references/benchmarks.md, quantized weights, third pass).
  */
 export function spinningPolicy(env: NodeJS.ProcessEnv = process.env): SpinningPolicy {
   const v = env.SPEC_DECODE_INTRA_OP_SPINNING;
   if (v === "1" || v === "always") return "always";
-  if (v === "run") return "run";
-  return "off";
+  if (v === "0" || v === "off") return "off";
+  return "run";
 }
 
 /** onnxruntime session config entries (the `extra.session` object) for a spinning policy. */

@@ -57,20 +57,20 @@ export type SpinningPolicy = "off" | "run" | "always";
 
 /**
  * How the intra-op worker threads wait between parallel sections (SPEC_DECODE_INTRA_OP_SPINNING:
- * run (the default) = spin inside a Run and park the workers when it returns, 0 = never spin,
- * 1 = onnxruntime's own default, spin on after a Run). Workers that keep spinning after a Run steal
- * the cores from the next session's run: with a target and a draft alternating on 2 cores (twin
- * pair, 2 threads) draft decoding ran at 64 tok/s with spinning and 103 tok/s without. Never
- * spinning, every node of a forward wakes the sleeping worker (a futex round trip), which a small
- * quantized model pays hundreds of times per token: at 2 threads "run" made a one-token int4 twin
- * forward 16% faster than "0" and a draft round (2 draft steps + a 3-token verify) 17% faster,
- * where "1" made that round 29% slower (references/benchmarks.md, quantized weights, third pass).
+ * 0 (the default) = never spin, run = spin inside a Run and park the workers when it returns,
+ * 1 = onnxruntime's own behaviour, spin on after a Run). Workers that keep spinning after a Run
+ * steal the cores from the next session's run: with a target and a draft alternating on 2 cores
+ * (twin pair, 2 threads) draft decoding ran at 64 tok/s with spinning and 103 tok/s without. Never
+ * spinning, every node of a forward wakes the sleeping worker. On the 2-core benchmark VM, "run"
+ * made 2-thread int4 plain decoding 18-25% faster than "0" and a draft round 17% faster when the
+ * cores were ours, but 1.4-2x slower when a third process held one core (spinning workers then fight
+ * it for the CPU), so it is opt-in (references/benchmarks.md, quantized weights, third pass).
  */
 export function spinningPolicy(env: NodeJS.ProcessEnv = process.env): SpinningPolicy {
   const v = env.SPEC_DECODE_INTRA_OP_SPINNING;
   if (v === "1" || v === "always") return "always";
-  if (v === "0" || v === "off") return "off";
-  return "run";
+  if (v === "run") return "run";
+  return "off";
 }
 
 /** onnxruntime session config entries (the `extra.session` object) for a spinning policy. */

@@ -3,7 +3,7 @@ import { spinningConfig, spinningPolicy } from "../../src/engine/session.js";
 
 describe("intra-op spinning policy (SPEC_DECODE_INTRA_OP_SPINNING)", () => {
   it("maps the environment value to a policy", () => {
-    expect(spinningPolicy({})).toBe("run");
+    expect(spinningPolicy({})).toBe("off");
     expect(spinningPolicy({ SPEC_DECODE_INTRA_OP_SPINNING: "0" })).toBe("off");
     expect(spinningPolicy({ SPEC_DECODE_INTRA_OP_SPINNING: "off" })).toBe("off");
     expect(spinningPolicy({ SPEC_DECODE_INTRA_OP_SPINNING: "1" })).toBe("always");

@@ -53,6 +53,33 @@ try {
   /* older bindings: session options still apply */
 }
 
+export type SpinningPolicy = "off" | "run" | "always";
+
+/**
+ * How the intra-op worker threads wait between parallel sections (SPEC_DECODE_INTRA_OP_SPINNING:
+ * 0 (the default) = never spin, run = spin inside a Run and park the workers when it returns,
+ * 1 = onnxruntime's own behaviour, spin on after a Run). Workers that keep spinning after a Run
+ * steal the cores from the next session's run: with a target and a draft alternating on 2 cores
+ * (twin pair, 2 threads) draft decoding ran at 64 tok/s with spinning and 103 tok/s without. Never
+ * spinning, every node of a forward wakes the sleeping worker. On the 2-core benchmark VM, "run"
+ * made 2-thread int4 plain decoding 18-25% faster than "0" and a draft round 17% faster when the
+ * cores were ours, but 1.4-2x slower when a third process held one core (spinning workers then fight
+ * it for the CPU), so it is opt-in (references/benchmarks.md, quantized weights, third pass).
+ */
+export function spinningPolicy(env: NodeJS.ProcessEnv = process.env): SpinningPolicy {
+  const v = env.SPEC_DECODE_INTRA_OP_SPINNING;
+  if (v === "1" || v === "always") return "always";
+  if (v === "run") return "run";
+  return "off";
+}
+
+/** onnxruntime session config entries (the `extra.session` object) for a spinning policy. */
+export function spinningConfig(policy: SpinningPolicy = spinningPolicy()): Record<string, unknown> {
+  if (policy === "off") return { intra_op: { allow_spinning: "0" } };
+  // "run": spin inside a Run, park the workers the moment it returns (session.force_spinning_stop).
+  return { intra_op: { allow_spinning: "1" }, ...(policy === "run" ? { force_spinning_stop: "1" } : {}) };
+}
+
 export async function createSession(file: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const device = opts.device ?? "cpu";
   if (!DEVICES.includes(device)) {
@@ -69,11 +96,7 @@ export async function createSession(file: string, opts: SessionOptions = {}): Pr
     executionMode: "sequential",
     interOpNumThreads: 1,
     ...(opts.threads && opts.threads > 0 ? { intraOpNumThreads: opts.threads } : {}),
-    // Worker threads that spin after a parallel section steal the cores from the next session's run:
-    // with a target and a draft alternating on 2 cores (twin pair, 2 threads) draft decoding ran at
-    // 64 tok/s with spinning and 103 tok/s without; plain decoding loses ~5% without it.
-    // SPEC_DECODE_INTRA_OP_SPINNING=1 turns it back on (single-model workloads).
-    extra: { session: { intra_op: { allow_spinning: process.env.SPEC_DECODE_INTRA_OP_SPINNING === "1" ? "1" : "0" } } },
+    extra: { session: spinningConfig() },
   };
   try {
     return await ort.InferenceSession.create(file, options);

@@ -145,6 +145,31 @@ describe("quantized decoder graphs vs the dequantize-then-compute float64 refere
     });
   }
 
+  // q/k/v are one MatMulNBits (N = q + 2 kv rows, then Split) and gate/up another (the node count
+  // above); what speculation needs is that a token's logits do not depend on how many tokens the
+  // forward carries. int8 at level 4 (the default) is bitwise row-consistent; int4 at level 4 and
+  // both kinds at level 0 (dequantize, then a float GEMV for one row and a GEMM for several) differ
+  // in the last bits (quantization.md, "Exactness"), so they are not in this list.
+  for (const q of [
+    { kind: "int8", lmHead: true },
+    { kind: "int8", lmHead: true, blockSize: 64 },
+  ] as QuantizeOptions[]) {
+    it(`${q.kind} level ${q.accuracyLevel ?? 4} block ${q.blockSize ?? 32}: a token's logits are bitwise the same in a one-token and a multi-token forward`, async () => {
+      const { dir, config } = await makeFixture({ out: join(root, `rows-${q.kind}-${q.blockSize ?? 32}`), arch: "llama", quantize: q });
+      const s = await ort.InferenceSession.create(join(dir, "onnx", q.kind === "int8" ? "model_int8.onnx" : "model_q4.onnx"));
+      const V = config.vocabSize;
+      const pre = await run(s, config, config.numLayers, TOKENS.slice(0, 7));
+      const multi = await run(s, config, config.numLayers, TOKENS.slice(7), { kv: pre.kv });
+      let kv = pre.kv;
+      for (let t = 7; t < TOKENS.length; t++) {
+        const one = await run(s, config, config.numLayers, [TOKENS[t]!], { kv });
+        kv = one.kv;
+        expect(Array.from(one.logits)).toEqual(Array.from((multi.logits as Float32Array).subarray((t - 7) * V, (t - 6) * V)));
+      }
+      await s.release();
+    });
+  }
+
   it("quantized early-exit graphs match the reference with numLayers m", async () => {
     const q: QuantizeOptions = { kind: "int4", accuracyLevel: 0, lmHead: true };
     const { dir, config } = await makeFixture({ out: join(root, "ee"), layers: 3, earlyExit: [1], quantize: q });

@@ -17,11 +17,11 @@ import { generateTokens } from "../../src/decoding/generate.js";
 import { autoDraftVocab, chooseDraftVocab, resolveDraftVocab, trainEagle } from "../../src/eagle/train.js";
 import { headForward, headLogits, makeFrozen, paramsFromWeights } from "../../src/eagle/model.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
-import { Rng, toProbabilities } from "../../src/sampling/index.js";
+import { Rng } from "../../src/sampling/index.js";
 import { tfReady } from "../../src/train-common/tf-layers.js";
 import { chiSquareP } from "../helpers/chi-square.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { writeRandomEagleHead } from "./helpers.js";
+import { exactMarginals, sampleFirstTwo, writeRandomEagleHead } from "./helpers.js";
 
 const FX = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 };
 
@@ -149,27 +149,12 @@ describe("EAGLE draft vocabulary", () => {
     const RUNS = 1500;
     const dir = await fixture({ layers: 1, hidden: 32, heads: 2, kvHeads: 1, vocab: V, seed: 5 });
     const lm = await CausalLM.load(dir);
-    const dist = async (seq: number[]) => Array.from(toProbabilities((await lm.forward(lm.newCache(), seq, { logits: "last" })).logits, SAMPLING));
-    const m1 = await dist(PROMPT);
+    const { m1, m2 } = await exactMarginals(lm, PROMPT, V, SAMPLING);
     // The draft vocabulary leaves out the most likely first token: the draft distribution is zero there.
     const top = m1.indexOf(Math.max(...m1));
     const ids = Array.from({ length: V }, (_, i) => i).filter((i) => i !== top && i % 3 !== 1);
     const head = await loadEagleHead(writeRandomEagleHead(join(root, "s"), dir, 3, 1, { draftVocab: ids }), dir);
-    const m2 = new Array<number>(V).fill(0);
-    for (let a = 0; a < V; a++) {
-      const p2 = await dist([...PROMPT, a]);
-      for (let b = 0; b < V; b++) m2[b]! += m1[a]! * p2[b]!;
-    }
-    const c1 = new Array<number>(V).fill(0);
-    const c2 = new Array<number>(V).fill(0);
-    let accepted = 0;
-    for (let s = 0; s < RUNS; s++) {
-      const proposer = createEagleProposer(lm, head, eagleSettings({ treeTotal: 6, treeDepth: 3, treeTopK: 3 }));
-      const r = await generateTokens({ target: lm, promptIds: PROMPT, maxNewTokens: 4, eosIds: [], sampling: { ...SAMPLING, seed: 900 + s }, proposer });
-      c1[r.tokens[0]!]!++;
-      c2[r.tokens[1]!]!++;
-      accepted += r.stats.acceptedTokens;
-    }
+    const { c1, c2, accepted } = await sampleFirstTwo(lm, head, { prompt: PROMPT, vocab: V, runs: RUNS, sampling: SAMPLING, seedBase: 900 });
     expect(accepted).toBeGreaterThan(RUNS * 0.2); // the tree is really in play
     expect(chiSquareP(c1, m1, RUNS)).toBeGreaterThan(1e-3);
     expect(chiSquareP(c2, m2, RUNS)).toBeGreaterThan(1e-3);

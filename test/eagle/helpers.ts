@@ -2,6 +2,10 @@
 import { SeededRandom } from "../../src/builder/fixture.js";
 import { eagleConfigFor, writeEagleHead, type EagleHeadWeights } from "../../src/builder/eagle-head.js";
 import { readDecoderConfig } from "../../src/builder/config.js";
+import { createEagleProposer, eagleSettings, type EagleHeadModel } from "../../src/decoding/eagle.js";
+import { generateTokens } from "../../src/decoding/generate.js";
+import type { CausalLM } from "../../src/engine/causal-lm.js";
+import { toProbabilities } from "../../src/sampling/index.js";
 
 export function randomEagleWeights(H: number, I: number, seed: number, scale = 1): EagleHeadWeights {
   const rng = new SeededRandom(seed);
@@ -38,4 +42,35 @@ export function writeRandomEagleHead(
   };
   writeEagleHead(dir, config, randomEagleWeights(cfg.hiddenSize, config.intermediateSize, seed, scale));
   return dir;
+}
+
+/** The target's exact distributions of generated tokens 1 (m1) and 2 (m2, marginalised over token 1) after `prompt`. */
+export async function exactMarginals(lm: CausalLM, prompt: number[], vocab: number, sampling: { temperature: number }): Promise<{ m1: number[]; m2: number[] }> {
+  const dist = async (seq: number[]) => Array.from(toProbabilities((await lm.forward(lm.newCache(), seq, { logits: "last" })).logits, sampling));
+  const m1 = await dist(prompt);
+  const m2 = new Array<number>(vocab).fill(0);
+  for (let a = 0; a < vocab; a++) {
+    const p2 = await dist([...prompt, a]);
+    for (let b = 0; b < vocab; b++) m2[b]! += m1[a]! * p2[b]!;
+  }
+  return { m1, m2 };
+}
+
+/** Counts of generated tokens 1 and 2 over `runs` seeded EAGLE generations (tree 6 nodes, depth 3, top-k 3), and drafts accepted. */
+export async function sampleFirstTwo(
+  lm: CausalLM,
+  head: EagleHeadModel,
+  o: { prompt: number[]; vocab: number; runs: number; sampling: { temperature: number }; seedBase: number },
+): Promise<{ c1: number[]; c2: number[]; accepted: number }> {
+  const c1 = new Array<number>(o.vocab).fill(0);
+  const c2 = new Array<number>(o.vocab).fill(0);
+  let accepted = 0;
+  for (let s = 0; s < o.runs; s++) {
+    const proposer = createEagleProposer(lm, head, eagleSettings({ treeTotal: 6, treeDepth: 3, treeTopK: 3 }));
+    const r = await generateTokens({ target: lm, promptIds: o.prompt, maxNewTokens: 4, eosIds: [], sampling: { ...o.sampling, seed: o.seedBase + s }, proposer });
+    c1[r.tokens[0]!]!++;
+    c2[r.tokens[1]!]!++;
+    accepted += r.stats.acceptedTokens;
+  }
+  return { c1, c2, accepted };
 }

@@ -6,6 +6,7 @@ import { createEagleProposer, eagleSettings, type EagleHeadModel } from "../../s
 import { generateTokens } from "../../src/decoding/generate.js";
 import type { CausalLM } from "../../src/engine/causal-lm.js";
 import { toProbabilities } from "../../src/sampling/index.js";
+import { expect } from "vitest";
 
 export function randomEagleWeights(H: number, I: number, seed: number, scale = 1): EagleHeadWeights {
   const rng = new SeededRandom(seed);
@@ -73,4 +74,12 @@ export async function sampleFirstTwo(
     accepted += r.stats.acceptedTokens;
   }
   return { c1, c2, accepted };
+}
+
+/** Greedy EAGLE decoding with `head` (default tree) returns plain greedy decoding's tokens and accepts some drafts. */
+export async function expectExactGreedyWithHead(lm: CausalLM, head: EagleHeadModel, prompt = [1, 5, 9, 20], maxNewTokens = 40): Promise<void> {
+  const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens, eosIds: [] });
+  const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
+  expect(res.tokens).toEqual(base.tokens);
+  expect(res.stats.meanAcceptedLength).toBeGreaterThan(1);
 }

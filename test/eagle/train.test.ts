@@ -13,6 +13,7 @@ import { trainMedusa } from "../../src/medusa/train.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
+import { expectExactGreedyWithHead } from "./helpers.js";
 
 describe("train-eagle", () => {
   const root = tempDir("eagle-train");
@@ -51,11 +52,7 @@ describe("train-eagle", () => {
     const lm = await CausalLM.load(model);
     const head = await loadEagleHead(report.out, model);
     try {
-      const prompt = [1, 5, 9, 20];
-      const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 40, eosIds: [] });
-      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 40, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
-      expect(res.tokens).toEqual(base.tokens);
-      expect(res.stats.meanAcceptedLength).toBeGreaterThan(1);
+      await expectExactGreedyWithHead(lm, head);
     } finally {
       await head.dispose();
       await lm.dispose();

@@ -12,7 +12,7 @@ import {
 import { readOnnxMetadataProps } from "../../src/engine/onnx-file.js";
 import { inspectModelDir } from "../../src/engine/model-dir.js";
 import onnxProto from "onnx-proto";
-import { argmax, relErr, run } from "./helpers.js";
+import { argmax, expectRowConsistent, relErr, run } from "./helpers.js";
 
 const root = mkdtempSync(join(tmpdir(), "sd-builder-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -66,15 +66,7 @@ describe("decoder graph vs float64 reference", () => {
     // them exactly as one-token decoding would (the fused form does not guarantee this).
     const { dir, config } = await makeFixture({ out: join(root, "rows"), arch: "llama" });
     const s = await ort.InferenceSession.create(join(dir, "onnx", "model.onnx"));
-    const V = config.vocabSize;
-    const pre = await run(s, config, config.numLayers, TOKENS.slice(0, 7));
-    const multi = await run(s, config, config.numLayers, TOKENS.slice(7), { kv: pre.kv });
-    let kv = pre.kv;
-    for (let t = 7; t < TOKENS.length; t++) {
-      const one = await run(s, config, config.numLayers, [TOKENS[t]!], { kv });
-      kv = one.kv;
-      expect(Array.from(one.logits)).toEqual(Array.from((multi.logits as Float32Array).subarray((t - 7) * V, (t - 6) * V)));
-    }
+    await expectRowConsistent(s, config, TOKENS);
     await s.release();
   });
 

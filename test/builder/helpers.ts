@@ -1,5 +1,6 @@
 /** Helpers for the builder tests: run a built graph directly through onnxruntime-node. */
 import * as ort from "onnxruntime-node";
+import { expect } from "vitest";
 import type { DecoderConfig } from "../../src/builder/index.js";
 
 export interface RunResult {
@@ -78,4 +79,20 @@ export function argmax(a: ArrayLike<number>, row: number, width: number): number
   let best = 0;
   for (let j = 1; j < width; j++) if (a[row * width + j]! > a[row * width + best]!) best = j;
   return best;
+}
+
+/**
+ * What makes greedy speculation exact: scoring tokens[split..] in one forward after tokens[..split]
+ * gives each of them bitwise the logits of one-token decoding.
+ */
+export async function expectRowConsistent(s: ort.InferenceSession, cfg: DecoderConfig, tokens: number[], split = 7): Promise<void> {
+  const V = cfg.vocabSize;
+  const pre = await run(s, cfg, cfg.numLayers, tokens.slice(0, split));
+  const multi = await run(s, cfg, cfg.numLayers, tokens.slice(split), { kv: pre.kv });
+  let kv = pre.kv;
+  for (let t = split; t < tokens.length; t++) {
+    const one = await run(s, cfg, cfg.numLayers, [tokens[t]!], { kv });
+    kv = one.kv;
+    expect(Array.from(one.logits)).toEqual(Array.from((multi.logits as Float32Array).subarray((t - split) * V, (t - split + 1) * V)));
+  }
 }

@@ -47,6 +47,11 @@ export interface HeadsTrainingOptions {
   onLog?: (line: string) => void;
   /** Log every this many steps (default: about 20 lines per run). */
   logEvery?: number;
+  /**
+   * Keep the weights with the best mean held-out top-1 over heads among the initial heads, the end
+   * of every full epoch and the last weights (default true; false keeps the last weights).
+   */
+  keepBest?: boolean;
 }
 
 export interface HeadReport {
@@ -80,6 +85,10 @@ export interface HeadsTrainingResult {
     /** Top-1 accuracy of a uniform guess. */
     chance: number;
     perHead: HeadReport[];
+    /** Mean held-out top-1 over heads after each full epoch (keepBest). */
+    epochTop1: number[];
+    /** Whose weights were kept: 0 the initial heads, e the end of epoch e (the last epoch run: the last weights). */
+    keptEpoch: number;
     /** [head][rank]: P(target = the head's rank-r token) on the held-out split. */
     rankAccuracy: number[][];
   };
@@ -281,6 +290,17 @@ export class HeadsTrainer {
     return { hits, count, nll };
   }
 
+  /** A copy of the trainable parameters (restore() puts them back). */
+  snapshot(): Float32Array[] {
+    return [this.wt.slice(), this.b.slice(), ...(this.lm ? [this.lm.slice()] : [])];
+  }
+
+  restore(values: Float32Array[]): void {
+    this.wt.set(values[0]!);
+    this.b.set(values[1]!);
+    if (this.lm) this.lm.set(values[2]!);
+  }
+
   /** The heads in Medusa's layout (W as out x in). The frozen LM head is shared, not copied. */
   exportHeads(): MedusaHead[] {
     const { K, H, V } = this;
@@ -332,6 +352,15 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
   const trainer = await HeadsTrainer.create(K, H, V, baseLmHead, { trainLmHead: o.trainLmHead, threads: o.threads });
   try {
     const initial = await trainer.evaluate(held, allEval);
+    const keepBest = (o.keepBest ?? true) && nEval > 0;
+    // Mean held-out top-1 over heads, then mean NLL (ties).
+    const score = (r: EvalResult) => ({
+      top1: r.hits.reduce((a, h, k) => a + h[0]! / Math.max(1, r.count[k]!), 0) / K,
+      nll: r.nll.reduce((a, n, k) => a + n / Math.max(1, r.count[k]!), 0) / K,
+    });
+    const beats = (a: { top1: number; nll: number }, b: { top1: number; nll: number }) => a.top1 > b.top1 || (a.top1 === b.top1 && a.nll < b.nll);
+    let best: { epoch: number; top1: number; nll: number; values: Float32Array[] } | undefined = keepBest ? { epoch: 0, ...score(initial), values: trainer.snapshot() } : undefined;
+    const epochTop1: number[] = [];
     const totalSteps = Math.min(o.maxSteps ?? Infinity, epochs * stepsPerEpoch);
     const warmup = Math.min(100, Math.max(1, Math.ceil(0.05 * totalSteps)));
     const lrAt = (t: number) => (t < warmup ? (lr * (t + 1)) / warmup : lr * (0.1 + 0.45 * (1 + Math.cos((Math.PI * (t - warmup)) / Math.max(1, totalSteps - warmup)))));
@@ -347,7 +376,9 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
     const acc = { loss: new Array<number>(K).fill(0), correct: new Array<number>(K).fill(0), count: new Array<number>(K).fill(0) };
     const t0 = performance.now();
     let examples = 0;
-    outer: for (let e = 0; e < epochs; e++) {
+    let epochsRun = 0;
+    outer: for (let e = 0; e < epochs && step < totalSteps; e++) {
+      epochsRun = e + 1;
       for (let i = order.length - 1; i > 0; i--) {
         const j = Math.floor(rng.next() * (i + 1));
         [order[i], order[j]] = [order[j]!, order[i]!];
@@ -374,9 +405,33 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
           acc.count.fill(0);
         }
       }
+      if (best && e + 1 < epochs && step < totalSteps) {
+        // The end of a full epoch that is not the last (the last weights are scored below).
+        const sc = score(await trainer.evaluate(held, allEval));
+        epochTop1.push(round4(sc.top1));
+        const better = beats(sc, best);
+        log(`epoch ${e + 1}: held-out mean top-1 ${pct(sc.top1)}${better ? " (best so far)" : ""}`);
+        if (better) best = { epoch: e + 1, ...sc, values: trainer.snapshot() };
+      }
     }
     const trainSeconds = (performance.now() - t0) / 1000;
-    const final = await trainer.evaluate(held, allEval);
+    let final = await trainer.evaluate(held, allEval);
+    let keptEpoch = epochsRun;
+    if (best) {
+      const last = score(final);
+      epochTop1.push(round4(last.top1));
+      log(`epoch ${epochsRun}${step < epochs * stepsPerEpoch ? " (stopped early)" : ""}: held-out mean top-1 ${pct(last.top1)}`);
+      if (beats(best, last)) {
+        trainer.restore(best.values);
+        log(
+          `keeping the weights of epoch ${best.epoch}${best.epoch === 0 ? ", the initial heads," : ""} ` +
+            `(held-out mean top-1 ${pct(best.top1)} against ${pct(last.top1)} at the end)`,
+        );
+        final = await trainer.evaluate(held, allEval);
+        keptEpoch = best.epoch;
+      }
+      best = undefined;
+    }
     const trainSample = Array.from({ length: Math.min(train.size, 4096) }, (_, i) => Math.floor((i * train.size) / Math.min(train.size, 4096)));
     const onTrain = await trainer.evaluate(train, trainSample);
     const rate = (r: EvalResult, k: number, ranks: number) => r.hits[k]!.slice(0, ranks).reduce((a, b) => a + b, 0) / Math.max(1, r.count[k]!);
@@ -389,7 +444,7 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
       evalLoss: round4(final.nll[k]! / Math.max(1, final.count[k]!)),
       trainTop1: round4(rate(onTrain, k, 1)),
     }));
-    log(`held-out top-1 per head: ${perHead.map((h) => pct(h.evalTop1)).join(" ")} (chance ${pct(1 / V)}; before training ${perHead.map((h) => pct(h.initialTop1)).join(" ")})`);
+    log(`held-out top-1 per head${keptEpoch !== epochsRun ? ` (epoch ${keptEpoch}'s weights)` : ""}: ${perHead.map((h) => pct(h.evalTop1)).join(" ")} (chance ${pct(1 / V)}; before training ${perHead.map((h) => pct(h.initialTop1)).join(" ")})`);
     return {
       heads: trainer.exportHeads(),
       report: {
@@ -409,6 +464,8 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
         examplesPerSecond: Math.round(examples / Math.max(trainSeconds, 1e-9)),
         chance: 1 / V,
         perHead,
+        epochTop1,
+        keptEpoch,
         rankAccuracy: final.hits.map((h, k) => h.map((x) => round4(x / Math.max(1, final.count[k]!)))),
       },
     };

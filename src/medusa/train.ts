@@ -125,6 +125,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
         trained_by: "spec-decode train-medusa",
         train_lm_head: report.trainLmHead,
         eval_top1: report.perHead.map((h) => h.evalTop1),
+        kept_epoch: report.keptEpoch,
         data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
       },
     });

@@ -11,7 +11,7 @@ import { createMedusaProposer, medusaSettings } from "../../src/decoding/medusa.
 import { disposeOpenedHeads, loadMedusaHeads } from "./heads-helpers.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
-import { buildDataset } from "../../src/medusa/heads-trainer.js";
+import { buildDataset, trainHeads } from "../../src/medusa/heads-trainer.js";
 import { trainMedusa } from "../../src/medusa/train.js";
 import { buildTrainStepOnnx, trainLossReference } from "../../src/medusa/train-graph.js";
 import { encodePrompt, readDataFile, seedPrompts } from "../../src/medusa/data.js";
@@ -146,6 +146,37 @@ describe("train-medusa on a fixture", () => {
     }
     expect(accepted).toBeGreaterThan(0);
     await lm.dispose();
+  });
+
+  it("ends with the best held-out weights (the initial heads included) unless keepLast; the report says which", async () => {
+    // Identity LM head; the hidden state at t is the one-hot of the token at t + 2 on the held-out
+    // sequence (the initial head is always right there) and of the token after it on the training
+    // ones, so training moves the head away from the held-out answer.
+    const V = 8;
+    const lmHead = new Float32Array(V * V);
+    for (let i = 0; i < V; i++) lmHead[i * V + i] = 4;
+    const rng = new SeededRandom(5);
+    const seq = (shift: number) => {
+      const tokens = Array.from({ length: 40 }, () => Math.floor(rng.next() * V));
+      const hidden = new Float32Array(tokens.length * V);
+      for (let t = 0; t + 2 < tokens.length; t++) hidden[t * V + ((tokens[t + 2]! + shift) % V)] = 1;
+      return { tokens, hidden, firstTarget: 1 };
+    };
+    const seqs = [...Array.from({ length: 6 }, () => seq(1)), seq(0)];
+    const o = { heads: 1, epochs: 3, lr: 0.05, batchSize: 16, evalFraction: 0.15, seed: 2 };
+    const last = await trainHeads(seqs, lmHead, V, { ...o, keepBest: false });
+    expect(last.report.perHead[0]!.initialTop1).toBe(1);
+    expect(last.report.perHead[0]!.evalTop1).toBeLessThan(0.9);
+    expect(last.report.keptEpoch).toBe(3);
+    expect(last.report.epochTop1).toEqual([]);
+    const logs: string[] = [];
+    const best = await trainHeads(seqs, lmHead, V, { ...o, onLog: (l) => logs.push(l) });
+    expect(best.report.epochTop1.length).toBe(3);
+    expect(best.report.epochTop1[2]).toBeLessThan(0.9);
+    expect(best.report.keptEpoch).toBe(0);
+    expect(best.report.perHead[0]!.evalTop1).toBe(1);
+    expect(Array.from(best.heads[0]!.blocks[0]!.weight).every((w) => w === 0)).toBe(true);
+    expect(logs.some((l) => l.startsWith("keeping the weights of epoch 0, the initial heads,"))).toBe(true);
   });
 
   it("--data: text lines and JSON lines train on the text itself, or serve as self-distillation prompts", async () => {

@@ -9,19 +9,14 @@ import "@tensorflow/tfjs-backend-wasm"; // registers the "wasm" backend (XNNPACK
 import { ropeTables, type DecoderConfig } from "../builder/config.js";
 
 let backendReady: Promise<void> | undefined;
-let backendName = "cpu";
 
 /**
- * The backend the trainers run on: tfjs's WebAssembly backend (XNNPACK matmuls with SIMD, 5-6x the
- * plain JS "cpu" backend's GFLOP/s on this project's shapes, measured in the commit that chose it),
- * or "cpu" where wasm cannot start or `SPEC_DECODE_TF_BACKEND=cpu` asks for it. tfjs-node would be
- * faster still but downloads libtensorflow at install time, which a closed network cannot do.
+ * Select the training backend once, without tfjs's console banner about tfjs-node: tfjs's
+ * WebAssembly backend (XNNPACK matmuls with SIMD, 5-6x the plain JS "cpu" backend's GFLOP/s on this
+ * project's shapes, measured in the commit that chose it), or "cpu" where wasm cannot start or
+ * `SPEC_DECODE_TF_BACKEND=cpu` asks for it (tf.getBackend() says which). tfjs-node would be faster
+ * still but downloads libtensorflow at install time, which a closed network cannot do.
  */
-export function tfBackendName(): string {
-  return backendName;
-}
-
-/** Select the training backend once, without tfjs's console banner about tfjs-node. */
 export function tfReady(): Promise<void> {
   backendReady ??= (async () => {
     const warn = console.warn;
@@ -34,7 +29,6 @@ export function tfReady(): Promise<void> {
       const ok = wanted === "wasm" && (await tf.setBackend("wasm").catch(() => false));
       if (!ok) await tf.setBackend("cpu");
       await tf.ready();
-      backendName = tf.getBackend();
       tf.enableProdMode(); // no per-op debug checks
       tf.tensor1d([0]).dispose(); // the CPU backend prints its banner on first write
     } finally {

@@ -41,8 +41,8 @@
  *           tree_attention_mask uint8 [1, S, past + S] (1 = may attend)
  *   outputs logits float32 [1, S, V] (or [1, S, N] over the draft vocabulary: draft ids, which the
  *           decoder maps back to target ids), next_features float32 [1, S, H], present.0.key/value.
- * Its linear layers (fc, q/k/v/o, MLP; not the LM head) can be int8/int4 MatMulNBits blocks
- * (`quantize`): the ONNX file is a cache beside the head, the safetensors stay float32.
+ * Its linear layers (fc, q/k/v/o, MLP) and its LM head rows can be int8/int4 MatMulNBits blocks
+ * (headWeights, EAGLE_HEAD_WEIGHTS): the ONNX file is a cache beside the head, the safetensors stay float32.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -53,7 +53,7 @@ import { transposeInto } from "./llama.js";
 import { readRebuiltTargetParts } from "./from-onnx.js";
 import { ensureDerivedOnnx } from "./derived-onnx.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
-import { quantizeMatrix } from "./quantize.js";
+import { matMulNBits, quantizeMatrix } from "./quantize.js";
 import { SafetensorsSource, writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 export const EAGLE_HEAD_FILE = "eagle_head.safetensors";
@@ -449,10 +449,7 @@ export function buildEagleHeadOnnx(
     /** x W^T for W [out, inn] (nn.Linear layout): MatMul, or MatMulNBits blocks (quantize.ts numerics). */
     const linear = (x: string, name: string, wt: Float32Array, out: number, inn: number): string => {
       if (bits) {
-        const q = quantizeMatrix(wt, out, inn, bits, HEAD_BLOCK);
-        g.initializer(`${name}.qweight`, "uint8", [out, q.nBlocks, q.blobSize], q.packed);
-        g.initializer(`${name}.scales`, "float32", [out * q.nBlocks], q.scales);
-        return g.msOp("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], { K: inn, N: out, bits, block_size: HEAD_BLOCK, accuracy_level: 4 });
+        return matMulNBits(g, x, name, quantizeMatrix(wt, out, inn, bits, HEAD_BLOCK), 4);
       }
       const t = new Float32Array(inn * out);
       transposeInto(wt, out, inn, t, out, 0);

@@ -39,7 +39,7 @@ import { checkCheckpoint, getOptional, getWeight } from "./checkpoint.js";
 import { ropeTables, type DecoderConfig } from "./config.js";
 import { attentionBias, gqaLengths, groupQueryAttention, skipRmsNorm } from "./contrib-ops.js";
 import { GraphBuilder, attr, dtypeCode } from "./onnx-graph.js";
-import { quantizeBnb4, quantizeMatrix, quantizeUint8, resolveQuantize, type QuantizeOptions } from "./quantize.js";
+import { matMulNBits, quantizeBnb4, quantizeMatrix, quantizeUint8, resolveQuantize, type QuantizeOptions } from "./quantize.js";
 import { preQuantizedLinear, preQuantizedParts, stackPreQuantized } from "./prequantized.js";
 import type { WeightSource } from "./safetensors.js";
 
@@ -202,15 +202,7 @@ export async function buildDecoderOnnx(
       }
       const q = quantizeMatrix(w, N, K, quant!.bits, quant!.blockSize);
       if (rowScale !== 1) for (let i = 0; i < scaledRows * q.nBlocks; i++) q.scales[i] = Math.fround(q.scales[i]! * rowScale);
-      g.initializer(`${name}.qweight`, "uint8", [N, q.nBlocks, q.blobSize], q.packed);
-      g.initializer(`${name}.scales`, "float32", [N * q.nBlocks], q.scales);
-      return g.msOp("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], {
-        K,
-        N,
-        bits: quant!.bits,
-        block_size: quant!.blockSize,
-        accuracy_level: quant!.accuracyLevel,
-      });
+      return matMulNBits(g, x, name, q, quant!.accuracyLevel);
     };
     const concatRows = (parts: Float32Array[]): Float32Array => {
       const out = new Float32Array(parts.reduce((s, a) => s + a.length, 0));

@@ -21,6 +21,7 @@
  */
 import { InvalidOptionError } from "../errors.js";
 import { f16BitsToF32, f32ToF16Bits } from "../util/half.js";
+import type { GraphBuilder } from "./onnx-graph.js";
 
 /**
  * int4 / int8: MatMulNBits (symmetric blocks, above). The two others exist to reproduce the other
@@ -162,6 +163,18 @@ export function quantizeMatrix(w: Float32Array, N: number, K: number, bits: 4 | 
     }
   }
   return { packed, scales, N, K, nBlocks, blobSize, bits, blockSize };
+}
+
+/**
+ * x W^T as one com.microsoft MatMulNBits node over the quantized W [N, K]: initializers
+ * `${name}.qweight` [N, nBlocks, blobSize] and `${name}.scales` [N * nBlocks], no zero points
+ * (symmetric codes). Returns the output name. The decoder builder (llama.ts) and the EAGLE head
+ * (eagle-head.ts) both write their 4/8-bit linear layers with it.
+ */
+export function matMulNBits(g: GraphBuilder, x: string, name: string, q: QuantizedMatrix, accuracyLevel: number): string {
+  g.initializer(`${name}.qweight`, "uint8", [q.N, q.nBlocks, q.blobSize], q.packed);
+  g.initializer(`${name}.scales`, "float32", [q.N * q.nBlocks], q.scales);
+  return g.msOp("MatMulNBits", [x, `${name}.qweight`, `${name}.scales`], { K: q.K, N: q.N, bits: q.bits, block_size: q.blockSize, accuracy_level: accuracyLevel });
 }
 
 /** The float32 weights W [N, K] a quantized matrix stands for: (code - zeroPoint) * scale. */

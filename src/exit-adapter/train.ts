@@ -34,6 +34,7 @@ import {
 import { CausalLM } from "../engine/causal-lm.js";
 import { earlyExitFile } from "../engine/model-store.js";
 import { InvalidOptionError, ModelInterfaceError } from "../errors.js";
+import { BestCheckpoint } from "../train-common/best-checkpoint.js";
 import { tfReady } from "../train-common/tf-layers.js";
 import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
 import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
@@ -266,7 +267,8 @@ export async function trainExitAdapter(
   const params = adapterParamsFrom(cfg, init);
   const vars = adapterParamList(params, attention);
   const opt = adam(lr);
-  let best: { epoch: number; top1: number; loss: number; values: tf.Tensor[] } | undefined;
+  // Copies of the best epoch's weights (keepBest), freed when the run settles or fails.
+  const best = new BestCheckpoint<tf.Tensor[]>({ copy: () => vars.map((v) => tf.keep(v.clone())), free: (w) => tf.dispose(w) });
   try {
     // The full model's distributions are fixed: compute them once when they fit (<= 1 GB).
     if (trainPositions * cfg.vocabSize <= 256 * 1024 * 1024) {
@@ -286,12 +288,8 @@ export async function trainExitAdapter(
     const onEpochEnd = (epoch: number) => {
       const r = summarize(agreements(cfg, fz, held, withAdapter), K);
       epochTop1.push(r.top1);
-      const better = !best || r.top1 > best.top1 || (r.top1 === best.top1 && r.loss < best.loss);
+      const better = best.offer(epoch, r);
       log(`epoch ${epoch}: held-out top-1 ${pct(r.top1)}, loss ${r.loss.toFixed(3)}${better ? " (best so far)" : ""}`);
-      if (better) {
-        if (best) tf.dispose(best.values);
-        best = { epoch, top1: r.top1, loss: r.loss, values: vars.map((v) => tf.keep(v.clone())) };
-      }
     };
     const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs, onEpochEnd: keepBest ? onEpochEnd : undefined }, o, log, (pack) => ({
       loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention, hardWeight))).div(pack.length) as tf.Scalar,
@@ -299,16 +297,12 @@ export async function trainExitAdapter(
     }));
     let trained = summarize(agreements(cfg, fz, held, withAdapter), K);
     let bestEpoch = 0;
-    if (best) {
-      // The last weights unless an earlier full epoch scored better on the held-out sequences.
-      if (best.top1 > trained.top1 || (best.top1 === trained.top1 && best.loss < trained.loss)) {
-        vars.forEach((v, i) => v.assign(best!.values[i]!));
-        log(`keeping the weights of epoch ${best.epoch} (held-out top-1 ${pct(best.top1)} against ${pct(trained.top1)} at the end)`);
-        trained = summarize(agreements(cfg, fz, held, withAdapter), K);
-        bestEpoch = best.epoch;
-      }
-      tf.dispose(best.values);
-      best = undefined;
+    // The last weights unless an earlier full epoch scored better on the held-out sequences.
+    const kept = best.settle(trained, (w) => vars.forEach((v, i) => v.assign(w[i]!)));
+    if (kept) {
+      log(`keeping the weights of epoch ${kept.epoch} (held-out top-1 ${pct(kept.score.top1)} against ${pct(trained.top1)} at the end)`);
+      trained = summarize(agreements(cfg, fz, held, withAdapter), K);
+      bestEpoch = kept.epoch;
     }
     log(
       `held-out top-1 agreement with the full model: ${pct(trained.top1)} (untrained exit ${pct(untrained.top1)}, initial adapter ${pct(initial.top1)}); ` +
@@ -342,7 +336,7 @@ export async function trainExitAdapter(
       },
     };
   } finally {
-    if (best) tf.dispose(best.values);
+    best.release();
     disposeAdapterFrozen(fz);
     disposeCausalBiases();
     tf.dispose(vars.length === 9 ? vars : adapterParamList(params, true));

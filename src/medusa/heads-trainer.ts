@@ -24,6 +24,7 @@ import { BuildError, InvalidOptionError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import type { TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
+import { BestCheckpoint, type CheckpointScore } from "../train-common/best-checkpoint.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
 export const DEFAULT_HEADS = 3;
@@ -354,12 +355,13 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
     const initial = await trainer.evaluate(held, allEval);
     const keepBest = (o.keepBest ?? true) && nEval > 0;
     // Mean held-out top-1 over heads, then mean NLL (ties).
-    const score = (r: EvalResult) => ({
+    const score = (r: EvalResult): CheckpointScore => ({
       top1: r.hits.reduce((a, h, k) => a + h[0]! / Math.max(1, r.count[k]!), 0) / K,
-      nll: r.nll.reduce((a, n, k) => a + n / Math.max(1, r.count[k]!), 0) / K,
+      loss: r.nll.reduce((a, n, k) => a + n / Math.max(1, r.count[k]!), 0) / K,
     });
-    const beats = (a: { top1: number; nll: number }, b: { top1: number; nll: number }) => a.top1 > b.top1 || (a.top1 === b.top1 && a.nll < b.nll);
-    let best: { epoch: number; top1: number; nll: number; values: Float32Array[] } | undefined = keepBest ? { epoch: 0, ...score(initial), values: trainer.snapshot() } : undefined;
+    // Candidates: the initial heads (epoch 0), the end of every full epoch, the last weights.
+    const best = keepBest ? new BestCheckpoint({ copy: () => trainer.snapshot() }) : undefined;
+    best?.offer(0, score(initial));
     const epochTop1: number[] = [];
     const totalSteps = Math.min(o.maxSteps ?? Infinity, epochs * stepsPerEpoch);
     const warmup = Math.min(100, Math.max(1, Math.ceil(0.05 * totalSteps)));
@@ -409,9 +411,8 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
         // The end of a full epoch that is not the last (the last weights are scored below).
         const sc = score(await trainer.evaluate(held, allEval));
         epochTop1.push(round4(sc.top1));
-        const better = beats(sc, best);
+        const better = best.offer(e + 1, sc);
         log(`epoch ${e + 1}: held-out mean top-1 ${pct(sc.top1)}${better ? " (best so far)" : ""}`);
-        if (better) best = { epoch: e + 1, ...sc, values: trainer.snapshot() };
       }
     }
     const trainSeconds = (performance.now() - t0) / 1000;
@@ -421,16 +422,15 @@ export async function trainHeads(seqs: TrainingSequence[], baseLmHead: Float32Ar
       const last = score(final);
       epochTop1.push(round4(last.top1));
       log(`epoch ${epochsRun}${step < epochs * stepsPerEpoch ? " (stopped early)" : ""}: held-out mean top-1 ${pct(last.top1)}`);
-      if (beats(best, last)) {
-        trainer.restore(best.values);
+      const kept = best.settle(last, (w) => trainer.restore(w));
+      if (kept) {
         log(
-          `keeping the weights of epoch ${best.epoch}${best.epoch === 0 ? ", the initial heads," : ""} ` +
-            `(held-out mean top-1 ${pct(best.top1)} against ${pct(last.top1)} at the end)`,
+          `keeping the weights of epoch ${kept.epoch}${kept.epoch === 0 ? ", the initial heads," : ""} ` +
+            `(held-out mean top-1 ${pct(kept.score.top1)} against ${pct(last.top1)} at the end)`,
         );
         final = await trainer.evaluate(held, allEval);
-        keptEpoch = best.epoch;
+        keptEpoch = kept.epoch;
       }
-      best = undefined;
     }
     const trainSample = Array.from({ length: Math.min(train.size, 4096) }, (_, i) => Math.floor((i * train.size) / Math.min(train.size, 4096)));
     const onTrain = await trainer.evaluate(train, trainSample);

@@ -196,7 +196,6 @@ export function parseMethods(s: string): MethodName[] {
   return names as MethodName[];
 }
 
-
 /** --eagle-arms "treeTotal=6,treeDepth=6,treeTopK=1;headWeights=int8": the eagle options of each extra arm, checked. */
 function eagleArmsArg(raw: string | undefined): (MethodOptions & { heads?: string })[] | undefined {
   if (raw === undefined) return undefined;

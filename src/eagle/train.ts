@@ -23,6 +23,7 @@ import { resolve, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import {
   checkHeadAgainstTarget,
+  draftVocabSize,
   eagleWeightsFromTargetLayer,
   eagleConfigFor,
   readEagleHead,
@@ -481,7 +482,7 @@ export async function trainEagleHead(
     report: {
       hiddenSize: H,
       vocabSize: config.vocabSize,
-      draftVocabSize: draftVocab ? draftVocab.length : config.vocabSize,
+      draftVocabSize: draftVocabSize(config),
       draftVocabCoverage: draftCoverage,
       trainSequences: trainSeqs.length,
       evalSequences: nEval,

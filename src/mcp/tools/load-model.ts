@@ -3,7 +3,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { maxThreads } from "../../engine/session.js";
 import { DEVICES, type Device } from "../../engine/session.js";
-import { resolveModelArg, variantOfArg } from "../hub-args.js";
+import { resolveModelArg, variantsOfArgs } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { loadedModelSchema, memorySchema, modelArg, runTool, textResult, throwIfCancelled, variantSchema } from "../tool-kit.js";
 import { loadedState } from "./list-models.js";
@@ -43,7 +43,7 @@ export function register(server: McpServer, ctx: ToolContext) {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
       const before = new Set((await ctx.store.usage()).models.map((x) => x.key));
       const t0 = performance.now();
-      const variant = args.variant ?? variantOfArg(args.model);
+      const variant = variantsOfArgs(args).variant;
       const m = await ctx.store.load(dir, { device: args.device, threads: args.threads, variant, waitForRoom: true, signal: extra.signal });
       throwIfCancelled(extra);
       const loadMs = Math.round(performance.now() - t0);

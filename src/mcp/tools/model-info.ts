@@ -3,7 +3,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { describeModel } from "../../decoding/capabilities.js";
 import { MCP_VOCABULARY } from "../../vocabulary.js";
-import { resolveModelArg, variantOfArg } from "../hub-args.js";
+import { resolveModelArg, variantsOfArgs } from "../hub-args.js";
 import type { ToolContext } from "../context.js";
 import { onnxBytes } from "../models.js";
 import { modelArg, runTool, textResult, throwIfCancelled, variantSchema } from "../tool-kit.js";
@@ -56,7 +56,7 @@ export function register(server: McpServer, ctx: ToolContext) {
   return server.registerTool(name, config, (args, extra) =>
     runTool(ctx, name, async () => {
       const dir = resolveModelArg(ctx.roots, args.model, "model", { directory: true });
-      const m = await ctx.store.load(dir, { variant: args.variant ?? variantOfArg(args.model), waitForRoom: true, signal: extra.signal });
+      const m = await ctx.store.load(dir, { variant: variantsOfArgs(args).variant, waitForRoom: true, signal: extra.signal });
       throwIfCancelled(extra);
       await m.lm.probeMultiTokenWithPast(); // so multiTokenWithPast and the rebuild advice are known, not null
       const d = describeModel(m.lm, MCP_VOCABULARY); // reasons name tool arguments (heads, build_model {earlyExit})

@@ -13,20 +13,14 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { fromDist } from "./lib/dist.mjs";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const dist = (p) => new URL(`../dist/${p}`, import.meta.url).href;
-if (!existsSync(join(ROOT, "dist", "api.js"))) {
-  console.error("dist/ is missing: run npm install (or npm run build) first.");
-  process.exit(1);
-}
-const { SpecEngine } = await import(dist("api.js"));
-const { measureSpeedup } = await import(dist("bench/measure.js"));
-const { parseWorkloadSpec } = await import(dist("bench/workload.js"));
-const { registeredMethods } = await import(dist("decoding/methods.js"));
+const { SpecEngine } = await fromDist("api.js");
+const { measureSpeedup } = await fromDist("bench/measure.js");
+const { parseWorkloadSpec } = await fromDist("bench/workload.js");
+const { registeredMethods } = await fromDist("decoding/methods.js");
 
 const USAGE = `Usage: node scripts/benchmark.mjs [--model DIR] [--draft DIR] [--methods a,b,...] [--exit-layer M]
   [--k N|auto] [--workload builtin[:category] | --prompts FILE.jsonl] [--max-new-tokens N] [--repeats R]
@@ -67,7 +61,7 @@ if (!model) {
   model = join(process.env.SPEC_DECODE_CACHE ?? join(homedir(), ".cache", "speculative-decoding"), "bench-demo-v1");
   if (!existsSync(join(model, "onnx", "model.onnx"))) {
     console.error(`Building a random demo model in ${model} ...`);
-    const { makeFixture } = await import(dist("builder/index.js"));
+    const { makeFixture } = await fromDist("builder/index.js");
     await makeFixture({ out: model, layers: 4, hidden: 256, heads: 4, kvHeads: 2, vocab: 512, maxPositions: 1024, earlyExit: [1, 2] });
   }
   exitLayer ??= 2;

@@ -25,18 +25,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { fromDist } from "./lib/dist.mjs";
 
-const dist = (p) => new URL(`../dist/${p}`, import.meta.url);
-if (!existsSync(dist("api.js"))) {
-  console.error("dist/ is missing: run `npm run build` first.");
-  process.exit(1);
-}
-const { SpecEngine } = await import(dist("api.js").href);
-const { parseWorkloadSpec } = await import(dist("bench/workload.js").href);
-const { summarizeRatios, median } = await import(dist("bench/statistics.js").href);
-const { writeLlamaGguf, ggufVocabFromTokenizerJson } = await import(dist("bench/gguf.js").href);
-const { readDecoderConfig } = await import(dist("builder/config.js").href);
-const { openSafetensorsDir } = await import(dist("builder/safetensors.js").href);
+const { SpecEngine } = await fromDist("api.js");
+const { parseWorkloadSpec } = await fromDist("bench/workload.js");
+const { summarizeRatios, median } = await fromDist("bench/statistics.js");
+const { writeLlamaGguf, ggufVocabFromTokenizerJson } = await fromDist("bench/gguf.js");
+const { readDecoderConfig } = await fromDist("builder/config.js");
+const { openSafetensorsDir } = await fromDist("builder/safetensors.js");
 const { getLlama, DraftSequenceTokenPredictor } = await import("node-llama-cpp");
 
 const { values: v } = parseArgs({

@@ -26,22 +26,17 @@
  *    [1, T, past+T] array is a few microseconds per step. No offline download happens:
  *    env.allowRemoteModels = false, the model is read from its directory.
  */
-import { existsSync } from "node:fs";
 import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg } from "node:os";
 import { basename, dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { fromDist } from "./lib/dist.mjs";
 
-const dist = (p) => new URL(`../dist/${p}`, import.meta.url);
-if (!existsSync(dist("api.js"))) {
-  console.error("dist/ is missing: run `npm run build` first.");
-  process.exit(1);
-}
-const { SpecEngine } = await import(dist("api.js").href);
-const { parseWorkloadSpec, readPromptsFile } = await import(dist("bench/workload.js").href);
-const { summarizeRatios, median } = await import(dist("bench/statistics.js").href);
-const { ensureTwin, readTwinInfo } = await import(dist("bench/twin.js").href);
+const { SpecEngine } = await fromDist("api.js");
+const { parseWorkloadSpec, readPromptsFile } = await fromDist("bench/workload.js");
+const { summarizeRatios, median } = await fromDist("bench/statistics.js");
+const { ensureTwin, readTwinInfo } = await fromDist("bench/twin.js");
 
 const { values: v } = parseArgs({
   options: {

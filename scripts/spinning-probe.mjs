@@ -12,15 +12,10 @@
  *
  * DIR is a twin built with its quantized files (the bench's cache, e.g. $SPEC_DECODE_CACHE/twin-v1-d0.017).
  */
-import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { fromDist } from "./lib/dist.mjs";
 
-const dist = (p) => new URL(`../dist/${p}`, import.meta.url);
-if (!existsSync(dist("engine/causal-lm.js"))) {
-  console.error("dist/ is missing: run `npm run build` first.");
-  process.exit(1);
-}
-const { CausalLM } = await import(dist("engine/causal-lm.js").href);
+const { CausalLM } = await fromDist("engine/causal-lm.js");
 const { values: v } = parseArgs({
   options: { "twin-dir": { type: "string" }, threads: { type: "string", default: "2" }, rounds: { type: "string", default: "5" }, json: { type: "boolean", default: false } },
 });

@@ -9,15 +9,10 @@
  *   node scripts/verify-cost.mjs --model DIR [--variant q4] [--file F.onnx] [--threads 1] [--past 64]
  *     [--tokens 1,2,4,8,16] [--repeats 7] [--json]
  */
-import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { fromDist } from "./lib/dist.mjs";
 
-const dist = (p) => new URL(`../dist/${p}`, import.meta.url);
-if (!existsSync(dist("engine/causal-lm.js"))) {
-  console.error("dist/ is missing: run `npm run build` first.");
-  process.exit(1);
-}
-const { CausalLM } = await import(dist("engine/causal-lm.js").href);
+const { CausalLM } = await fromDist("engine/causal-lm.js");
 
 const { values: v } = parseArgs({
   options: {

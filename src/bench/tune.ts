@@ -88,6 +88,8 @@ export interface RecommendedSetting {
 export async function tuneDraftK(req: TuneDraftKRequest): Promise<TuneDraftKResult> {
   const method = req.method ?? (req.draft ? "draft" : "early-exit");
   if (method === "draft" && !req.draft) throw new InvalidOptionError('method "draft" needs a draft model directory (draft).');
+  if (method === "draft" && req.adapter !== undefined) throw new InvalidOptionError('adapter chooses the early-exit draft; give it with method "early-exit" / exitLayer, not with a draft model.');
+  if (method === "draft" && req.exitLayer !== undefined) throw new InvalidOptionError('exitLayer picks the early-exit draft; give it with method "early-exit", not with a draft model.');
   const ks = [...new Set(req.ks ?? DEFAULT_TUNE_KS)].sort((a, b) => a - b);
   if (ks.length === 0 && (req.controllers ?? []).length === 0) throw new InvalidOptionError("Give at least one K (ks) or one controller.");
   for (const k of ks) {

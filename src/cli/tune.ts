@@ -84,6 +84,7 @@ export async function tuneCommand(argv: string[]): Promise<number> {
   for (const k of ["totals", "tree-depth", "tree-topk"]) if (v[k] !== undefined) throw new InvalidOptionError(`--${k} applies with --heads (an EAGLE head).`);
   if (!draft && exitLayer === undefined) throw new InvalidOptionError(`Give --draft DIR or --exit-layer M: tune sweeps K of a draft.\n\n${USAGE}`);
   if (draft && flags.adapter !== undefined) throw new InvalidOptionError("--adapter chooses the early-exit draft (trained exit adapter or not); give it with --exit-layer M, not --draft.");
+  if (draft && exitLayer !== undefined) throw new InvalidOptionError("--exit-layer tunes the early-exit draft; give either --draft DIR or --exit-layer M, not both.");
   const controllers = v.controllers === undefined ? [] : String(v.controllers).split(",").map((s) => s.trim()).filter(Boolean);
   for (const c of controllers) {
     if (!(ADAPTIVE_CONTROLLERS as readonly string[]).includes(c)) throw new InvalidOptionError(`Unknown controller "${c}" (use ${ADAPTIVE_CONTROLLERS.join(", ")}).`);

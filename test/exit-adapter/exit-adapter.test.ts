@@ -187,6 +187,7 @@ describe("bench and tune choose the exit adapter (--adapter true|false)", () => 
     expect(tuned.out.measurement.arms[0]).toMatchObject({ label: "K=2", exitAdapter: "untrained", methodOptions: { adapter: false } });
     await expect(benchCommand([...common, "--adapter", "maybe"])).rejects.toThrow(/--adapter/);
     await expect(tuneCommand([...common, "--draft", model, "--adapter", "true"])).rejects.toThrow(/--adapter chooses the early-exit draft/);
+    await expect(tuneCommand([...common, "--draft", model, "--exit-layer", "2"])).rejects.toThrow(/--exit-layer tunes the early-exit draft/);
   }, 180_000);
 });
 

@@ -82,5 +82,11 @@ describe("variant arguments", () => {
     const ee = await client.callTool({ name: "tune_draft_k", arguments: { model: fx.model, method: "early-exit", draftVariant: "q4", ks: [2], controllers: [], prompts: ["x"], maxNewTokens: 2, repeats: 1 } });
     expect(ee.isError).toBe(true);
     expect(textOf(ee)).toMatch(/draftVariant applies to method draft/);
+    // The library refuses early-exit options with a draft model (it used to ignore them): MCP shows its words.
+    for (const [bad, words] of [[{ adapter: true }, /adapter chooses the early-exit draft/], [{ exitLayer: 1 }, /exitLayer picks the early-exit draft/]] as const) {
+      const r = await client.callTool({ name: "tune_draft_k", arguments: { ...common, ...bad } });
+      expect(r.isError, JSON.stringify(bad)).toBe(true);
+      expect(textOf(r)).toMatch(words);
+    }
   }, 120_000);
 });

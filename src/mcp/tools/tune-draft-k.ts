@@ -120,7 +120,6 @@ export async function handle(ctx: ToolContext, args: Args, extra: Extra) {
   if (method === "early-exit" && args.draftVariant !== undefined) {
     throw new InvalidOptionError("draftVariant applies to method draft: early-exit drafts with the target variant's own first layers (set variant), so drop draftVariant.");
   }
-  if (method === "draft" && args.adapter !== undefined) throw new InvalidOptionError('adapter chooses the early-exit draft; give it with method "early-exit" / exitLayer, not with a draft model.');
   const res = await tuneDraftK({
     ...benchCommon(ctx, args, extra),
     model,

@@ -76,9 +76,21 @@ export function quantVariantsIn(dir: string): { variant: string; label: string; 
 
 /**
  * The quantized arms for a target (and draft) directory: "<kind> plain", "<kind> draft" (the draft's
- * own build of the same kind when it has one), "<kind> early-exit" (the target variant's early exit).
+ * own build of the same kind when it has one), "<kind> early-exit" (the target variant's early exit),
+ * and "<kind> <label>" for each float medusa / eagle arm in `headArms` (same heads and options, on
+ * the quantized target: its builds carry the same hidden_states / features outputs and
+ * tree_attention_mask input as model.onnx; the heads themselves stay as they are).
  */
-export function quantArms(o: { model: string; draft?: string; methods: MethodName[]; k?: number | "auto"; exitLayer?: number; adapter?: boolean }): ArmSpec[] {
+export function quantArms(o: {
+  model: string;
+  draft?: string;
+  methods: MethodName[];
+  k?: number | "auto";
+  exitLayer?: number;
+  adapter?: boolean;
+  /** The float run's medusa / eagle arms, mirrored on each quantized target (other methods are ignored here). */
+  headArms?: ArmSpec[];
+}): ArmSpec[] {
   const arms: ArmSpec[] = [];
   const draftVariants = o.draft ? new Set(quantVariantsIn(o.draft).map((v) => v.variant)) : new Set<string>();
   for (const v of quantVariantsIn(o.model)) {
@@ -97,6 +109,17 @@ export function quantArms(o: { model: string; draft?: string; methods: MethodNam
         variant: v.variant,
         reference: plain,
         methodOptions: { ...opts, ...(o.exitLayer !== undefined ? { exitLayer: o.exitLayer } : {}), ...(o.adapter !== undefined ? { adapter: o.adapter } : {}) },
+      });
+    }
+    for (const h of o.headArms ?? []) {
+      if (h.method !== "medusa" && h.method !== "eagle") continue;
+      arms.push({
+        label: `${v.label} ${h.label ?? h.method}`,
+        method: h.method,
+        variant: v.variant,
+        reference: plain,
+        methodOptions: { ...(h.methodOptions ?? {}) },
+        ...(h.heads ? { heads: h.heads } : {}),
       });
     }
   }
@@ -152,6 +175,9 @@ export async function quantReport(o: {
   benchMaxNewTokens?: number;
   threads?: number;
   agreement: boolean;
+  /** The request's heads and the measured arms (their own heads), so a medusa / eagle mismatch re-runs with the same heads. */
+  heads?: string;
+  arms?: ArmSpec[];
 }): Promise<QuantReport> {
   const bw = await measureReadBandwidth(o.threads);
   const plainArms: { label: string; file: string; arm: ArmSummary }[] = [{ label: "float32 plain", file: inspectModelDir(o.model).modelFile, arm: o.result.baseline }];
@@ -188,7 +214,8 @@ export async function quantReport(o: {
       if (!p) continue;
       const common = { model: o.model, variant: a.variant, prompt: p.prompt, messages: p.messages, promptIds: p.promptIds, maxNewTokens: o.benchMaxNewTokens ?? o.maxNewTokens };
       const ref = await o.engine.generate({ ...common, method: "baseline" });
-      const res = await o.engine.generate({ ...common, method: a.method, draft: o.draft, draftVariant: a.draftVariant, methodOptions: a.methodOptions });
+      const heads = o.arms?.find((s) => (s.label ?? s.method) === a.label)?.heads ?? o.heads;
+      const res = await o.engine.generate({ ...common, method: a.method, draft: o.draft, draftVariant: a.draftVariant, heads, methodOptions: a.methodOptions });
       const at = ref.tokens.findIndex((t, i) => t !== res.tokens[i]);
       if (at < 0) continue; // not reproduced (timing-dependent K choices); the bench's own "NO" stands
       const target = await o.engine.store.load(o.model, { variant: a.variant });

@@ -213,7 +213,7 @@ export async function quantReport(o: {
     const format = readWeightFormat(inspectModelDir(o.model, { variant: a.variant }).modelFile).format;
     // int4: one-row and several-row products differ in the last bits; any arm. int8 is row-consistent,
     // but a tree node's ancestors are not contiguous in the verify forward, so its attention sums
-    // round differently (~1e-6 in float32 too) and level-4 activation rounding amplifies that.
+    // round differently (~4e-6 on float32 logits too) and level-4 activation rounding amplifies that.
     const nearTieKind = /^int4 \(MatMulNBits/.test(format) || (/^int8 \(MatMulNBits/.test(format) && a.verification.includes("tree"));
     for (const id of a.mismatches) {
       const p = o.prompts.find((x) => x.id === id);

@@ -129,7 +129,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const quantized = o.quantized !== false && quantVariantsIn(o.model).length > 0;
     if (quantized) {
       const methods = arms.filter((a) => !a.label).map((a) => a.method);
-      arms.push(...quantArms({ model: o.model, draft: o.draft, methods, k: o.k, exitLayer: o.exitLayer, adapter: o.adapter }));
+      const headArms = arms.filter((a) => a.method === "medusa" || a.method === "eagle");
+      arms.push(...quantArms({ model: o.model, draft: o.draft, methods, k: o.k, exitLayer: o.exitLayer, adapter: o.adapter, headArms }));
     }
 
     const result = await runArms({
@@ -156,7 +157,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       tune = rest;
     }
     const quant = quantized
-      ? await quantReport({ engine, model: o.model, draft: o.draft, result, prompts, maxNewTokens: Math.min(maxNewTokens, 64), benchMaxNewTokens: maxNewTokens, threads: o.threads, agreement: temperature === 0 })
+      ? await quantReport({ engine, model: o.model, draft: o.draft, result, prompts, maxNewTokens: Math.min(maxNewTokens, 64), benchMaxNewTokens: maxNewTokens, threads: o.threads, agreement: temperature === 0, heads: o.heads, arms })
       : undefined;
     const categories: Record<string, number> = {};
     for (const p of prompts) categories[p.category] = (categories[p.category] ?? 0) + 1;

@@ -51,8 +51,8 @@ heads) are skipped with the reason.
                   false drafts with the untrained exit; default: the adapter when one exists
   Defaults: all methods, --workload builtin, 128 new tokens, 3 repeats, greedy.
   Exit code 3 when a method's greedy output differs from plain decoding's (a bug: speculation is lossless),
-  except a mismatch on an int4 build (accuracy level 4) that the report locates at a near tie (top-2
-  logit gap < 0.05: references/quantization.md).`;
+  except a mismatch on an int4 build, or a tree-verifying arm on an int8 build (accuracy level 4), that the
+  report locates at a near tie (top-2 logit gap < 0.05: references/quantization.md).`;
 
 /** Options bench and tune share: the models (or the twin), the workload, sampling, device, output. */
 export const BENCH_COMMON_OPTIONS: Options = {
@@ -179,7 +179,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   }
   if (v.json) console.log(json);
   else process.stdout.write(benchMarkdown(report));
-  // Exit 3 on a greedy mismatch, except the documented int4 near ties (located and shown in the report).
+  // Exit 3 on a greedy mismatch, except the documented level-4 near ties (located and shown in the report).
   const explained = (label: string, id: string) => report.quant?.mismatches.some((m) => m.arm === label && m.prompt === id && m.nearTie) ?? false;
   return report.result.arms.some((a) => a.greedyIdentical === false && a.mismatches.some((id) => !explained(a.label, id))) ? 3 : 0;
 }

@@ -1,31 +1,39 @@
 /**
  * The quantized rows of the bench on a tiny twin built with int4 + int8 variants: plain and
- * speculative arms per variant (speculative ones checked against their own model's plain arm),
+ * speculative arms per variant (speculative ones checked against their own model's plain arm;
+ * Medusa and EAGLE too when the run has heads),
  * the roofline rows (weight bytes per token from the graph, a measured bandwidth), agreement with
  * float32, and the Markdown section. Speed is printed, never asserted.
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpecEngine } from "../../src/api.js";
+import { readDecoderConfig } from "../../src/builder/config.js";
+import { eagleConfigFor, eagleWeightsFromTargetLayer, writeEagleHead } from "../../src/builder/eagle-head.js";
 import { runBench } from "../../src/bench/bench.js";
 import { measureReadBandwidth, quantArms } from "../../src/bench/quant.js";
 import { benchMarkdown } from "../../src/bench/report.js";
-import { buildTwin } from "../../src/bench/twin.js";
+import { buildTwin, type TwinResult } from "../../src/bench/twin.js";
 import { builtinWorkload } from "../../src/bench/workload.js";
 import { tempDir } from "../helpers/fixtures.js";
+import { writeRandomHeads } from "../medusa/helpers.js";
 import { TINY_TWIN } from "./helpers.js";
 
 describe("bench with quantized builds", () => {
   const root = tempDir("quant-bench");
   const engine = new SpecEngine({ threads: 1 });
+  let twin: TwinResult;
+  beforeAll(async () => {
+    // safetensors: the EAGLE head below starts from the target's layer 0 and reads its embedding / LM head.
+    twin = await buildTwin({ ...TINY_TWIN, safetensors: true, out: join(root, "twin"), divergence: 0.02, quantize: [{ kind: "int4", lmHead: true }, { kind: "int8", lmHead: true }] });
+  });
   afterAll(async () => {
     await engine.dispose();
     rmSync(root, { recursive: true, force: true });
   });
 
   it("measures int8/int4 plain, draft and early-exit rows beside the float ones", async () => {
-    const twin = await buildTwin({ ...TINY_TWIN, out: join(root, "twin"), divergence: 0.02, quantize: [{ kind: "int4", lmHead: true }, { kind: "int8", lmHead: true }] });
     expect(twin.info.quantized?.map((q) => q.targetFile)).toEqual(["model_q4.onnx", "model_int8.onnx"]);
     const arms = quantArms({ model: twin.target, draft: twin.draft, methods: ["draft", "early-exit"] });
     expect(arms.map((a) => a.label)).toEqual([
@@ -81,6 +89,53 @@ describe("bench with quantized builds", () => {
     expect(md).toContain("Measured read bandwidth");
     expect(md).toContain("| int4 draft (int4 draft) | int4 plain |");
     expect(md).toContain("Greedy top-1 agreement with float32");
+  });
+
+  it("runs Medusa and EAGLE arms (every eagle arm) on the int8 / int4 targets against their own plain arms", async () => {
+    const medusa = writeRandomHeads(join(root, "medusa"), { heads: 2, layers: 1, hidden: 128, vocab: 512, seed: 5 });
+    const eagle = join(root, "eagle");
+    writeEagleHead(eagle, eagleConfigFor(readDecoderConfig(twin.target), "twin"), eagleWeightsFromTargetLayer(twin.target, 0));
+    const chain = { treeTotal: 6, treeDepth: 6, treeTopK: 1, headWeights: "int8" as const };
+    const report = await runBench({
+      engine,
+      model: twin.target,
+      heads: medusa,
+      eagleHeads: eagle,
+      eagleArms: [chain],
+      methods: ["medusa", "eagle"],
+      prompts: builtinWorkload().slice(0, 2),
+      workloadSource: "builtin (2)",
+      maxNewTokens: 16,
+      repeats: 1,
+    });
+    expect(report.result.skipped).toEqual([]);
+    const chainLabel = "eagle treeTotal=6 treeDepth=6 treeTopK=1 headWeights=int8";
+    expect(report.result.arms.map((a) => a.label)).toEqual([
+      "medusa",
+      "eagle",
+      chainLabel,
+      ...["int8", "int4"].flatMap((v) => [`${v} plain`, `${v} medusa`, `${v} eagle`, `${v} ${chainLabel}`]),
+    ]);
+    const byLabel = Object.fromEntries(report.result.arms.map((a) => [a.label, a]));
+    for (const v of ["int8", "int4"]) {
+      for (const m of ["medusa", "eagle", chainLabel]) {
+        const a = byLabel[`${v} ${m}`]!;
+        expect(a.variant).toBe(v === "int4" ? "q4" : "int8");
+        expect(a.reference).toBe(`${v} plain`);
+        expect(a.methodOptions).toEqual(m === chainLabel ? chain : {});
+        expect(a.newTokens).toBeGreaterThan(0);
+        // Its own plain greedy tokens: exact on int8 for chain-verified arms; int4 (accuracy level 4), and
+        // int8 tree-verified arms, may differ only at a located near tie (checked below).
+        if (v === "int8" && !a.verification.includes("tree")) expect(a.greedyIdentical).toBe(true);
+      }
+    }
+    // The layer-0 EAGLE head drafts the early exit after one layer: it gets tokens accepted on the quantized targets too.
+    expect(byLabel["int8 eagle"]!.meanAcceptedLength).toBeGreaterThan(1);
+    const tree = new Set(report.result.arms.filter((a) => a.verification.includes("tree")).map((a) => a.label));
+    for (const a of report.result.arms.filter((x) => x.reference !== undefined && x.greedyIdentical === false)) {
+      expect(a.label.startsWith("int4 ") || tree.has(a.label)).toBe(true);
+      for (const id of a.mismatches) expect(report.quant!.mismatches.find((m) => m.arm === a.label && m.prompt === id)?.nearTie).toBe(true);
+    }
   });
 
   it("measures a read bandwidth", async () => {

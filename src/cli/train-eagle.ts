@@ -5,12 +5,15 @@ import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
-  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
+  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--trainer onnx|tfjs] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
-norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU
-(TensorFlow.js's WebAssembly backend; SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
+norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU.
+The single-step phase (--unroll 1, or the first --unroll-after of the run) runs a hand-written
+training graph on onnxruntime with --threads threads (--trainer tfjs: on TensorFlow.js instead);
+the unrolled phase and the evaluation run on TensorFlow.js's WebAssembly backend
+(SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
 Data:
   --self-distill N   the model generates N sequences (greedy unless --temperature > 0) from built-in
                      seed prompts, the prompts in --data, or token ids in --prompt-ids (one prompt
@@ -54,6 +57,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
       "intermediate-size": { type: "string" },
       "eval-depth": { type: "string" },
       "draft-vocab": { type: "string" },
+      trainer: { type: "string" },
     },
     USAGE,
   );
@@ -75,6 +79,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     intermediateSize: intOpt(v["intermediate-size"], "intermediate-size", 1, 65536),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     draftVocab: draftVocabArg(v["draft-vocab"] as string | undefined),
+    trainer: trainerArg(v.trainer as string | undefined),
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));
@@ -86,4 +91,9 @@ function draftVocabArg(raw: string | undefined): number | "auto" | "off" | undef
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new InvalidOptionError(`--draft-vocab must be a token count, auto or off (got "${raw}").`);
   return n === 0 ? "off" : n;
+}
+
+function trainerArg(raw: string | undefined): "onnx" | "tfjs" | undefined {
+  if (raw === undefined || raw === "onnx" || raw === "tfjs") return raw;
+  throw new InvalidOptionError(`--trainer must be onnx or tfjs (got "${raw}").`);
 }

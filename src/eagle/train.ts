@@ -51,6 +51,8 @@ import {
 } from "./model.js";
 import { tfReady } from "../train-common/tf-layers.js";
 import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
+import { Rng } from "../sampling/index.js";
+import { EagleOrtTrainer, singleStepFeeds } from "./train-ort.js";
 import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 
 export interface EagleTrainingOptions {
@@ -99,6 +101,15 @@ export interface EagleTrainingOptions {
   maxSteps?: number;
   /** Stop training after this many seconds (checked between steps). */
   maxSeconds?: number;
+  /**
+   * What runs the single-step phase (unroll 1, or the first unrollAfter of the run): "onnx"
+   * (default) the hand-written training graph of train-graph.ts on onnxruntime with `threads`
+   * threads, or "tfjs" (model.ts's autodiff, single-threaded). The unrolled phase and the held-out
+   * evaluation always run on tfjs.
+   */
+  trainer?: "onnx" | "tfjs";
+  /** onnxruntime threads of the single-step phase (default: onnxruntime's choice). */
+  threads?: number;
   onLog?: (line: string) => void;
   logEvery?: number;
 }
@@ -112,6 +123,8 @@ export interface EagleTrainingReport extends TrainRunReport {
   draftVocabCoverage: number;
   unroll: number;
   unrollAfter: number;
+  /** What ran the single-step phase (see EagleTrainingOptions.trainer). */
+  trainer: "onnx" | "tfjs";
   lr: number;
   ceWeight: number;
   featureNoise: number;
@@ -202,7 +215,7 @@ function coverage(seqs: { tokens: number[]; firstTarget?: number }[], ids: Int32
   return n === 0 ? 1 : hit / n;
 }
 
-interface Seq {
+export interface Seq {
   tokens: number[];
   features: Float32Array;
   /** Absolute position of tokens[0] (training windows of a longer sequence). */
@@ -210,7 +223,7 @@ interface Seq {
 }
 
 /** Cut a sequence into windows of `w` rows (w + 1 tokens; consecutive windows share one token). */
-function windows(s: Seq, w: number, H: number): Seq[] {
+export function windows(s: Seq, w: number, H: number): Seq[] {
   const out: Seq[] = [];
   for (let a = 0; a + 2 < s.tokens.length; a += w) {
     const b = Math.min(s.tokens.length, a + w + 1);
@@ -344,6 +357,23 @@ function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U:
   return tf.addN(losses).div(U) as tf.Scalar;
 }
 
+/**
+ * The training loss of a minibatch of windows (one batch per window: attention stays within it),
+ * the mean over its windows; `noise(j)` the feature noise of window j.
+ */
+export function packLoss(
+  config: EagleHeadConfig,
+  p: HeadParams,
+  fz: Frozen,
+  wins: Seq[],
+  U: number,
+  ceWeight: number,
+  noise: (j: number) => { amplitude: number; seed: number } | undefined = () => undefined,
+): tf.Scalar {
+  const H = config.hiddenSize;
+  return tf.addN(wins.map((w, j) => lossOf(config, p, fz, makeBatch([w], H, U), U, ceWeight, noise(j)))).div(wins.length) as tf.Scalar;
+}
+
 /** Greedy chain drafting from every position: hits[d] / tries[d] conditional top-1 per depth. */
 function evaluate(config: EagleHeadConfig, p: HeadParams, fz: Frozen, seqs: Seq[], depth: number, positionsFrom: (s: number) => number): { hits: number[]; tries: number[]; through: number[]; positions: number } {
   const hits = new Array<number>(depth).fill(0);
@@ -447,22 +477,51 @@ export async function trainEagleHead(
   );
   log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
   let unrolling = false;
-  const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
-    // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-    const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
-    const u = progress < unrollAfter ? 1 : U;
-    if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
-      unrolling = true;
-      log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
-    }
-    const bs = pack.map((i) => makeBatch([train[i]!], H, u));
-    // A different noise draw per step and sequence (seeded: runs repeat).
-    const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31 } : undefined);
-    return {
-      loss: () => tf.addN(bs.map((b, j) => lossOf(config, params, fz, b, u, ceWeight, noise(j)))).div(bs.length) as tf.Scalar,
-      positions: bs.reduce((a, b) => a + b.n, 0),
-    };
-  });
+  const trainer = o.trainer ?? "onnx";
+  if (trainer !== "onnx" && trainer !== "tfjs") throw new InvalidOptionError(`trainer must be onnx or tfjs (got ${String(trainer)}).`);
+  // The single-step phase on onnxruntime: the parameters move to it now and back to tfjs when the
+  // unrolled phase starts or the run ends.
+  let ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
+  if (ortTrainer) log(`single-step phase on onnxruntime (${o.threads ?? "its default"} threads)`);
+  const backToTf = () => {
+    if (!ortTrainer) return;
+    const t = ortTrainer;
+    vars.forEach((v, i) => v.assign(tf.tensor(t.params[i]!, v.shape)));
+    ortTrainer = undefined;
+    return t.dispose();
+  };
+  let loopResult;
+  try {
+    loopResult = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
+      // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
+      const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+      const u = progress < unrollAfter ? 1 : U;
+      if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+        unrolling = true;
+        log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
+        void backToTf();
+      }
+      const wins = pack.map((i) => train[i]!);
+      const seedOf = (j: number) => ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31;
+      if (u === 1 && ortTrainer) {
+        const t = ortTrainer;
+        // Seeded like the tfjs path (a different draw per step), not the same numbers.
+        const rng = new Rng(seedOf(0));
+        const noise = featureNoise > 0 ? () => featureNoise * (2 * rng.next() - 1) : undefined;
+        const { feeds, n } = singleStepFeeds(wins, H, noise);
+        return { run: (rate: number) => t.step(feeds, rate), positions: n };
+      }
+      // A different noise draw per step and sequence (seeded: runs repeat).
+      const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: seedOf(j) } : undefined);
+      return {
+        loss: () => packLoss(config, params, fz, wins, u, ceWeight, noise),
+        positions: wins.reduce((a, w) => a + w.tokens.length - 1, 0),
+      };
+    });
+  } finally {
+    await backToTf();
+  }
+  const { steps, epochsRun, positions, trainSeconds } = loopResult;
   const final = evaluate(config, params, fz, held, evalDepth, from(held));
   const depthTop1 = rate(final);
   log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
@@ -492,6 +551,7 @@ export async function trainEagleHead(
       steps,
       unroll: U,
       unrollAfter,
+      trainer: U === 1 || unrollAfter > 0 ? trainer : "tfjs",
       lr,
       ceWeight,
       featureNoise,

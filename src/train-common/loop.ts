@@ -76,10 +76,16 @@ export interface TrainRun {
 }
 
 /**
- * One step's work: the loss to minimise (run inside tfjs's variableGrads) and how many positions it
- * covers. `secs`: seconds since the loop started.
+ * One step's work and how many positions it covers: the loss to minimise (run inside tfjs's
+ * variableGrads, then clipped and applied with `opt`), or `run`, a step taken elsewhere (onnxruntime
+ * plus a JS optimizer, eagle/train-ort.ts) at learning rate `lr` that returns its loss. `secs`:
+ * seconds since the loop started.
  */
-export type BatchFn = (pack: number[], step: number, secs: number) => { loss: () => tf.Scalar; positions: number };
+export type BatchFn = (
+  pack: number[],
+  step: number,
+  secs: number,
+) => { loss: () => tf.Scalar; positions: number } | { run: (lr: number) => Promise<number>; positions: number };
 
 /** What every trainer's report says about its data split and its run. */
 export interface TrainRunReport {
@@ -103,12 +109,12 @@ export interface TrainLoopResult {
  * warmup then cosine decay (to 5% of lr), gradients clipped to global norm 1.0, the mean loss and
  * positions/s logged every logEvery steps (default 1/20 of the run) and at least every 30 s.
  */
-export function trainLoop(
+export async function trainLoop(
   run: TrainRun,
   o: { maxSeconds?: number; logEvery?: number },
   log: (line: string) => void,
   batch: BatchFn,
-): TrainLoopResult {
+): Promise<TrainLoopResult> {
   const { opt, vars, lr, epochs, totalSteps } = run;
   const maxSeconds = o.maxSeconds;
   const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
@@ -137,15 +143,20 @@ export function trainLoop(
       }
       const secs = (performance.now() - t0) / 1000;
       const b = batch(pack, step, secs);
-      setLr(lrAt(step, secs));
-      accLoss += tf.tidy(() => {
-        const { value, grads } = tf.variableGrads(b.loss, vars);
-        const names = Object.keys(grads);
-        const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
-        const scale = norm > 1 ? 1 / norm : 1;
-        opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
-        return value.dataSync()[0]!;
-      });
+      const rate = lrAt(step, secs);
+      if ("run" in b) accLoss += await b.run(rate);
+      else {
+        setLr(rate);
+        const loss = b.loss;
+        accLoss += tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(loss, vars);
+          const names = Object.keys(grads);
+          const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
+          const scale = norm > 1 ? 1 / norm : 1;
+          opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
+          return value.dataSync()[0]!;
+        });
+      }
       accN++;
       step++;
       positions += b.positions;

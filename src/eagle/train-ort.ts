@@ -14,7 +14,7 @@ import { signedRopeTables } from "../builder/config.js";
 import { createSession } from "../engine/session.js";
 import { Adam, clipScale } from "../train-common/adam.js";
 import { transposed } from "../train-common/tf-layers.js";
-import { buildEagleTrainStepOnnx, eagleParamShapes } from "./train-graph.js";
+import { buildEagleEvalOnnx, buildEagleTrainStepOnnx, eagleParamShapes, type EagleTrainGraphSpec } from "./train-graph.js";
 
 /** One training window: tokens x_0..x_{L-1}, their features [L, H], the absolute position of x_0. */
 export interface Window {
@@ -33,22 +33,11 @@ export const MAX_GRAPH_ROWS = 512;
  * `noise` (optional): each call returns the noise added to the next input feature value.
  */
 export function singleStepFeeds(wins: Window[], H: number, noise?: () => number): { feeds: Record<string, ort.Tensor>[]; n: number } {
-  const runs: Window[][] = [];
-  let rows = 0;
-  for (const w of wins) {
-    const r = w.tokens.length - 1;
-    if (runs.length === 0 || rows + r > MAX_GRAPH_ROWS) {
-      runs.push([]);
-      rows = 0;
-    }
-    runs.at(-1)!.push(w);
-    rows += r;
-  }
-  const feeds = runs.map((ws) => runFeeds(ws, H, wins.length, noise));
+  const feeds = runsOf(wins).map((ws) => runFeeds(ws, H, wins.length, noise));
   return { feeds, n: wins.reduce((a, w) => a + w.tokens.length - 1, 0) };
 }
 
-function runFeeds(wins: Window[], H: number, totalWindows: number, noise?: () => number): Record<string, ort.Tensor> {
+function runFeeds(wins: Window[], H: number, totalWindows: number, noise?: () => number, forEval = false): Record<string, ort.Tensor> {
   const n = wins.reduce((a, w) => a + w.tokens.length - 1, 0);
   const tokens = new BigInt64Array(n);
   const positions = new BigInt64Array(n);
@@ -74,10 +63,108 @@ function runFeeds(wins: Window[], H: number, totalWindows: number, noise?: () =>
     tokens: new ort.Tensor("int64", tokens, [n]),
     positions: new ort.Tensor("int64", positions, [n]),
     feats: new ort.Tensor("float32", feats, [n, H]),
-    target: new ort.Tensor("float32", target, [n, H]),
     mask: new ort.Tensor("float32", mask, [n, n]),
-    weights: new ort.Tensor("float32", weights, [n]),
+    ...(forEval
+      ? {}
+      : {
+          target: new ort.Tensor("float32", target, [n, H]),
+          weights: new ort.Tensor("float32", weights, [n]),
+        }),
   };
+}
+
+/** Runs of whole windows of at most MAX_GRAPH_ROWS rows (one window alone when it is longer). */
+function runsOf(wins: Window[]): Window[][] {
+  const runs: Window[][] = [];
+  let rows = 0;
+  for (const w of wins) {
+    const r = w.tokens.length - 1;
+    if (runs.length === 0 || rows + r > MAX_GRAPH_ROWS) {
+      runs.push([]);
+      rows = 0;
+    }
+    runs.at(-1)!.push(w);
+    rows += r;
+  }
+  return runs;
+}
+
+/** The graph spec of a head and its target (frozen parts; the LM head over the draft vocabulary). */
+function graphSpec(config: EagleHeadConfig, target: EagleTargetParts, ceWeight: number): EagleTrainGraphSpec {
+  const { hiddenSize: H, headDim: D } = config;
+  const N = draftVocabSize(config);
+  const lm = config.draftVocab ? draftRows(target.lmHead, H, config.draftVocab) : target.lmHead;
+  const maxPos = target.cfg.maxPositionEmbeddings;
+  const rope = signedRopeTables({ ...target.cfg, headDim: D }, maxPos);
+  return {
+    hidden: H,
+    heads: config.numHeads,
+    headDim: D,
+    intermediate: config.intermediateSize,
+    eps: config.rmsNormEps,
+    ceWeight,
+    embed: target.embed,
+    vocab: config.vocabSize,
+    normW: target.finalNorm,
+    lmT: transposed(lm, N, H),
+    draftVocab: N,
+    cos: rope.cos,
+    sinSigned: rope.sinSigned,
+    maxPos,
+  };
+}
+
+function paramFeeds(config: EagleHeadConfig, params: Float32Array[]): Record<string, ort.Tensor> {
+  return Object.fromEntries(eagleParamShapes(config.hiddenSize, config.intermediateSize).map(([name, dims], i) => [name, new ort.Tensor("float32", params[i]!, dims)]));
+}
+
+/**
+ * Held-out evaluation on onnxruntime: greedy chains of `depth` drafted tokens from every row of
+ * whole sequences (train-graph.ts buildEagleEvalOnnx), as train.ts's tfjs evaluate() drafts them.
+ */
+export class EagleOrtEvaluator {
+  private constructor(
+    readonly config: EagleHeadConfig,
+    readonly depth: number,
+    private readonly session: ort.InferenceSession,
+    private readonly workDir: string,
+  ) {}
+
+  static async create(config: EagleHeadConfig, target: EagleTargetParts, depth: number, o: { threads?: number } = {}): Promise<EagleOrtEvaluator> {
+    const workDir = mkdtempSync(join(tmpdir(), "spec-decode-eagle-eval-"));
+    try {
+      const file = join(workDir, "eval.onnx");
+      buildEagleEvalOnnx({ ...graphSpec(config, target, 0), ...(config.draftVocab ? { d2t: config.draftVocab } : {}) }, depth, file);
+      return new EagleOrtEvaluator(config, depth, await createSession(file, { threads: o.threads }), workDir);
+    } catch (err) {
+      rmSync(workDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** preds[s][u][t]: the target id drafted at step u + 1 from row t of sequence s (parameters in eagleParamShapes order). */
+  async predict(params: Float32Array[], seqs: Window[]): Promise<Int32Array[][]> {
+    const H = this.config.hiddenSize;
+    const out: Int32Array[][] = [];
+    const pf = paramFeeds(this.config, params);
+    for (const run of runsOf(seqs)) {
+      const res = await this.session.run({ ...runFeeds(run, H, run.length, undefined, true), ...pf });
+      const data = res.preds!.data as BigInt64Array;
+      const n = data.length / this.depth;
+      let r = 0;
+      for (const w of run) {
+        const rows = w.tokens.length - 1;
+        out.push(Array.from({ length: this.depth }, (_, u) => Int32Array.from(data.subarray(u * n + r, u * n + r + rows), Number)));
+        r += rows;
+      }
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
 }
 
 export class EagleOrtTrainer {
@@ -100,38 +187,16 @@ export class EagleOrtTrainer {
     params: Float32Array[],
     o: { ceWeight: number; threads?: number },
   ): Promise<EagleOrtTrainer> {
-    const { hiddenSize: H, intermediateSize: I, headDim: D } = config;
+    const { hiddenSize: H, intermediateSize: I } = config;
     const shapes = eagleParamShapes(H, I);
     params.forEach((p, i) => {
       const want = shapes[i]![1].reduce((a, b) => a * b, 1);
       if (p.length !== want) throw new Error(`Internal error: EAGLE parameter ${shapes[i]![0]} has ${p.length} values, expected ${want}. Please report this.`);
     });
-    const N = draftVocabSize(config);
-    const lm = config.draftVocab ? draftRows(target.lmHead, H, config.draftVocab) : target.lmHead;
-    const maxPos = target.cfg.maxPositionEmbeddings;
-    const rope = signedRopeTables({ ...target.cfg, headDim: D }, maxPos);
     const workDir = mkdtempSync(join(tmpdir(), "spec-decode-eagle-train-"));
     try {
       const file = join(workDir, "step.onnx");
-      buildEagleTrainStepOnnx(
-        {
-          hidden: H,
-          heads: config.numHeads,
-          headDim: D,
-          intermediate: I,
-          eps: config.rmsNormEps,
-          ceWeight: o.ceWeight,
-          embed: target.embed,
-          vocab: config.vocabSize,
-          normW: target.finalNorm,
-          lmT: transposed(lm, N, H),
-          draftVocab: N,
-          cos: rope.cos,
-          sinSigned: rope.sinSigned,
-          maxPos,
-        },
-        file,
-      );
+      buildEagleTrainStepOnnx(graphSpec(config, target, o.ceWeight), file);
       const session = await createSession(file, { threads: o.threads });
       return new EagleOrtTrainer(config, params.map((p) => p.slice()), session, workDir);
     } catch (err) {
@@ -140,10 +205,6 @@ export class EagleOrtTrainer {
     }
   }
 
-  private paramFeeds(): Record<string, ort.Tensor> {
-    const { hiddenSize: H, intermediateSize: I } = this.config;
-    return Object.fromEntries(eagleParamShapes(H, I).map(([name, dims], i) => [name, new ort.Tensor("float32", this.params[i]!, dims)]));
-  }
 
   /** Loss and gradients (eagleParamShapes order) of a minibatch (singleStepFeeds' runs), parameters unchanged. */
   async lossAndGrads(runs: Record<string, ort.Tensor>[]): Promise<{ loss: number; grads: Float32Array[] }> {
@@ -152,7 +213,7 @@ export class EagleOrtTrainer {
     let loss = 0;
     let grads: Float32Array[] | undefined;
     for (const feeds of runs) {
-      const out = await this.session.run({ ...feeds, ...this.paramFeeds() });
+      const out = await this.session.run({ ...feeds, ...paramFeeds(this.config, this.params) });
       loss += (out.loss!.data as Float32Array)[0]!;
       const gs = names.map((n) => out[n]!.data as Float32Array);
       if (!grads) grads = gs;

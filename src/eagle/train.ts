@@ -13,7 +13,9 @@
  *     attending to the committed rows <= t and its own earlier steps, exactly the attention pattern
  *     of a drafted chain at decode time. So depth >= 2 is trained on the inputs it will see.
  *  4. Minibatches of whole sequences (block-diagonal masks), Adam with warmup + cosine decay and
- *     global-norm clipping (TensorFlow.js, see model.ts for why).
+ *     global-norm clipping. The single-step phase runs on onnxruntime by default (train-graph.ts's
+ *     hand-written backward, train-ort.ts's JS Adam: the same update), the unrolled phase on
+ *     TensorFlow.js (model.ts says why).
  *  5. Held-out top-1 per draft depth: greedy chain drafting from every position of the held-out
  *     sequences (the head's own tokens and features), conditional on the earlier depths being
  *     right, against the sequence's next tokens (the target's own greedy tokens when
@@ -52,7 +54,7 @@ import {
 import { tfReady } from "../train-common/tf-layers.js";
 import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
 import { Rng } from "../sampling/index.js";
-import { EagleOrtTrainer, singleStepFeeds } from "./train-ort.js";
+import { EagleOrtEvaluator, EagleOrtTrainer, singleStepFeeds } from "./train-ort.js";
 import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 
 export interface EagleTrainingOptions {
@@ -374,29 +376,41 @@ export function packLoss(
   return tf.addN(wins.map((w, j) => lossOf(config, p, fz, makeBatch([w], H, U), U, ceWeight, noise(j)))).div(wins.length) as tf.Scalar;
 }
 
+/** preds[s][u][t]: the target id a greedy chain drafts at depth u + 1 from row t of sequence s. */
+type Predict = (seqs: Seq[]) => Promise<Int32Array[][]>;
+
+/** Greedy chains drafted on tfjs (train-ort.ts's EagleOrtEvaluator drafts the same on onnxruntime). */
+export function tfPredict(config: EagleHeadConfig, p: HeadParams, fz: Frozen, depth: number): Predict {
+  return async (seqs) =>
+    seqs.map((s) => {
+      const b = makeBatch([s], config.hiddenSize, depth);
+      return tf.tidy(() => {
+        const out: Int32Array[] = [];
+        // Step 0 is teacher-forced by construction (committed rows); later steps feed the head's own
+        // argmax token of the previous step.
+        // (Draft ids map to target ids: the token fed on and the one compared.)
+        unrolled(config, p, fz, b, depth, (u, prev) => {
+          const a = toTargetIds(fz, prev.argMax(-1) as tf.Tensor1D);
+          out.push(a.dataSync() as Int32Array);
+          return a;
+        }).outs.forEach((o, u) => {
+          if (u === depth - 1) out.push(toTargetIds(fz, headLogits(config, fz, o).argMax(-1) as tf.Tensor1D).dataSync() as Int32Array);
+        });
+        return out;
+      });
+    });
+}
+
 /** Greedy chain drafting from every position: hits[d] / tries[d] conditional top-1 per depth. */
-function evaluate(config: EagleHeadConfig, p: HeadParams, fz: Frozen, seqs: Seq[], depth: number, positionsFrom: (s: number) => number): { hits: number[]; tries: number[]; through: number[]; positions: number } {
+async function evaluate(predict: Predict, seqs: Seq[], depth: number, positionsFrom: (s: number) => number): Promise<{ hits: number[]; tries: number[]; through: number[]; positions: number }> {
   const hits = new Array<number>(depth).fill(0);
   const tries = new Array<number>(depth).fill(0);
   const through = new Array<number>(depth).fill(0);
   let positions = 0;
+  const all = await predict(seqs);
   for (let si = 0; si < seqs.length; si++) {
     const s = seqs[si]!;
-    const b = makeBatch([s], config.hiddenSize, depth);
-    const preds: Int32Array[] = tf.tidy(() => {
-      const out: Int32Array[] = [];
-      // Step 0 is teacher-forced by construction (committed rows); later steps feed the head's own
-      // argmax token of the previous step.
-      // (Draft ids map to target ids: the token fed on and the one compared.)
-      unrolled(config, p, fz, b, depth, (u, prev) => {
-        const a = toTargetIds(fz, prev.argMax(-1) as tf.Tensor1D);
-        out.push(a.dataSync() as Int32Array);
-        return a;
-      }).outs.forEach((o, u) => {
-        if (u === depth - 1) out.push(toTargetIds(fz, headLogits(config, fz, o).argMax(-1) as tf.Tensor1D).dataSync() as Int32Array);
-      });
-      return out;
-    });
+    const preds = all[si]!;
     // preds[u][row t] = drafted token at depth u+1 for cur at position t+1 (compares with x_{t+u+2}).
     const L = s.tokens.length;
     for (let t = 0; t + 2 < L; t++) {
@@ -470,101 +484,108 @@ export async function trainEagleHead(
   const from = (set: typeof seqs) => (i: number) => Math.max(0, set[i]!.firstTarget - 1);
   const rate = (e: { hits: number[]; tries: number[] }) => e.hits.map((h, d) => round4(h / Math.max(1, e.tries[d]!)));
 
-  const initial = evaluate(config, params, fz, held, evalDepth, from(held));
-  log(
-    `training an EAGLE head (hidden ${H}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
-      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
-  );
-  log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
-  let unrolling = false;
   const trainer = o.trainer ?? "onnx";
   if (trainer !== "onnx" && trainer !== "tfjs") throw new InvalidOptionError(`trainer must be onnx or tfjs (got ${String(trainer)}).`);
-  // The single-step phase on onnxruntime: the parameters move to it now and back to tfjs when the
-  // unrolled phase starts or the run ends.
-  let ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
-  if (ortTrainer) log(`single-step phase on onnxruntime (${o.threads ?? "its default"} threads)`);
-  const backToTf = () => {
-    if (!ortTrainer) return;
-    const t = ortTrainer;
-    vars.forEach((v, i) => v.assign(tf.tensor(t.params[i]!, v.shape)));
-    ortTrainer = undefined;
-    return t.dispose();
-  };
-  let loopResult;
+  // Held-out evaluation on onnxruntime too (the same greedy chains; tfjs takes minutes on a wide head).
+  const evaluator = trainer === "onnx" ? await EagleOrtEvaluator.create(config, target, evalDepth, { threads: o.threads }) : undefined;
+  const predict: Predict = evaluator ? (s) => evaluator.predict(vars.map((v) => v.dataSync() as Float32Array), s) : tfPredict(config, params, fz, evalDepth);
   try {
-    loopResult = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
-      // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-      const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
-      const u = progress < unrollAfter ? 1 : U;
-      if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
-        unrolling = true;
-        log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
-        void backToTf();
-      }
-      const wins = pack.map((i) => train[i]!);
-      const seedOf = (j: number) => ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31;
-      if (u === 1 && ortTrainer) {
-        const t = ortTrainer;
-        // Seeded like the tfjs path (a different draw per step), not the same numbers.
-        const rng = new Rng(seedOf(0));
-        const noise = featureNoise > 0 ? () => featureNoise * (2 * rng.next() - 1) : undefined;
-        const { feeds, n } = singleStepFeeds(wins, H, noise);
-        return { run: (rate: number) => t.step(feeds, rate), positions: n };
-      }
-      // A different noise draw per step and sequence (seeded: runs repeat).
-      const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: seedOf(j) } : undefined);
-      return {
-        loss: () => packLoss(config, params, fz, wins, u, ceWeight, noise),
-        positions: wins.reduce((a, w) => a + w.tokens.length - 1, 0),
-      };
-    });
+    const initial = await evaluate(predict, held, evalDepth, from(held));
+    log(
+      `training an EAGLE head (hidden ${H}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
+        `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
+    );
+    log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
+    let unrolling = false;
+    // The single-step phase on onnxruntime: the parameters move to it now and back to tfjs when the
+    // unrolled phase starts or the run ends.
+    let ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
+    if (ortTrainer) log(`single-step phase on onnxruntime (${o.threads ?? "its default"} threads)`);
+    const backToTf = () => {
+      if (!ortTrainer) return;
+      const t = ortTrainer;
+      vars.forEach((v, i) => v.assign(tf.tensor(t.params[i]!, v.shape)));
+      ortTrainer = undefined;
+      return t.dispose();
+    };
+    let loopResult;
+    try {
+      loopResult = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
+        // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
+        const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+        const u = progress < unrollAfter ? 1 : U;
+        if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+          unrolling = true;
+          log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
+          void backToTf();
+        }
+        const wins = pack.map((i) => train[i]!);
+        const seedOf = (j: number) => ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31;
+        if (u === 1 && ortTrainer) {
+          const t = ortTrainer;
+          // Seeded like the tfjs path (a different draw per step), not the same numbers.
+          const rng = new Rng(seedOf(0));
+          const noise = featureNoise > 0 ? () => featureNoise * (2 * rng.next() - 1) : undefined;
+          const { feeds, n } = singleStepFeeds(wins, H, noise);
+          return { run: (rate: number) => t.step(feeds, rate), positions: n };
+        }
+        // A different noise draw per step and sequence (seeded: runs repeat).
+        const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: seedOf(j) } : undefined);
+        return {
+          loss: () => packLoss(config, params, fz, wins, u, ceWeight, noise),
+          positions: wins.reduce((a, w) => a + w.tokens.length - 1, 0),
+        };
+      });
+    } finally {
+      await backToTf();
+    }
+    const { steps, epochsRun, positions, trainSeconds } = loopResult;
+    const final = await evaluate(predict, held, evalDepth, from(held));
+    const depthTop1 = rate(final);
+    log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
+    const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
+    const trainDepthTop1 = rate(await evaluate(predict, seen, evalDepth, from(seen)));
+    log(`training-set top-1 per draft depth (${seen.length} training sequences): ${trainDepthTop1.map(pct).join(" ")}`);
+    const chainThrough = final.through.map(round4);
+    log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
+    return {
+      params,
+      config,
+      dispose: () => {
+        disposeFrozen(fz);
+        tf.dispose(vars);
+        opt.dispose();
+      },
+      report: {
+        hiddenSize: H,
+        vocabSize: config.vocabSize,
+        draftVocabSize: draftVocabSize(config),
+        draftVocabCoverage: draftCoverage,
+        trainSequences: trainSeqs.length,
+        evalSequences: nEval,
+        trainPositions,
+        evalPositions: final.positions,
+        epochs: epochsRun,
+        steps,
+        unroll: U,
+        unrollAfter,
+        trainer: U === 1 || unrollAfter > 0 ? trainer : "tfjs",
+        lr,
+        ceWeight,
+        featureNoise,
+        trainSeconds: Math.round(trainSeconds * 100) / 100,
+        positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
+        chance: 1 / config.vocabSize,
+        initialDepthTop1: rate(initial),
+        depthTop1,
+        trainDepthTop1,
+        chainThrough,
+        chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
+      },
+    };
   } finally {
-    await backToTf();
+    await evaluator?.dispose();
   }
-  const { steps, epochsRun, positions, trainSeconds } = loopResult;
-  const final = evaluate(config, params, fz, held, evalDepth, from(held));
-  const depthTop1 = rate(final);
-  log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
-  const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
-  const trainDepthTop1 = rate(evaluate(config, params, fz, seen, evalDepth, from(seen)));
-  log(`training-set top-1 per draft depth (${seen.length} training sequences): ${trainDepthTop1.map(pct).join(" ")}`);
-  const chainThrough = final.through.map(round4);
-  log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
-  return {
-    params,
-    config,
-    dispose: () => {
-      disposeFrozen(fz);
-      tf.dispose(vars);
-      opt.dispose();
-    },
-    report: {
-      hiddenSize: H,
-      vocabSize: config.vocabSize,
-      draftVocabSize: draftVocabSize(config),
-      draftVocabCoverage: draftCoverage,
-      trainSequences: trainSeqs.length,
-      evalSequences: nEval,
-      trainPositions,
-      evalPositions: final.positions,
-      epochs: epochsRun,
-      steps,
-      unroll: U,
-      unrollAfter,
-      trainer: U === 1 || unrollAfter > 0 ? trainer : "tfjs",
-      lr,
-      ceWeight,
-      featureNoise,
-      trainSeconds: Math.round(trainSeconds * 100) / 100,
-      positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
-      chance: 1 / config.vocabSize,
-      initialDepthTop1: rate(initial),
-      depthTop1,
-      trainDepthTop1,
-      chainThrough,
-      chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
-    },
-  };
 }
 
 export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, SelfDistillDataOptions {

@@ -1,8 +1,9 @@
 /**
- * The optimisation loop shared by the tfjs trainers (eagle/train.ts, exit-adapter/train.ts):
- * held-out split, shuffled minibatch packing, Adam with warmup + cosine decay over the run (its
- * steps, or its time budget when that ends it sooner), global-norm clipping at 1.0, the step and
- * time limits, and the progress log. Each trainer keeps its own data, loss and evaluation.
+ * The optimisation loop shared by the tfjs trainers (eagle/train.ts, whose single-step phase takes
+ * its steps on onnxruntime through it, and exit-adapter/train.ts): held-out split, shuffled
+ * minibatch packing, Adam with warmup + cosine decay over the run (its steps, or its time budget
+ * when that ends it sooner), global-norm clipping at 1.0, the step and time limits, and the
+ * progress log. Each trainer keeps its own data, loss and evaluation.
  */
 import * as tf from "@tensorflow/tfjs";
 import { InvalidOptionError } from "../errors.js";

@@ -10,8 +10,8 @@ import type { DecoderConfig } from "../../src/builder/config.js";
 import type { EagleHeadConfig, EagleTargetParts } from "../../src/builder/eagle-head.js";
 import { SeededRandom } from "../../src/builder/fixture.js";
 import { makeFrozen, paramList, paramsFromWeights, disposeFrozen } from "../../src/eagle/model.js";
-import { packLoss, windows, type Seq } from "../../src/eagle/train.js";
-import { EagleOrtTrainer, singleStepFeeds, MAX_GRAPH_ROWS } from "../../src/eagle/train-ort.js";
+import { packLoss, tfPredict, windows, type Seq } from "../../src/eagle/train.js";
+import { EagleOrtEvaluator, EagleOrtTrainer, singleStepFeeds, MAX_GRAPH_ROWS } from "../../src/eagle/train-ort.js";
 import { tfReady } from "../../src/train-common/tf-layers.js";
 import { randomEagleWeights } from "./helpers.js";
 
@@ -45,14 +45,18 @@ function tinyTarget(seed: number): EagleTargetParts {
   return { cfg, embed: fill(V * H, 1), finalNorm: Float32Array.from({ length: H }, () => 1 + 0.2 * rng.normal()), lmHead: fill(V * H, 0.7) };
 }
 
-/** Windows of random sequences (features of scale ~2, so SmoothL1 sees both of its pieces). */
-function tinyWindows(seed: number): Seq[] {
+/** Random sequences (features of scale ~2, so SmoothL1 sees both of its pieces). */
+function tinySeqs(seed: number): Seq[] {
   const rng = new SeededRandom(seed);
-  const seqs = [11, 7, 15].map((L) => ({
+  return [11, 7, 15].map((L) => ({
     tokens: Array.from({ length: L }, () => Math.floor(rng.next() * V)),
     features: Float32Array.from({ length: L * H }, () => 2 * rng.normal()),
   }));
-  return seqs.flatMap((s) => windows(s, 6, H));
+}
+
+/** Training windows of them. */
+function tinyWindows(seed: number): Seq[] {
+  return tinySeqs(seed).flatMap((s) => windows(s, 6, H));
 }
 
 async function compare(draftVocab: Int32Array | undefined, seed: number) {
@@ -145,6 +149,32 @@ describe("EAGLE single-step training graph", () => {
       grads.forEach((g, i) => expect(relErr(whole.grads[i]!, g), NAMES[i]).toBeLessThan(1e-3));
     } finally {
       await r.trainer.dispose();
+    }
+  }, 60_000);
+
+  it.each([
+    ["the whole vocabulary", undefined],
+    ["a draft vocabulary", Int32Array.from([0, 3, 4, 9, 17, 21, 30, 33, 41, 49])],
+  ])("the onnxruntime evaluation drafts the same greedy chains as the tfjs one (%s)", async (_, dv) => {
+    await tfReady();
+    const target = tinyTarget(3);
+    const config: EagleHeadConfig = { hiddenSize: H, numHeads: NH, headDim: H / NH, intermediateSize: I, vocabSize: V, rmsNormEps: 1e-5, ...(dv ? { draftVocab: dv } : {}) };
+    const depth = 4;
+    const params = paramsFromWeights(config, randomEagleWeights(H, I, 8));
+    const fz = makeFrozen(target, config);
+    const seqs = tinySeqs(12);
+    const ev = await EagleOrtEvaluator.create(config, target, depth, { threads: 1 });
+    try {
+      const want = await tfPredict(config, params, fz, depth)(seqs);
+      const got = await ev.predict(paramList(params).map((v) => v.dataSync() as Float32Array), seqs);
+      expect(got.map((s) => s.map((u) => Array.from(u)))).toEqual(want.map((s) => s.map((u) => Array.from(u))));
+      // Not a constant answer: the chains vary across rows and depths.
+      expect(new Set(got.flat().flatMap((u) => Array.from(u))).size).toBeGreaterThan(3);
+      if (dv) expect(got.flat().every((u) => Array.from(u).every((id) => dv.includes(id)))).toBe(true);
+    } finally {
+      await ev.dispose();
+      disposeFrozen(fz);
+      tf.dispose(paramList(params));
     }
   }, 60_000);
 });

@@ -5,7 +5,7 @@ import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
-  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--trainer onnx|tfjs] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
+  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--trainer onnx|tfjs] [--keep-last] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
@@ -34,6 +34,9 @@ row; the head can never draft a token outside them (output stays exact; only acc
 Default auto: a quarter of the vocabulary when it has >= ${DRAFT_VOCAB_AUTO_MIN} tokens and those cover
 >= ${Math.round(DRAFT_VOCAB_AUTO_MIN_COVERAGE * 100)}% of the held-out next tokens, else off; at most the distinct tokens in the
 data. off: the whole vocabulary. --init keeps the head's own.
+The run ends with the best held-out weights among the starting head, the end of every full epoch
+(when evaluating on onnxruntime) and the last ones, by the held-out greedy chain's accepted length
+(the report's keptEpoch says which); --keep-last keeps the last weights instead.
 Progress goes to stderr; the report (held-out top-1 per draft depth, the same on training sequences,
 greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
@@ -58,6 +61,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
       "eval-depth": { type: "string" },
       "draft-vocab": { type: "string" },
       trainer: { type: "string" },
+      "keep-last": { type: "boolean", default: false },
     },
     USAGE,
   );
@@ -80,6 +84,7 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     draftVocab: draftVocabArg(v["draft-vocab"] as string | undefined),
     trainer: trainerArg(v.trainer as string | undefined),
+    keepBest: !v["keep-last"],
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));

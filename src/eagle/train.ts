@@ -16,7 +16,10 @@
  *     global-norm clipping. The single-step phase runs on onnxruntime by default (train-graph.ts's
  *     hand-written backward, train-ort.ts's JS Adam: the same update), the unrolled phase on
  *     TensorFlow.js (model.ts says why).
- *  5. Held-out top-1 per draft depth: greedy chain drafting from every position of the held-out
+ *  5. The best held-out weights are kept (train-common/best-checkpoint.ts): the starting head, every
+ *     full epoch's end when evaluation runs on onnxruntime, and the last weights compete on the
+ *     held-out greedy chain's accepted length.
+ *  6. Held-out top-1 per draft depth: greedy chain drafting from every position of the held-out
  *     sequences (the head's own tokens and features), conditional on the earlier depths being
  *     right, against the sequence's next tokens (the target's own greedy tokens when
  *     self-distilling at temperature 0, the default).
@@ -55,6 +58,7 @@ import { tfReady } from "../train-common/tf-layers.js";
 import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
 import { Rng } from "../sampling/index.js";
 import { EagleOrtEvaluator, EagleOrtTrainer, singleStepFeeds } from "./train-ort.js";
+import { BestCheckpoint, type CheckpointScore } from "../train-common/best-checkpoint.js";
 import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 
 export interface EagleTrainingOptions {
@@ -95,6 +99,12 @@ export interface EagleTrainingOptions {
    * own predicted features). Default 0 (off). Held-out evaluation never adds noise.
    */
   featureNoise?: number;
+  /**
+   * End with the best held-out weights (default true): candidates are the starting weights, the
+   * end of every full epoch when the evaluation runs on onnxruntime, and the last weights; the
+   * held-out greedy chain's accepted length decides, then depth-1 top-1. false keeps the last.
+   */
+  keepBest?: boolean;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
   /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
@@ -146,6 +156,10 @@ export interface EagleTrainingReport extends TrainRunReport {
   chainThrough: number[];
   /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
   chainAcceptedLength: number;
+  /** Whose weights were kept (keepBest): 0 the starting head, e the end of epoch e (the last epoch run: the last weights). */
+  keptEpoch: number;
+  /** Held-out greedy chain accepted length at each candidate epoch end and at the end (keepBest). */
+  epochChainAcceptedLength: number[];
 }
 
 /** Most held-out sequences evaluated (the rest of the data trains). */
@@ -488,7 +502,14 @@ export async function trainEagleHead(
   if (trainer !== "onnx" && trainer !== "tfjs") throw new InvalidOptionError(`trainer must be onnx or tfjs (got ${String(trainer)}).`);
   // Held-out evaluation on onnxruntime too (the same greedy chains; tfjs takes minutes on a wide head).
   const evaluator = trainer === "onnx" ? await EagleOrtEvaluator.create(config, target, evalDepth, { threads: o.threads }) : undefined;
-  const predict: Predict = evaluator ? (s) => evaluator.predict(vars.map((v) => v.dataSync() as Float32Array), s) : tfPredict(config, params, fz, evalDepth);
+  // The current parameters: on onnxruntime during its phase, else the tfjs variables.
+  let ortTrainer: EagleOrtTrainer | undefined;
+  const current = () => ortTrainer?.params ?? vars.map((v) => v.dataSync() as Float32Array);
+  const predict: Predict = evaluator ? (s) => evaluator.predict(current(), s) : tfPredict(config, params, fz, evalDepth);
+  // Chain accepted length first (what decoding gets), then depth-1 top-1.
+  const score = (e: { hits: number[]; tries: number[]; through: number[] }): CheckpointScore => ({ top1: 1 + e.through.reduce((a, x) => a + x, 0), loss: 1 - e.hits[0]! / Math.max(1, e.tries[0]!) });
+  const keepBest = (o.keepBest ?? true) && nEval > 0;
+  const best = keepBest ? new BestCheckpoint<Float32Array[]>({ copy: () => current().map((a) => Float32Array.from(a)) }) : undefined;
   try {
     const initial = await evaluate(predict, held, evalDepth, from(held));
     log(
@@ -496,10 +517,20 @@ export async function trainEagleHead(
         `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
     );
     log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
+    best?.offer(0, score(initial));
+    const epochChain: number[] = [];
+    // With the evaluation on onnxruntime (seconds), the end of every full epoch is a candidate too.
+    const onEpochEnd = async (epoch: number, steps: number) => {
+      if (epoch === epochs || steps >= totalSteps) return; // the last weights: scored after the loop
+      const sc = score(await evaluate(predict, held, evalDepth, from(held)));
+      epochChain.push(round4(sc.top1));
+      const better = best!.offer(epoch, sc);
+      log(`epoch ${epoch}: held-out greedy chain ${sc.top1.toFixed(3)}, depth-1 top-1 ${pct(1 - sc.loss)}${better ? " (best so far)" : ""}`);
+    };
     let unrolling = false;
     // The single-step phase on onnxruntime: the parameters move to it now and back to tfjs when the
     // unrolled phase starts or the run ends.
-    let ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
+    ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
     if (ortTrainer) log(`single-step phase on onnxruntime (${o.threads ?? "its default"} threads)`);
     const backToTf = () => {
       if (!ortTrainer) return;
@@ -510,7 +541,7 @@ export async function trainEagleHead(
     };
     let loopResult;
     try {
-      loopResult = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
+      loopResult = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs, onEpochEnd: best && evaluator ? onEpochEnd : undefined }, o, log, (pack, step, secs) => {
         // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
         const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
         const u = progress < unrollAfter ? 1 : U;
@@ -540,7 +571,19 @@ export async function trainEagleHead(
       await backToTf();
     }
     const { steps, epochsRun, positions, trainSeconds } = loopResult;
-    const final = await evaluate(predict, held, evalDepth, from(held));
+    let final = await evaluate(predict, held, evalDepth, from(held));
+    let keptEpoch = epochsRun;
+    if (best) {
+      epochChain.push(round4(score(final).top1));
+      const kept = best.settle(score(final), (w) => vars.forEach((v, i) => v.assign(tf.tensor(w[i]!, v.shape))));
+      if (kept) {
+        log(
+          `keeping the weights of epoch ${kept.epoch}${kept.epoch === 0 ? ", the starting head," : ""} (held-out greedy chain ${kept.score.top1.toFixed(3)} against ${score(final).top1.toFixed(3)} at the end)`,
+        );
+        final = await evaluate(predict, held, evalDepth, from(held));
+        keptEpoch = kept.epoch;
+      }
+    }
     const depthTop1 = rate(final);
     log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
     const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
@@ -566,6 +609,8 @@ export async function trainEagleHead(
         trainPositions,
         evalPositions: final.positions,
         epochs: epochsRun,
+        keptEpoch,
+        epochChainAcceptedLength: epochChain,
         steps,
         unroll: U,
         unrollAfter,
@@ -584,6 +629,7 @@ export async function trainEagleHead(
       },
     };
   } finally {
+    best?.release();
     await evaluator?.dispose();
   }
 }

@@ -73,7 +73,7 @@ export interface TrainRun {
   /** Minibatches of one epoch (called once per epoch). */
   packs: () => number[][];
   /** Called after each full epoch (not after one cut short by a limit) with the epoch number (1-based) and steps so far. */
-  onEpochEnd?: (epoch: number, steps: number) => void;
+  onEpochEnd?: (epoch: number, steps: number) => void | Promise<void>;
 }
 
 /**
@@ -170,7 +170,7 @@ export async function trainLoop(
         accN = 0;
       }
     }
-    run.onEpochEnd?.(e + 1, step);
+    await run.onEpochEnd?.(e + 1, step);
   }
   return { steps: step, epochsRun, positions, trainSeconds: (performance.now() - t0) / 1000 };
 }

@@ -66,7 +66,7 @@ describe("train-eagle", () => {
     for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
     const run = async (featureNoise: number, out: string) => {
       const lines: string[] = [];
-      const r = await trainEagle({ model, selfDistill: 4, maxNewTokens: 16, maxSteps: 4, window: 8, batchRows: 32, evalDepth: 2, featureNoise, seed: 2, out: join(root, out), onLog: (l) => lines.push(l) });
+      const r = await trainEagle({ model, selfDistill: 4, maxNewTokens: 16, maxSteps: 4, window: 8, batchRows: 32, evalDepth: 2, featureNoise, seed: 2, keepBest: false, out: join(root, out), onLog: (l) => lines.push(l) });
       return { r, lines, bytes: readFileSync(join(root, out, "eagle_head.safetensors")) };
     };
     const plain = await run(0, "n0");
@@ -87,7 +87,7 @@ describe("train-eagle", () => {
     for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
     const run = async (trainer: "onnx" | "tfjs" | undefined, out: string, featureNoise = 0) => {
       const lines: string[] = [];
-      const r = await trainEagle({ model, selfDistill: 6, maxNewTokens: 24, maxSteps: 12, window: 8, batchRows: 32, lr: 1e-2, unroll: 1, evalDepth: 2, seed: 4, featureNoise, trainer, threads: 1, out: join(root, out), onLog: (l) => lines.push(l) });
+      const r = await trainEagle({ model, selfDistill: 6, maxNewTokens: 24, maxSteps: 12, window: 8, batchRows: 32, lr: 1e-2, unroll: 1, evalDepth: 2, seed: 4, featureNoise, trainer, threads: 1, keepBest: false, out: join(root, out), onLog: (l) => lines.push(l) });
       return { r, lines, head: readEagleHead(join(root, out)).weights };
     };
     const ort = await run(undefined, "ort");
@@ -115,6 +115,29 @@ describe("train-eagle", () => {
     expect(Array.from(n1.head.q)).toEqual(Array.from(n2.head.q));
     expect(Array.from(n1.head.q)).not.toEqual(Array.from(ort.head.q));
     await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, unroll: 1, trainer: "jax" as "tfjs" })).rejects.toThrow(/trainer must be onnx or tfjs/);
+  }, 120_000);
+
+  it("keeps the best held-out weights: the starting head when training only makes it worse (--keep-last keeps the last)", async () => {
+    const src = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 });
+    const model = join(root, "model-best");
+    for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
+    // A trained head, then continued at a learning rate far too high.
+    const good = join(root, "good");
+    await trainEagle({ model, selfDistill: 8, maxNewTokens: 40, maxSteps: 40, window: 16, batchRows: 64, lr: 1e-2, unroll: 1, evalDepth: 2, seed: 4, threads: 1, out: good });
+    const run = async (keepBest: boolean, out: string) => {
+      const lines: string[] = [];
+      const r = await trainEagle({ model, selfDistill: 8, maxNewTokens: 40, epochs: 3, window: 16, batchRows: 64, lr: 0.5, unroll: 1, evalDepth: 2, seed: 4, init: good, keepBest, threads: 1, out: join(root, out), onLog: (l) => lines.push(l) });
+      return { r, lines };
+    };
+    const kept = await run(true, "best");
+    const last = await run(false, "last");
+    expect(last.r.depthTop1[0]!).toBeLessThan(last.r.initialDepthTop1[0]!); // the run does make it worse
+    expect(last.r.keptEpoch).toBe(last.r.epochs);
+    expect(kept.r.keptEpoch).toBe(0);
+    expect(kept.r.depthTop1).toEqual(kept.r.initialDepthTop1);
+    expect(kept.r.epochChainAcceptedLength).toHaveLength(3); // epochs 1, 2 and the end
+    expect(kept.lines.some((l) => /^keeping the weights of epoch 0, the starting head,/.test(l))).toBe(true);
+    expect(kept.lines.some((l) => /^epoch 1: held-out greedy chain/.test(l))).toBe(true);
   }, 120_000);
 
   it("--intermediate-size trains a wider (or narrower) MLP that config.json records and the ONNX head runs exactly", async () => {

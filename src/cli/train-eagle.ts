@@ -10,10 +10,10 @@ const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--d
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
 norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU.
-The single-step phase (--unroll 1, or the first --unroll-after of the run) runs a hand-written
-training graph on onnxruntime with --threads threads (--trainer tfjs: on TensorFlow.js instead);
-the unrolled phase and the evaluation run on TensorFlow.js's WebAssembly backend
-(SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
+The single-step phase (--unroll 1, or the first --unroll-after of the run) and the held-out
+evaluation run hand-written graphs on onnxruntime with --threads threads (--trainer tfjs: on
+TensorFlow.js instead); the unrolled phase runs on TensorFlow.js's WebAssembly backend
+(single-threaded; SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
 Data:
   --self-distill N   the model generates N sequences (greedy unless --temperature > 0) from built-in
                      seed prompts, the prompts in --data, or token ids in --prompt-ids (one prompt

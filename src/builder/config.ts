@@ -269,3 +269,17 @@ export function ropeTables(
   }
   return { cos, sin };
 }
+
+/**
+ * ropeTables with sin's first half negated: rope(x) = x cos + swap_halves(x) sinSigned, HF's
+ * x cos + rotate_half(x) sin with rotate_half's sign folded in (the trainers' form).
+ */
+export function signedRopeTables(
+  cfg: Pick<DecoderConfig, "headDim" | "ropeTheta" | "ropeScaling">,
+  positions: number,
+): { cos: Float32Array; sinSigned: Float32Array } {
+  const { cos, sin } = ropeTables(cfg, positions);
+  const d = cfg.headDim;
+  for (let p = 0; p < positions; p++) for (let i = 0; i < d / 2; i++) sin[p * d + i] = -sin[p * d + i]!;
+  return { cos, sinSigned: sin };
+}

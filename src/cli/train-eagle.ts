@@ -5,12 +5,15 @@ import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./
 
 const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
-  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
+  [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--trainer onnx|tfjs] [--keep-last] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
 
 Trains an EAGLE head (fc(embed(next token) ++ feature) -> one decoder layer -> the model's own final
-norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU
-(TensorFlow.js's WebAssembly backend; SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
+norm and LM head, frozen) on the model's pre-final-norm features, the model frozen, on CPU.
+The single-step phase (--unroll 1, or the first --unroll-after of the run) and the held-out
+evaluation run hand-written graphs on onnxruntime with --threads threads (--trainer tfjs: on
+TensorFlow.js instead); the unrolled phase runs on TensorFlow.js's WebAssembly backend
+(single-threaded; SPEC_DECODE_TF_BACKEND=cpu selects its ~7x slower JS backend).
 Data:
   --self-distill N   the model generates N sequences (greedy unless --temperature > 0) from built-in
                      seed prompts, the prompts in --data, or token ids in --prompt-ids (one prompt
@@ -31,6 +34,9 @@ row; the head can never draft a token outside them (output stays exact; only acc
 Default auto: a quarter of the vocabulary when it has >= ${DRAFT_VOCAB_AUTO_MIN} tokens and those cover
 >= ${Math.round(DRAFT_VOCAB_AUTO_MIN_COVERAGE * 100)}% of the held-out next tokens, else off; at most the distinct tokens in the
 data. off: the whole vocabulary. --init keeps the head's own.
+The run ends with the best held-out weights among the starting head, the end of every full epoch
+(when evaluating on onnxruntime) and the last ones, by the held-out greedy chain's accepted length
+(the report's keptEpoch says which); --keep-last keeps the last weights instead.
 Progress goes to stderr; the report (held-out top-1 per draft depth, the same on training sequences,
 greedy chain accepted length)
 is printed as JSON on stdout. Writes DIR/eagle/eagle_head.safetensors + config.json (--out to
@@ -54,6 +60,8 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
       "intermediate-size": { type: "string" },
       "eval-depth": { type: "string" },
       "draft-vocab": { type: "string" },
+      trainer: { type: "string" },
+      "keep-last": { type: "boolean", default: false },
     },
     USAGE,
   );
@@ -75,6 +83,8 @@ export async function trainEagleCommand(argv: string[]): Promise<number> {
     intermediateSize: intOpt(v["intermediate-size"], "intermediate-size", 1, 65536),
     evalDepth: intOpt(v["eval-depth"], "eval-depth", 1, 16),
     draftVocab: draftVocabArg(v["draft-vocab"] as string | undefined),
+    trainer: trainerArg(v.trainer as string | undefined),
+    keepBest: !v["keep-last"],
     onLog: (line) => process.stderr.write(`[train-eagle] ${line}\n`),
   });
   console.log(JSON.stringify(report, null, 2));
@@ -86,4 +96,9 @@ function draftVocabArg(raw: string | undefined): number | "auto" | "off" | undef
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new InvalidOptionError(`--draft-vocab must be a token count, auto or off (got "${raw}").`);
   return n === 0 ? "off" : n;
+}
+
+function trainerArg(raw: string | undefined): "onnx" | "tfjs" | undefined {
+  if (raw === undefined || raw === "onnx" || raw === "tfjs") return raw;
+  throw new InvalidOptionError(`--trainer must be onnx or tfjs (got "${raw}").`);
 }

@@ -4,11 +4,12 @@
  * agree), so weights trained here drive the decoder unchanged.
  *
  * Why TensorFlow.js: the head is a full decoder layer (RMSNorm, RoPE attention over a KV cache,
- * SwiGLU); its backward pass written out as ONNX ops, as the Medusa trainer does for its one
- * residual block, would be several hundred lines of hand-derived gradients to get right and keep
- * right. tfjs is a kept library whose CPU backends (WebAssembly, the default here, and pure JS) install
- * from npm with no download and give reverse-mode autodiff and Adam. It is slower than onnxruntime's kernels, which is fine for
- * one small layer; the forward used for decoding stays in onnxruntime.
+ * SwiGLU); the unrolled training (the head reading its own features over several steps) needs
+ * that layer's autodiff in general form, and the held-out evaluation its forward over drafted chains. tfjs is a kept library whose
+ * CPU backends (WebAssembly, the default here, and pure JS) install from npm with no download. Its
+ * WebAssembly backend is single-threaded, so the single-step phase (unroll 1, the bulk of a run)
+ * runs instead on onnxruntime through the hand-derived backward of train-graph.ts, which a test
+ * checks against tf.grads of the loss here; the forward used for decoding stays in onnxruntime.
  */
 import * as tf from "@tensorflow/tfjs";
 import { draftRows, draftVocabSize, type EagleHeadConfig, type EagleHeadWeights, type EagleTargetParts } from "../builder/eagle-head.js";

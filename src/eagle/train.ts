@@ -13,8 +13,13 @@
  *     attending to the committed rows <= t and its own earlier steps, exactly the attention pattern
  *     of a drafted chain at decode time. So depth >= 2 is trained on the inputs it will see.
  *  4. Minibatches of whole sequences (block-diagonal masks), Adam with warmup + cosine decay and
- *     global-norm clipping (TensorFlow.js, see model.ts for why).
- *  5. Held-out top-1 per draft depth: greedy chain drafting from every position of the held-out
+ *     global-norm clipping. The single-step phase runs on onnxruntime by default (train-graph.ts's
+ *     hand-written backward, train-ort.ts's JS Adam: the same update), the unrolled phase on
+ *     TensorFlow.js (model.ts says why).
+ *  5. The best held-out weights are kept (train-common/best-checkpoint.ts): the starting head, every
+ *     full epoch's end when evaluation runs on onnxruntime, and the last weights compete on the
+ *     held-out greedy chain's accepted length.
+ *  6. Held-out top-1 per draft depth: greedy chain drafting from every position of the held-out
  *     sequences (the head's own tokens and features), conditional on the earlier depths being
  *     right, against the sequence's next tokens (the target's own greedy tokens when
  *     self-distilling at temperature 0, the default).
@@ -51,6 +56,9 @@ import {
 } from "./model.js";
 import { tfReady } from "../train-common/tf-layers.js";
 import { checkFeatureModel, featureSequences } from "../train-common/feature-data.js";
+import { Rng } from "../sampling/index.js";
+import { EagleOrtEvaluator, EagleOrtTrainer, singleStepFeeds } from "./train-ort.js";
+import { BestCheckpoint, type CheckpointScore } from "../train-common/best-checkpoint.js";
 import { adam, type TrainRunReport, checkLrAndWindow, heldOutSplit, packer, pct, round4, trainLoop } from "../train-common/loop.js";
 
 export interface EagleTrainingOptions {
@@ -91,6 +99,12 @@ export interface EagleTrainingOptions {
    * own predicted features). Default 0 (off). Held-out evaluation never adds noise.
    */
   featureNoise?: number;
+  /**
+   * End with the best held-out weights (default true): candidates are the starting weights, the
+   * end of every full epoch when the evaluation runs on onnxruntime, and the last weights; the
+   * held-out greedy chain's accepted length decides, then depth-1 top-1. false keeps the last.
+   */
+  keepBest?: boolean;
   /** Depths evaluated on the held-out split. Default 6. */
   evalDepth?: number;
   /** Fraction of the sequences held out for evaluation (default 0.1, at most MAX_EVAL_SEQUENCES of them). */
@@ -99,6 +113,15 @@ export interface EagleTrainingOptions {
   maxSteps?: number;
   /** Stop training after this many seconds (checked between steps). */
   maxSeconds?: number;
+  /**
+   * What runs the single-step phase (unroll 1, or the first unrollAfter of the run): "onnx"
+   * (default) the hand-written training graph of train-graph.ts on onnxruntime with `threads`
+   * threads, or "tfjs" (model.ts's autodiff, single-threaded). The unrolled phase and the held-out
+   * evaluation always run on tfjs.
+   */
+  trainer?: "onnx" | "tfjs";
+  /** onnxruntime threads of the single-step phase (default: onnxruntime's choice). */
+  threads?: number;
   onLog?: (line: string) => void;
   logEvery?: number;
 }
@@ -112,6 +135,8 @@ export interface EagleTrainingReport extends TrainRunReport {
   draftVocabCoverage: number;
   unroll: number;
   unrollAfter: number;
+  /** What ran the single-step phase (see EagleTrainingOptions.trainer). */
+  trainer: "onnx" | "tfjs";
   lr: number;
   ceWeight: number;
   featureNoise: number;
@@ -131,6 +156,10 @@ export interface EagleTrainingReport extends TrainRunReport {
   chainThrough: number[];
   /** 1 + sum of chainThrough: the mean accepted length of a greedy chain of evalDepth tokens. */
   chainAcceptedLength: number;
+  /** Whose weights were kept (keepBest): 0 the starting head, e the end of epoch e (the last epoch run: the last weights). */
+  keptEpoch: number;
+  /** Held-out greedy chain accepted length at each candidate epoch end and at the end (keepBest). */
+  epochChainAcceptedLength: number[];
 }
 
 /** Most held-out sequences evaluated (the rest of the data trains). */
@@ -202,7 +231,7 @@ function coverage(seqs: { tokens: number[]; firstTarget?: number }[], ids: Int32
   return n === 0 ? 1 : hit / n;
 }
 
-interface Seq {
+export interface Seq {
   tokens: number[];
   features: Float32Array;
   /** Absolute position of tokens[0] (training windows of a longer sequence). */
@@ -210,7 +239,7 @@ interface Seq {
 }
 
 /** Cut a sequence into windows of `w` rows (w + 1 tokens; consecutive windows share one token). */
-function windows(s: Seq, w: number, H: number): Seq[] {
+export function windows(s: Seq, w: number, H: number): Seq[] {
   const out: Seq[] = [];
   for (let a = 0; a + 2 < s.tokens.length; a += w) {
     const b = Math.min(s.tokens.length, a + w + 1);
@@ -344,29 +373,58 @@ function lossOf(config: EagleHeadConfig, p: HeadParams, fz: Frozen, b: Batch, U:
   return tf.addN(losses).div(U) as tf.Scalar;
 }
 
+/**
+ * The training loss of a minibatch of windows (one batch per window: attention stays within it),
+ * the mean over its windows; `noise(j)` the feature noise of window j.
+ */
+export function packLoss(
+  config: EagleHeadConfig,
+  p: HeadParams,
+  fz: Frozen,
+  wins: Seq[],
+  U: number,
+  ceWeight: number,
+  noise: (j: number) => { amplitude: number; seed: number } | undefined = () => undefined,
+): tf.Scalar {
+  const H = config.hiddenSize;
+  return tf.addN(wins.map((w, j) => lossOf(config, p, fz, makeBatch([w], H, U), U, ceWeight, noise(j)))).div(wins.length) as tf.Scalar;
+}
+
+/** preds[s][u][t]: the target id a greedy chain drafts at depth u + 1 from row t of sequence s. */
+type Predict = (seqs: Seq[]) => Promise<Int32Array[][]>;
+
+/** Greedy chains drafted on tfjs (train-ort.ts's EagleOrtEvaluator drafts the same on onnxruntime). */
+export function tfPredict(config: EagleHeadConfig, p: HeadParams, fz: Frozen, depth: number): Predict {
+  return async (seqs) =>
+    seqs.map((s) => {
+      const b = makeBatch([s], config.hiddenSize, depth);
+      return tf.tidy(() => {
+        const out: Int32Array[] = [];
+        // Step 0 is teacher-forced by construction (committed rows); later steps feed the head's own
+        // argmax token of the previous step.
+        // (Draft ids map to target ids: the token fed on and the one compared.)
+        unrolled(config, p, fz, b, depth, (u, prev) => {
+          const a = toTargetIds(fz, prev.argMax(-1) as tf.Tensor1D);
+          out.push(a.dataSync() as Int32Array);
+          return a;
+        }).outs.forEach((o, u) => {
+          if (u === depth - 1) out.push(toTargetIds(fz, headLogits(config, fz, o).argMax(-1) as tf.Tensor1D).dataSync() as Int32Array);
+        });
+        return out;
+      });
+    });
+}
+
 /** Greedy chain drafting from every position: hits[d] / tries[d] conditional top-1 per depth. */
-function evaluate(config: EagleHeadConfig, p: HeadParams, fz: Frozen, seqs: Seq[], depth: number, positionsFrom: (s: number) => number): { hits: number[]; tries: number[]; through: number[]; positions: number } {
+async function evaluate(predict: Predict, seqs: Seq[], depth: number, positionsFrom: (s: number) => number): Promise<{ hits: number[]; tries: number[]; through: number[]; positions: number }> {
   const hits = new Array<number>(depth).fill(0);
   const tries = new Array<number>(depth).fill(0);
   const through = new Array<number>(depth).fill(0);
   let positions = 0;
+  const all = await predict(seqs);
   for (let si = 0; si < seqs.length; si++) {
     const s = seqs[si]!;
-    const b = makeBatch([s], config.hiddenSize, depth);
-    const preds: Int32Array[] = tf.tidy(() => {
-      const out: Int32Array[] = [];
-      // Step 0 is teacher-forced by construction (committed rows); later steps feed the head's own
-      // argmax token of the previous step.
-      // (Draft ids map to target ids: the token fed on and the one compared.)
-      unrolled(config, p, fz, b, depth, (u, prev) => {
-        const a = toTargetIds(fz, prev.argMax(-1) as tf.Tensor1D);
-        out.push(a.dataSync() as Int32Array);
-        return a;
-      }).outs.forEach((o, u) => {
-        if (u === depth - 1) out.push(toTargetIds(fz, headLogits(config, fz, o).argMax(-1) as tf.Tensor1D).dataSync() as Int32Array);
-      });
-      return out;
-    });
+    const preds = all[si]!;
     // preds[u][row t] = drafted token at depth u+1 for cur at position t+1 (compares with x_{t+u+2}).
     const L = s.tokens.length;
     for (let t = 0; t + 2 < L; t++) {
@@ -440,71 +498,140 @@ export async function trainEagleHead(
   const from = (set: typeof seqs) => (i: number) => Math.max(0, set[i]!.firstTarget - 1);
   const rate = (e: { hits: number[]; tries: number[] }) => e.hits.map((h, d) => round4(h / Math.max(1, e.tries[d]!)));
 
-  const initial = evaluate(config, params, fz, held, evalDepth, from(held));
-  log(
-    `training an EAGLE head (hidden ${H}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
-      `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
-  );
-  log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
-  let unrolling = false;
-  const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs }, o, log, (pack, step, secs) => {
-    // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
-    const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
-    const u = progress < unrollAfter ? 1 : U;
-    if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
-      unrolling = true;
-      log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
-    }
-    const bs = pack.map((i) => makeBatch([train[i]!], H, u));
-    // A different noise draw per step and sequence (seeded: runs repeat).
-    const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31 } : undefined);
-    return {
-      loss: () => tf.addN(bs.map((b, j) => lossOf(config, params, fz, b, u, ceWeight, noise(j)))).div(bs.length) as tf.Scalar,
-      positions: bs.reduce((a, b) => a + b.n, 0),
+  const trainer = o.trainer ?? "onnx";
+  if (trainer !== "onnx" && trainer !== "tfjs") throw new InvalidOptionError(`trainer must be onnx or tfjs (got ${String(trainer)}).`);
+  // Held-out evaluation on onnxruntime too (the same greedy chains; tfjs takes minutes on a wide head).
+  const evaluator = trainer === "onnx" ? await EagleOrtEvaluator.create(config, target, evalDepth, { threads: o.threads }) : undefined;
+  // The current parameters: on onnxruntime during its phase, else the tfjs variables.
+  let ortTrainer: EagleOrtTrainer | undefined;
+  const current = () => ortTrainer?.params ?? vars.map((v) => v.dataSync() as Float32Array);
+  const predict: Predict = evaluator ? (s) => evaluator.predict(current(), s) : tfPredict(config, params, fz, evalDepth);
+  // Chain accepted length first (what decoding gets), then depth-1 top-1.
+  const score = (e: { hits: number[]; tries: number[]; through: number[] }): CheckpointScore => ({ top1: 1 + e.through.reduce((a, x) => a + x, 0), loss: 1 - e.hits[0]! / Math.max(1, e.tries[0]!) });
+  const keepBest = (o.keepBest ?? true) && nEval > 0;
+  const best = keepBest ? new BestCheckpoint<Float32Array[]>({ copy: () => current().map((a) => Float32Array.from(a)) }) : undefined;
+  try {
+    const initial = await evaluate(predict, held, evalDepth, from(held));
+    log(
+      `training an EAGLE head (hidden ${H}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}) on ${trainPositions} positions (${trainSeqs.length} sequences), ` +
+        `held out ${held.length}; ${totalSteps} steps of ~${batchRows} rows x ${U} unrolled steps${unrollAfter > 0 ? ` (single-step for the first ${Math.round(unrollAfter * 100)}%)` : ""}, lr ${lr}, CE weight ${ceWeight}${featureNoise > 0 ? `, feature noise U(-${featureNoise}, ${featureNoise})` : ""}`,
+    );
+    log(`before training: held-out top-1 per depth ${rate(initial).map(pct).join(" ")}`);
+    best?.offer(0, score(initial));
+    const epochChain: number[] = [];
+    // With the evaluation on onnxruntime (seconds), the end of every full epoch is a candidate too.
+    const onEpochEnd = async (epoch: number, steps: number) => {
+      if (epoch === epochs || steps >= totalSteps) return; // the last weights: scored after the loop
+      const sc = score(await evaluate(predict, held, evalDepth, from(held)));
+      epochChain.push(round4(sc.top1));
+      const better = best!.offer(epoch, sc);
+      log(`epoch ${epoch}: held-out greedy chain ${sc.top1.toFixed(3)}, depth-1 top-1 ${pct(1 - sc.loss)}${better ? " (best so far)" : ""}`);
     };
-  });
-  const final = evaluate(config, params, fz, held, evalDepth, from(held));
-  const depthTop1 = rate(final);
-  log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
-  const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
-  const trainDepthTop1 = rate(evaluate(config, params, fz, seen, evalDepth, from(seen)));
-  log(`training-set top-1 per draft depth (${seen.length} training sequences): ${trainDepthTop1.map(pct).join(" ")}`);
-  const chainThrough = final.through.map(round4);
-  log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
-  return {
-    params,
-    config,
-    dispose: () => {
-      disposeFrozen(fz);
-      tf.dispose(vars);
-      opt.dispose();
-    },
-    report: {
-      hiddenSize: H,
-      vocabSize: config.vocabSize,
-      draftVocabSize: draftVocabSize(config),
-      draftVocabCoverage: draftCoverage,
-      trainSequences: trainSeqs.length,
-      evalSequences: nEval,
-      trainPositions,
-      evalPositions: final.positions,
-      epochs: epochsRun,
-      steps,
-      unroll: U,
-      unrollAfter,
-      lr,
-      ceWeight,
-      featureNoise,
-      trainSeconds: Math.round(trainSeconds * 100) / 100,
-      positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
-      chance: 1 / config.vocabSize,
-      initialDepthTop1: rate(initial),
-      depthTop1,
-      trainDepthTop1,
-      chainThrough,
-      chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
-    },
-  };
+    let unrolling = false;
+    // The single-step phase on onnxruntime: the parameters move to it now and back to tfjs when the
+    // unrolled phase starts or the run ends.
+    ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
+    if (ortTrainer) log(`single-step phase on onnxruntime (${o.threads ?? "its default"} threads)`);
+    const backToTf = () => {
+      if (!ortTrainer) return;
+      const t = ortTrainer;
+      vars.forEach((v, i) => v.assign(tf.tensor(t.params[i]!, v.shape)));
+      ortTrainer = undefined;
+      return t.dispose();
+    };
+    let loopResult;
+    try {
+      loopResult = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs, onEpochEnd: best && evaluator ? onEpochEnd : undefined }, o, log, (pack, step, secs) => {
+        // One batch per sequence (attention stays within a sequence), losses averaged over the pack.
+        const progress = Math.max(step / totalSteps, o.maxSeconds !== undefined ? secs / o.maxSeconds : 0);
+        const u = progress < unrollAfter ? 1 : U;
+        if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
+          unrolling = true;
+          log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
+          void backToTf();
+        }
+        const wins = pack.map((i) => train[i]!);
+        const seedOf = (j: number) => ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31;
+        if (u === 1 && ortTrainer) {
+          const t = ortTrainer;
+          // Seeded like the tfjs path (a different draw per step), not the same numbers.
+          const rng = new Rng(seedOf(0));
+          const noise = featureNoise > 0 ? () => featureNoise * (2 * rng.next() - 1) : undefined;
+          const { feeds, n } = singleStepFeeds(wins, H, noise);
+          return { run: (rate: number) => t.step(feeds, rate), positions: n };
+        }
+        // A different noise draw per step and sequence (seeded: runs repeat).
+        const noise = (j: number) => (featureNoise > 0 ? { amplitude: featureNoise, seed: seedOf(j) } : undefined);
+        return {
+          loss: () => packLoss(config, params, fz, wins, u, ceWeight, noise),
+          positions: wins.reduce((a, w) => a + w.tokens.length - 1, 0),
+        };
+      });
+    } finally {
+      await backToTf();
+    }
+    const { steps, epochsRun, positions, trainSeconds } = loopResult;
+    let final = await evaluate(predict, held, evalDepth, from(held));
+    let keptEpoch = epochsRun;
+    if (best) {
+      epochChain.push(round4(score(final).top1));
+      const kept = best.settle(score(final), (w) => vars.forEach((v, i) => v.assign(tf.tensor(w[i]!, v.shape))));
+      if (kept) {
+        log(
+          `keeping the weights of epoch ${kept.epoch}${kept.epoch === 0 ? ", the starting head," : ""} (held-out greedy chain ${kept.score.top1.toFixed(3)} against ${score(final).top1.toFixed(3)} at the end)`,
+        );
+        final = await evaluate(predict, held, evalDepth, from(held));
+        keptEpoch = kept.epoch;
+      }
+    }
+    const depthTop1 = rate(final);
+    log(`held-out top-1 per draft depth: ${depthTop1.map(pct).join(" ")} (chance ${pct(1 / config.vocabSize)}; before training ${rate(initial).map(pct).join(" ")})`);
+    const seen = trainSeqs.slice(0, MAX_EVAL_SEQUENCES);
+    const trainDepthTop1 = rate(await evaluate(predict, seen, evalDepth, from(seen)));
+    log(`training-set top-1 per draft depth (${seen.length} training sequences): ${trainDepthTop1.map(pct).join(" ")}`);
+    const chainThrough = final.through.map(round4);
+    log(`held-out greedy chain of ${evalDepth}: mean accepted length ${(1 + chainThrough.reduce((a, x) => a + x, 0)).toFixed(3)}`);
+    return {
+      params,
+      config,
+      dispose: () => {
+        disposeFrozen(fz);
+        tf.dispose(vars);
+        opt.dispose();
+      },
+      report: {
+        hiddenSize: H,
+        vocabSize: config.vocabSize,
+        draftVocabSize: draftVocabSize(config),
+        draftVocabCoverage: draftCoverage,
+        trainSequences: trainSeqs.length,
+        evalSequences: nEval,
+        trainPositions,
+        evalPositions: final.positions,
+        epochs: epochsRun,
+        keptEpoch,
+        epochChainAcceptedLength: epochChain,
+        steps,
+        unroll: U,
+        unrollAfter,
+        trainer: U === 1 || unrollAfter > 0 ? trainer : "tfjs",
+        lr,
+        ceWeight,
+        featureNoise,
+        trainSeconds: Math.round(trainSeconds * 100) / 100,
+        positionsPerSecond: Math.round(positions / Math.max(trainSeconds, 1e-9)),
+        chance: 1 / config.vocabSize,
+        initialDepthTop1: rate(initial),
+        depthTop1,
+        trainDepthTop1,
+        chainThrough,
+        chainAcceptedLength: round4(1 + chainThrough.reduce((a, x) => a + x, 0)),
+      },
+    };
+  } finally {
+    best?.release();
+    await evaluator?.dispose();
+  }
 }
 
 export interface TrainEagleOptions extends Omit<EagleTrainingOptions, "init">, SelfDistillDataOptions {

@@ -291,7 +291,7 @@ export async function trainExitAdapter(
       const better = best.offer(epoch, r);
       log(`epoch ${epoch}: held-out top-1 ${pct(r.top1)}, loss ${r.loss.toFixed(3)}${better ? " (best so far)" : ""}`);
     };
-    const { steps, epochsRun, positions, trainSeconds } = trainLoop({ opt, vars, lr, epochs, totalSteps, packs, onEpochEnd: keepBest ? onEpochEnd : undefined }, o, log, (pack) => ({
+    const { steps, epochsRun, positions, trainSeconds } = await trainLoop({ opt, vars, lr, epochs, totalSteps, packs, onEpochEnd: keepBest ? onEpochEnd : undefined }, o, log, (pack) => ({
       loss: () => tf.addN(pack.map((i) => lossOf(cfg, params, fz, train[i]!, attention, hardWeight))).div(pack.length) as tf.Scalar,
       positions: pack.reduce((a, i) => a + train[i]!.tokens.length, 0),
     }));

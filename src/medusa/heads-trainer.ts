@@ -25,6 +25,7 @@ import { Rng } from "../sampling/index.js";
 import type { TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
 import { BestCheckpoint, type CheckpointScore } from "../train-common/best-checkpoint.js";
+import { Adam } from "../train-common/adam.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
 export const DEFAULT_HEADS = 3;
@@ -124,31 +125,6 @@ export function buildDataset(seqs: TrainingSequence[], K: number, H: number): Da
     }
   }
   return { hidden, targets, size: P };
-}
-
-class Adam {
-  readonly m: Float32Array;
-  readonly v: Float32Array;
-  private t = 0;
-  constructor(readonly param: Float32Array) {
-    this.m = new Float32Array(param.length);
-    this.v = new Float32Array(param.length);
-  }
-  step(grad: Float32Array, lr: number, b1 = 0.9, b2 = 0.999, eps = 1e-8): void {
-    this.t++;
-    const c1 = 1 / (1 - Math.pow(b1, this.t));
-    const c2 = 1 / (1 - Math.pow(b2, this.t));
-    const { param: p, m, v } = this;
-    const n = p.length;
-    for (let i = 0; i < n; i++) {
-      const g = grad[i]!;
-      const mi = b1 * m[i]! + (1 - b1) * g;
-      const vi = b2 * v[i]! + (1 - b2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      p[i] = p[i]! - (lr * (mi * c1)) / (Math.sqrt(vi * c2) + eps);
-    }
-  }
 }
 
 interface EvalResult {

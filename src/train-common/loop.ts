@@ -1,8 +1,9 @@
 /**
- * The optimisation loop shared by the tfjs trainers (eagle/train.ts, exit-adapter/train.ts):
- * held-out split, shuffled minibatch packing, Adam with warmup + cosine decay over the run (its
- * steps, or its time budget when that ends it sooner), global-norm clipping at 1.0, the step and
- * time limits, and the progress log. Each trainer keeps its own data, loss and evaluation.
+ * The optimisation loop shared by the tfjs trainers (eagle/train.ts, whose single-step phase takes
+ * its steps on onnxruntime through it, and exit-adapter/train.ts): held-out split, shuffled
+ * minibatch packing, Adam with warmup + cosine decay over the run (its steps, or its time budget
+ * when that ends it sooner), global-norm clipping at 1.0, the step and time limits, and the
+ * progress log. Each trainer keeps its own data, loss and evaluation.
  */
 import * as tf from "@tensorflow/tfjs";
 import { InvalidOptionError } from "../errors.js";
@@ -72,14 +73,20 @@ export interface TrainRun {
   /** Minibatches of one epoch (called once per epoch). */
   packs: () => number[][];
   /** Called after each full epoch (not after one cut short by a limit) with the epoch number (1-based) and steps so far. */
-  onEpochEnd?: (epoch: number, steps: number) => void;
+  onEpochEnd?: (epoch: number, steps: number) => void | Promise<void>;
 }
 
 /**
- * One step's work: the loss to minimise (run inside tfjs's variableGrads) and how many positions it
- * covers. `secs`: seconds since the loop started.
+ * One step's work and how many positions it covers: the loss to minimise (run inside tfjs's
+ * variableGrads, then clipped and applied with `opt`), or `run`, a step taken elsewhere (onnxruntime
+ * plus a JS optimizer, eagle/train-ort.ts) at learning rate `lr` that returns its loss. `secs`:
+ * seconds since the loop started.
  */
-export type BatchFn = (pack: number[], step: number, secs: number) => { loss: () => tf.Scalar; positions: number };
+export type BatchFn = (
+  pack: number[],
+  step: number,
+  secs: number,
+) => { loss: () => tf.Scalar; positions: number } | { run: (lr: number) => Promise<number>; positions: number };
 
 /** What every trainer's report says about its data split and its run. */
 export interface TrainRunReport {
@@ -103,12 +110,12 @@ export interface TrainLoopResult {
  * warmup then cosine decay (to 5% of lr), gradients clipped to global norm 1.0, the mean loss and
  * positions/s logged every logEvery steps (default 1/20 of the run) and at least every 30 s.
  */
-export function trainLoop(
+export async function trainLoop(
   run: TrainRun,
   o: { maxSeconds?: number; logEvery?: number },
   log: (line: string) => void,
   batch: BatchFn,
-): TrainLoopResult {
+): Promise<TrainLoopResult> {
   const { opt, vars, lr, epochs, totalSteps } = run;
   const maxSeconds = o.maxSeconds;
   const setLr = (x: number) => ((opt as unknown as { learningRate: number }).learningRate = x);
@@ -137,15 +144,20 @@ export function trainLoop(
       }
       const secs = (performance.now() - t0) / 1000;
       const b = batch(pack, step, secs);
-      setLr(lrAt(step, secs));
-      accLoss += tf.tidy(() => {
-        const { value, grads } = tf.variableGrads(b.loss, vars);
-        const names = Object.keys(grads);
-        const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
-        const scale = norm > 1 ? 1 / norm : 1;
-        opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
-        return value.dataSync()[0]!;
-      });
+      const rate = lrAt(step, secs);
+      if ("run" in b) accLoss += await b.run(rate);
+      else {
+        setLr(rate);
+        const loss = b.loss;
+        accLoss += tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(loss, vars);
+          const names = Object.keys(grads);
+          const norm = Math.sqrt(names.reduce((s, n) => s + (grads[n]!.square().sum().dataSync()[0] ?? 0), 0));
+          const scale = norm > 1 ? 1 / norm : 1;
+          opt.applyGradients(names.map((name) => ({ name, tensor: grads[name]!.mul(scale) })));
+          return value.dataSync()[0]!;
+        });
+      }
       accN++;
       step++;
       positions += b.positions;
@@ -158,7 +170,7 @@ export function trainLoop(
         accN = 0;
       }
     }
-    run.onEpochEnd?.(e + 1, step);
+    await run.onEpochEnd?.(e + 1, step);
   }
   return { steps: step, epochsRun, positions, trainSeconds: (performance.now() - t0) / 1000 };
 }

@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm"; // registers the "wasm" backend (XNNPACK, SIMD; binaries ship in the npm package)
-import { ropeTables, type DecoderConfig } from "../builder/config.js";
+import { signedRopeTables, type DecoderConfig } from "../builder/config.js";
 
 let backendReady: Promise<void> | undefined;
 
@@ -53,10 +53,8 @@ export function transposed(src: Float32Array, out: number, inn: number): Float32
 /** RoPE tables for positions 0..maxPos-1: cos, and sin with its first half negated (see ropeAt). */
 export function ropeTensors(cfg: Pick<DecoderConfig, "headDim" | "ropeTheta" | "ropeScaling">, maxPos: number): { cos: tf.Tensor2D; sinSigned: tf.Tensor2D } {
   const D = cfg.headDim;
-  const { cos, sin } = ropeTables(cfg, maxPos);
-  const half = D / 2;
-  for (let p = 0; p < maxPos; p++) for (let j = 0; j < half; j++) sin[p * D + j] = -sin[p * D + j]!;
-  return { cos: tf.tensor2d(cos, [maxPos, D]), sinSigned: tf.tensor2d(sin, [maxPos, D]) };
+  const { cos, sinSigned } = signedRopeTables(cfg, maxPos);
+  return { cos: tf.tensor2d(cos, [maxPos, D]), sinSigned: tf.tensor2d(sinSigned, [maxPos, D]) };
 }
 
 /**

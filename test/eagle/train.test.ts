@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createEagleProposer, eagleSettings, loadEagleHead } from "../../src/decoding/eagle.js";
 import { generateTokens } from "../../src/decoding/generate.js";
 import { trainEagle } from "../../src/eagle/train.js";
+import { readEagleHead } from "../../src/builder/eagle-head.js";
 import { trainMedusa } from "../../src/medusa/train.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
@@ -65,7 +66,7 @@ describe("train-eagle", () => {
     for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
     const run = async (featureNoise: number, out: string) => {
       const lines: string[] = [];
-      const r = await trainEagle({ model, selfDistill: 4, maxNewTokens: 16, maxSteps: 4, window: 8, batchRows: 32, evalDepth: 2, featureNoise, seed: 2, out: join(root, out), onLog: (l) => lines.push(l) });
+      const r = await trainEagle({ model, selfDistill: 4, maxNewTokens: 16, maxSteps: 4, window: 8, batchRows: 32, evalDepth: 2, featureNoise, seed: 2, keepBest: false, out: join(root, out), onLog: (l) => lines.push(l) });
       return { r, lines, bytes: readFileSync(join(root, out, "eagle_head.safetensors")) };
     };
     const plain = await run(0, "n0");
@@ -78,6 +79,65 @@ describe("train-eagle", () => {
     expect(noisy.r.featureNoise).toBe(0.5);
     expect(noisy.lines.some((l) => l.includes("feature noise U(-0.5, 0.5)"))).toBe(true);
     await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, featureNoise: -1 })).rejects.toThrow(/featureNoise must be in \[0, 100\)/);
+  }, 120_000);
+
+  it("single-step training runs on onnxruntime by default and follows the tfjs trainer (--trainer tfjs)", async () => {
+    const src = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 });
+    const model = join(root, "model-ort");
+    for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
+    const run = async (trainer: "onnx" | "tfjs" | undefined, out: string, featureNoise = 0) => {
+      const lines: string[] = [];
+      const r = await trainEagle({ model, selfDistill: 6, maxNewTokens: 24, maxSteps: 12, window: 8, batchRows: 32, lr: 1e-2, unroll: 1, evalDepth: 2, seed: 4, featureNoise, trainer, threads: 1, keepBest: false, out: join(root, out), onLog: (l) => lines.push(l) });
+      return { r, lines, head: readEagleHead(join(root, out)).weights };
+    };
+    const ort = await run(undefined, "ort");
+    const tfjs = await run("tfjs", "tfjs");
+    expect(ort.r.trainer).toBe("onnx");
+    expect(tfjs.r.trainer).toBe("tfjs");
+    expect(ort.lines.some((l) => l.startsWith("single-step phase on onnxruntime (1 threads)"))).toBe(true);
+    expect(tfjs.lines.some((l) => l.includes("onnxruntime"))).toBe(false);
+    // The same 12 Adam steps from the same start: the same weights up to float order.
+    let diff = 0;
+    let moved = 0;
+    for (const k of Object.keys(ort.head) as (keyof typeof ort.head)[]) {
+      const a = ort.head[k] as Float32Array;
+      const b = tfjs.head[k] as Float32Array;
+      for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    }
+    const fresh = await run("tfjs", "tfjs-0", 0);
+    for (let i = 0; i < fresh.head.q.length; i++) moved = Math.max(moved, Math.abs(fresh.head.q[i]! - tfjs.head.q[i]!));
+    expect(moved).toBe(0); // tfjs repeats itself exactly
+    expect(diff).toBeLessThan(1e-4); // measured 6e-7
+    expect(ort.r.depthTop1[0]!).toBeGreaterThanOrEqual(ort.r.initialDepthTop1[0]!);
+    // Feature noise on the onnxruntime path: seeded, and it reaches the weights.
+    const n1 = await run(undefined, "ort-n1", 0.5);
+    const n2 = await run(undefined, "ort-n2", 0.5);
+    expect(Array.from(n1.head.q)).toEqual(Array.from(n2.head.q));
+    expect(Array.from(n1.head.q)).not.toEqual(Array.from(ort.head.q));
+    await expect(trainEagle({ model, selfDistill: 2, maxSteps: 1, unroll: 1, trainer: "jax" as "tfjs" })).rejects.toThrow(/trainer must be onnx or tfjs/);
+  }, 120_000);
+
+  it("keeps the best held-out weights: the starting head when training only makes it worse (--keep-last keeps the last)", async () => {
+    const src = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 });
+    const model = join(root, "model-best");
+    for (const f of ["config.json", "model.safetensors", "onnx"]) cpSync(join(src, f), join(model, f), { recursive: true });
+    // A trained head, then continued at a learning rate far too high.
+    const good = join(root, "good");
+    await trainEagle({ model, selfDistill: 8, maxNewTokens: 40, maxSteps: 40, window: 16, batchRows: 64, lr: 1e-2, unroll: 1, evalDepth: 2, seed: 4, threads: 1, out: good });
+    const run = async (keepBest: boolean, out: string) => {
+      const lines: string[] = [];
+      const r = await trainEagle({ model, selfDistill: 8, maxNewTokens: 40, epochs: 3, window: 16, batchRows: 64, lr: 0.5, unroll: 1, evalDepth: 2, seed: 4, init: good, keepBest, threads: 1, out: join(root, out), onLog: (l) => lines.push(l) });
+      return { r, lines };
+    };
+    const kept = await run(true, "best");
+    const last = await run(false, "last");
+    expect(last.r.depthTop1[0]!).toBeLessThan(last.r.initialDepthTop1[0]!); // the run does make it worse
+    expect(last.r.keptEpoch).toBe(last.r.epochs);
+    expect(kept.r.keptEpoch).toBe(0);
+    expect(kept.r.depthTop1).toEqual(kept.r.initialDepthTop1);
+    expect(kept.r.epochChainAcceptedLength).toHaveLength(3); // epochs 1, 2 and the end
+    expect(kept.lines.some((l) => /^keeping the weights of epoch 0, the starting head,/.test(l))).toBe(true);
+    expect(kept.lines.some((l) => /^epoch 1: held-out greedy chain/.test(l))).toBe(true);
   }, 120_000);
 
   it("--intermediate-size trains a wider (or narrower) MLP that config.json records and the ONNX head runs exactly", async () => {

@@ -30,7 +30,8 @@ export class EagleBudget {
   /** Weight of past calibration per new round. */
   static readonly DECAY = 0.9;
   private readonly byT = new Map<number, number[]>();
-  private readonly draftMs: number[] = [];
+  /** Drafting ms per round, per draft shape (the tree's width: eagle-shape.ts). */
+  private readonly draftMs = new Map<number, number[]>();
   private predicted = 0;
   private observed = 0;
   private round = 0;
@@ -62,13 +63,16 @@ export class EagleBudget {
 
   /**
    * How many of the ranked nodes to verify this round. `scores`: cumulative log-probabilities,
-   * best first; `draftMs`: this round's drafting time; `cap`: at most this many (room left).
+   * best first; `draftMs`: this round's drafting time; `cap`: at most this many (room left);
+   * `shape`: the round's draft shape (drafting times are kept per shape).
    */
-  choose(scores: readonly number[], draftMs: number, cap: number): number {
+  choose(scores: readonly number[], draftMs: number, cap: number, shape = 0): number {
     const n = Math.min(scores.length, cap, this.maxTotal);
     if (n <= 1) return this.note(Math.max(0, n));
-    this.draftMs.push(draftMs);
-    if (this.draftMs.length > EagleBudget.WINDOW) this.draftMs.shift();
+    const ds = this.draftMs.get(shape) ?? [];
+    ds.push(draftMs);
+    if (ds.length > EagleBudget.WINDOW) ds.shift();
+    this.draftMs.set(shape, ds);
     if (this.round < EagleBudget.PROBES.length || this.verifyMs(1) === undefined) {
       const f = EagleBudget.PROBES[this.round % EagleBudget.PROBES.length]!;
       this.round++;
@@ -76,7 +80,7 @@ export class EagleBudget {
     }
     this.round++;
     const g = this.calibration();
-    const d = median(this.draftMs);
+    const d = median(ds);
     let best = 1;
     let bestRate = -Infinity;
     let e = 1;

@@ -46,6 +46,7 @@ import { KVCache } from "../engine/kv-cache.js";
 import { createSession, type Device } from "../engine/session.js";
 import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
 import { EAGLE_AUTO_MAX_TOTAL, EagleBudget } from "./eagle-budget.js";
+import { EagleShape } from "./eagle-shape.js";
 import { checkRoundSize, maxRoundTokens, OPTION_MAX } from "./limits.js";
 import { topK } from "./top-k.js";
 import { SidecarModel } from "./sidecar-model.js";
@@ -129,7 +130,10 @@ export interface EagleSettings {
   /** treeTotal not given: choose each round's size from the measured verification cost. */
   auto: boolean;
   depth: number;
+  /** Children per expanded node: fixed, or (autoWidth) at most this many, chosen per round. */
   topK: number;
+  /** Neither treeTotal nor treeTopK given: choose each round's width from measured costs (eagle-shape.ts). */
+  autoWidth: boolean;
 }
 
 export const EAGLE_OPTIONS = {
@@ -153,6 +157,7 @@ export function eagleSettings(options: OptionsOf<typeof EAGLE_OPTIONS>): EagleSe
     auto: o.treeTotal === undefined,
     depth: o.treeDepth ?? EAGLE_DEFAULTS.depth,
     topK: o.treeTopK ?? EAGLE_DEFAULTS.topK,
+    autoWidth: o.treeTotal === undefined && o.treeTopK === undefined,
   };
 }
 
@@ -200,6 +205,8 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   const want = onHidden ? { wantHidden: true } : { wantFeatures: true };
   const rowsOf = (o: ForwardOutput | undefined) => (onHidden ? o?.hidden : o?.features);
   const sizer = settings.auto ? new EagleBudget(settings.total) : undefined;
+  // Width too (neither treeTotal nor treeTopK given): wide tree or narrower, down to a chain.
+  const shaper = sizer && settings.autoWidth ? new EagleShape(settings.topK) : undefined;
   /** The last proposal, for the budget: nodes verified, their predicted acceptance, target ms before verification. */
   let pending: { verified: number; predicted: number; targetMs0: number } | undefined;
   /**
@@ -242,14 +249,15 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
         noted = true;
         ctx.stats.extra.eagleTreeTotal = settings.auto ? `auto (at most ${settings.total})` : settings.total;
         ctx.stats.extra.eagleTreeDepth = settings.depth;
-        ctx.stats.extra.eagleTreeTopK = settings.topK;
+        ctx.stats.extra.eagleTreeTopK = shaper ? `auto (at most ${settings.topK})` : settings.topK;
       }
       if (broken) return { tokens: [] };
       if (!root) return { tokens: [], ...want };
       // Draft ids below `limit` are the target ids below ctx.vocabLimit (d2t ascending: a prefix).
       const limit = ctx.vocabLimit === undefined ? V : d2t ? countBelow(d2t, ctx.vocabLimit) : Math.min(ctx.vocabLimit, V);
       const budget = Math.min(settings.total, maxTokens);
-      const K = settings.topK;
+      const K = shaper ? shaper.next() : settings.topK;
+      let rows = 0;
       const committed = cache.length;
       const cur = committed; // position of cur
       // Expanded nodes sit at positions cur .. cur + depth - 2: keep them inside the context (and
@@ -284,6 +292,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
             n.slot = past + r;
           });
           const out = await head.run(cache, toks, pos, feats, mask);
+          rows += S;
           ctx.stats.count("eagleHeadRuns");
           const next: number[] = [];
           expand.forEach((ni, r) => {
@@ -300,7 +309,13 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       // always precedes an equally scored child), emitted in creation order (parents first).
       const ranked = nodes.map((_, i) => i).sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b);
       // auto: as many of the ranked nodes as pay for their verification at the measured costs.
-      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), performance.now() - t0 + commitMs, budget) : budget;
+      const draftMs = performance.now() - t0;
+      if (shaper && sizer) {
+        shaper.timeDraft(rows, draftMs);
+        // A wide round: estimate every narrower shape from its nodes, pick the next rounds' width.
+        if (K === settings.topK) shaper.decide(nodes, maxDepth, budget, commitMs, sizer.calibration(), (T) => sizer.verifyMs(T));
+      }
+      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), draftMs + commitMs, budget, K) : budget;
       const chosen = ranked.slice(0, size).sort((a, b) => a - b);
       if (sizer) pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), targetMs0: target.timing.runMs };
       const index = new Map<number, number>();
@@ -320,6 +335,10 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
         ctx.stats.extra.eagleMeanTreeTotal = Math.round(sizer.meanTotal() * 100) / 100;
         const curve = sizer.verifyCurve([1, 2, 4, 8, 16, 32, 64].filter((T) => T <= settings.total + 1));
         if (curve.length > 0) ctx.stats.extra.eagleVerifyCost = curve;
+        if (shaper) {
+          ctx.stats.extra.eagleMeanTreeTopK = Math.round(shaper.meanWidth() * 100) / 100;
+          ctx.stats.extra.eagleTreeWidths = shaper.summary();
+        }
       }
       pending = undefined;
       if (broken) return;

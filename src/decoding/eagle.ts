@@ -18,7 +18,8 @@
  *    feature) and each gets its `topK` best children. Finally all drafted nodes are reranked by
  *    cumulative score and the best `total` are verified. A child never scores above its parent, so
  *    the chosen set always contains its nodes' ancestors. Drafted entries are cropped from the
- *    head's cache after drafting.
+ *    head's cache after drafting. Default (no treeTopK, no treeTotal): topK is chosen per round,
+ *    6 down to 1 (a chain), from measured costs (eagle-shape.ts).
  *  - A head with a draft vocabulary (EAGLE-3's d2t, train-eagle --draft-vocab) outputs logits over
  *    its N draft ids only; drafted ids map back to target ids here (the map is ascending, so a
  *    vocabulary limit is a prefix of it). Tokens outside it are never drafted, only verified.
@@ -59,7 +60,8 @@ import type { ForwardOutput } from "../engine/causal-lm.js";
 /**
  * Defaults: EAGLE-2 uses total 60, depth 5-6, top-k 10 on GPUs. Without treeTotal the nodes
  * verified per round are chosen each round from the measured verification cost (eagle-budget.ts),
- * up to `autoTotal`.
+ * up to `autoTotal`; without treeTopK too, each round's width (topK down to a chain) is chosen
+ * from the measured drafting cost per head row (eagle-shape.ts).
  */
 export const EAGLE_DEFAULTS = { total: "auto", autoTotal: EAGLE_AUTO_MAX_TOTAL, depth: 6, topK: 6 } as const;
 /** Bounds on client-controlled tree sizes. */

@@ -17,12 +17,13 @@
  *     c(w, T) = d(R(w)) + commit ms + v(T + 1),
  * d being the least-squares line through the median drafting ms measured per expanded-row count
  * (fitCostLine) and v the budget's verification line. The width with the best max_T E/c drafts the
- * following rounds (their T is still the budget's choice over what they drafted).
+ * following rounds (their T is still the budget's choice over what they drafted). A narrower round
+ * re-decides among the widths up to its own (it contains those trees too).
  *
  * Probes: the first round drafts wide, the second a chain, so that two row counts are timed; until
  * then, and until the budget has timed two verified sizes, rounds draft wide. A narrower choice
  * holds for `interval` rounds, then one wide round re-estimates; the interval doubles (4 .. 32)
- * while the choice repeats and falls back to 4 when it changes. Every shape is verified the same
+ * while wide probes keep choosing narrower and falls back to 4 when one chooses wide. Every shape is verified the same
  * way, so the output does not depend on the choice (greedy = plain).
  */
 import { fitCostLine } from "./controllers.js";
@@ -141,21 +142,34 @@ export class EagleShape {
   }
 
   /**
-   * After a wide round: choose the width of the following rounds. `verifyMs`/`g` from the budget
-   * (verifyMs undefined before it has timed two sizes: nothing is decided).
+   * After drafting `nodes` at width `drafted`: choose the width of the following rounds among the
+   * widths up to `drafted` (a narrower round can only narrow further; wide probes can widen).
+   * `verifyMs`/`g` from the budget (verifyMs undefined before it has timed two sizes: nothing is decided).
    */
-  decide(nodes: readonly ShapeNode[], depth: number, cap: number, fixedMs: number, g: number, verifyMs: (T: number) => number | undefined): number {
+  decide(
+    nodes: readonly ShapeNode[],
+    drafted: number,
+    depth: number,
+    cap: number,
+    fixedMs: number,
+    g: number,
+    verifyMs: (T: number) => number | undefined,
+  ): number {
     const draftMs = this.draftLine();
     if (!draftMs || verifyMs(1) === undefined) return this.width;
-    const { width } = bestShape(nodes, this.widths, depth, cap, { draftMs, verifyMs: (T) => verifyMs(T)!, fixedMs, g });
+    const widths = this.widths.filter((w) => w <= drafted);
+    const { width } = bestShape(nodes, widths, depth, cap, { draftMs, verifyMs: (T) => verifyMs(T)!, fixedMs, g });
     if (width === this.maxWidth) {
       this.width = width;
       this.interval = EagleShape.MIN_INTERVAL;
       return width;
     }
-    this.interval = width === this.width ? Math.min(EagleShape.MAX_INTERVAL, this.interval * 2) : EagleShape.MIN_INTERVAL;
+    if (drafted === this.maxWidth) {
+      // A wide probe: the next one after `interval` narrower rounds (longer while narrower wins).
+      this.interval = this.width < this.maxWidth ? Math.min(EagleShape.MAX_INTERVAL, this.interval * 2) : EagleShape.MIN_INTERVAL;
+      this.nextProbe = this.round + this.interval;
+    }
     this.width = width;
-    this.nextProbe = this.round + this.interval;
     return width;
   }
 

@@ -314,8 +314,8 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       const draftMs = performance.now() - t0;
       if (shaper && sizer) {
         shaper.timeDraft(rows, draftMs);
-        // A wide round: estimate every narrower shape from its nodes, pick the next rounds' width.
-        if (K === settings.topK) shaper.decide(nodes, maxDepth, budget, commitMs, sizer.calibration(), (T) => sizer.verifyMs(T));
+        // Estimate every shape up to this round's width from its nodes, pick the next rounds' width.
+        shaper.decide(nodes, K, maxDepth, budget, commitMs, sizer.calibration(), (T) => sizer.verifyMs(T));
       }
       const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), draftMs + commitMs, budget, K) : budget;
       const chosen = ranked.slice(0, size).sort((a, b) => a - b);

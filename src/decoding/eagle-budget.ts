@@ -10,7 +10,10 @@
  * draft confidence; verifying the best T of them is expected to accept about
  *     E(T) = 1 + g · sum_{i<=T} exp(score_i)
  * tokens (bonus included; exp(score) is the head's probability of the whole path, as in EAGLE-2's
- * reranking; g calibrates it against what rounds actually accepted), and the round costs
+ * reranking; g calibrates it against what rounds actually accepted: per draft depth d,
+ * g_d = rounds that accepted d or more tokens / sum of exp(score) of the verified depth-d nodes,
+ * decayed, each node counting for at most one token, since a head is often under-confident deep in
+ * the tree in a way one factor cannot fix), and the round costs
  *     draft ms + v(T + 1) ms,
  * (draft ms: the round's drafting plus the head's run over the previous round's committed rows),
  * v being the least-squares line through the median verification times measured per T
@@ -29,11 +32,16 @@ export class EagleBudget {
   static readonly WINDOW = 9;
   /** Weight of past calibration per new round. */
   static readonly DECAY = 0.9;
+  /** Bound on a per-depth calibration factor (each node still counts for at most one token). */
+  static readonly MAX_DEPTH_GAIN = 100;
   private readonly byT = new Map<number, number[]>();
   /** Drafting ms per round, per draft shape (the tree's width: eagle-shape.ts). */
   private readonly draftMs = new Map<number, number[]>();
   private predicted = 0;
   private observed = 0;
+  /** Per depth d (index d - 1): predicted sum(exp(score)) of verified nodes at depth d, and rounds that accepted >= d. */
+  private readonly predictedAt: number[] = [];
+  private readonly observedAt: number[] = [];
   private round = 0;
   private chosenSum = 0;
   private chosenRounds = 0;
@@ -44,6 +52,17 @@ export class EagleBudget {
   calibration(): number {
     if (this.predicted < 1) return 1;
     return Math.min(4, Math.max(0.1, this.observed / this.predicted));
+  }
+
+  /**
+   * Calibration at draft depth d: accepted tokens at depth d per unit of predicted path probability
+   * there (heads are often under-confident deep in the tree, which one factor cannot fix); the
+   * overall factor until depth d has a unit of prediction.
+   */
+  calibrationAt(d: number): number {
+    const p = this.predictedAt[d - 1] ?? 0;
+    if (p < 1) return this.calibration();
+    return Math.min(EagleBudget.MAX_DEPTH_GAIN, Math.max(0.1, (this.observedAt[d - 1] ?? 0) / p));
   }
 
   /** Verification ms for T tokens (cur included) from the fitted line; undefined before two sizes are timed. */
@@ -64,9 +83,10 @@ export class EagleBudget {
   /**
    * How many of the ranked nodes to verify this round. `scores`: cumulative log-probabilities,
    * best first; `draftMs`: this round's drafting time; `cap`: at most this many (room left);
-   * `shape`: the round's draft shape (drafting times are kept per shape).
+   * `shape`: the round's draft shape (drafting times are kept per shape); `depths`: the nodes'
+   * depths (calibrated per depth), else the overall factor.
    */
-  choose(scores: readonly number[], draftMs: number, cap: number, shape = 0): number {
+  choose(scores: readonly number[], draftMs: number, cap: number, shape = 0, depths?: readonly number[]): number {
     const n = Math.min(scores.length, cap, this.maxTotal);
     if (n <= 1) return this.note(Math.max(0, n));
     const ds = this.draftMs.get(shape) ?? [];
@@ -85,7 +105,7 @@ export class EagleBudget {
     let bestRate = -Infinity;
     let e = 1;
     for (let T = 1; T <= n; T++) {
-      e += g * Math.exp(scores[T - 1]!);
+      e += depths ? Math.min(1, this.calibrationAt(depths[T - 1]!) * Math.exp(scores[T - 1]!)) : g * Math.exp(scores[T - 1]!);
       const rate = e / (d + this.verifyMs(T + 1)!);
       if (rate > bestRate) {
         bestRate = rate;
@@ -103,9 +123,10 @@ export class EagleBudget {
 
   /**
    * After the round: `verified` nodes took `ms` to verify (cur included: T = verified + 1), the
-   * verified nodes' scores predicted sum(exp(score)) accepted tokens, `accepted` were.
+   * verified nodes' scores predicted sum(exp(score)) accepted tokens, `accepted` were;
+   * `predictedAt[d - 1]`: the part of `predicted` at depth d.
    */
-  observe(verified: number, ms: number, predicted: number, accepted: number): void {
+  observe(verified: number, ms: number, predicted: number, accepted: number, predictedAt?: readonly number[]): void {
     if (ms > 0 && Number.isFinite(ms)) {
       const T = verified + 1;
       const w = this.byT.get(T) ?? [];
@@ -117,6 +138,11 @@ export class EagleBudget {
       this.predicted = this.predicted * EagleBudget.DECAY + predicted;
       this.observed = this.observed * EagleBudget.DECAY + accepted;
     }
+    predictedAt?.forEach((p, i) => {
+      if (!(p > 0)) return;
+      this.predictedAt[i] = (this.predictedAt[i] ?? 0) * EagleBudget.DECAY + p;
+      this.observedAt[i] = (this.observedAt[i] ?? 0) * EagleBudget.DECAY + (accepted > i ? 1 : 0);
+    });
   }
 
   /** Mean nodes verified per round so far. */

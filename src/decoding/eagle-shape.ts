@@ -12,8 +12,8 @@
  * expanded node only its w best children (children are created best first; a node the wide round
  * did not expand ends its branch, so the estimate is a lower bound). For each candidate width w
  * (K, then 4, 2, 1 below it) and each verified size T the round would then expect
- *     E(w, T) = 1 + g · sum of exp(score) over the best T nodes of the width-w tree
- * tokens (g: EagleBudget's calibration) at a cost of
+ *     E(w, T) = 1 + sum of min(1, g_d · exp(score)) over the best T nodes of the width-w tree
+ * tokens (g_d: EagleBudget's calibration at the node's depth d) at a cost of
  *     c(w, T) = d(R(w)) + commit ms + v(T + 1),
  * d being the least-squares line through the median drafting ms measured per expanded-row count
  * (fitCostLine) and v the budget's verification line. The width with the best max_T E/c drafts the
@@ -41,8 +41,8 @@ export interface ShapeCosts {
   verifyMs: (T: number) => number;
   /** Per-round head work outside drafting (the commit run), ms. */
   fixedMs: number;
-  /** Calibration factor of path probabilities (EagleBudget.calibration). */
-  g: number;
+  /** Calibration factor of path probabilities at a draft depth (EagleBudget.calibrationAt). */
+  g: (depth: number) => number;
 }
 
 /** Candidate widths for top-k K: K, then the powers of two below it (6 -> 6, 4, 2, 1). */
@@ -54,6 +54,11 @@ export function candidateWidths(K: number): number[] {
 
 /** Scores of the width-w subtree of a drafted tree (`nodes` in creation order, children best first). */
 export function subtreeScores(nodes: readonly ShapeNode[], w: number, depth: number): number[] {
+  return subtree(nodes, w, depth).map((n) => n.score);
+}
+
+/** The width-w subtree's nodes, as scores and depths. */
+function subtree(nodes: readonly ShapeNode[], w: number, depth: number): { score: number; depth: number }[] {
   const children = new Map<number, number[]>();
   nodes.forEach((n, i) => {
     const c = children.get(n.parent);
@@ -61,11 +66,11 @@ export function subtreeScores(nodes: readonly ShapeNode[], w: number, depth: num
     else children.set(n.parent, [i]);
   });
   let layer = (children.get(-1) ?? []).slice(0, w);
-  const out = layer.map((i) => nodes[i]!.score);
+  const out = layer.map((i) => ({ score: nodes[i]!.score, depth: 1 }));
   for (let d = 1; d < depth && layer.length > 0; d++) {
     const expand = [...layer].sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b).slice(0, w);
     layer = expand.flatMap((i) => (children.get(i) ?? []).slice(0, w));
-    for (const i of layer) out.push(nodes[i]!.score);
+    for (const i of layer) out.push({ score: nodes[i]!.score, depth: d + 1 });
   }
   return out;
 }
@@ -83,11 +88,11 @@ export function bestShape(
 ): { width: number; total: number; rate: number } {
   let best = { width: widths[0]!, total: 1, rate: -Infinity };
   for (const w of widths) {
-    const scores = subtreeScores(nodes, w, depth).sort((a, b) => b - a);
+    const sub = subtree(nodes, w, depth).sort((a, b) => b.score - a.score);
     const base = costs.draftMs(w * Math.max(0, depth - 1)) + costs.fixedMs;
     let e = 1;
-    for (let T = 1; T <= Math.min(scores.length, cap); T++) {
-      e += costs.g * Math.exp(scores[T - 1]!);
+    for (let T = 1; T <= Math.min(sub.length, cap); T++) {
+      e += Math.min(1, costs.g(sub[T - 1]!.depth) * Math.exp(sub[T - 1]!.score));
       const rate = e / Math.max(1e-6, base + costs.verifyMs(T + 1));
       if (rate > best.rate) best = { width: w, total: T, rate };
     }
@@ -152,7 +157,7 @@ export class EagleShape {
     depth: number,
     cap: number,
     fixedMs: number,
-    g: number,
+    g: (depth: number) => number,
     verifyMs: (T: number) => number | undefined,
   ): number {
     const draftMs = this.draftLine();

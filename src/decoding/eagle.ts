@@ -210,7 +210,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   // Width too (neither treeTotal nor treeTopK given): wide tree or narrower, down to a chain.
   const shaper = sizer && settings.autoWidth ? new EagleShape(settings.topK) : undefined;
   /** The last proposal, for the budget: nodes verified, their predicted acceptance, target ms before verification. */
-  let pending: { verified: number; predicted: number; targetMs0: number } | undefined;
+  let pending: { verified: number; predicted: number; predictedAt: number[]; targetMs0: number } | undefined;
   /**
    * ms of the last observe() (the head's run over the round's committed rows): per-round head work
    * outside drafting, so the budget counts it in the round's cost beside the drafting time.
@@ -315,11 +315,15 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       if (shaper && sizer) {
         shaper.timeDraft(rows, draftMs);
         // Estimate every shape up to this round's width from its nodes, pick the next rounds' width.
-        shaper.decide(nodes, K, maxDepth, budget, commitMs, sizer.calibration(), (T) => sizer.verifyMs(T));
+        shaper.decide(nodes, K, maxDepth, budget, commitMs, (d) => sizer.calibrationAt(d), (T) => sizer.verifyMs(T));
       }
-      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), draftMs + commitMs, budget, K) : budget;
+      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), draftMs + commitMs, budget, K, ranked.map((i) => nodes[i]!.depth)) : budget;
       const chosen = ranked.slice(0, size).sort((a, b) => a - b);
-      if (sizer) pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), targetMs0: target.timing.runMs };
+      if (sizer) {
+        const predictedAt: number[] = [];
+        for (const i of chosen) predictedAt[nodes[i]!.depth - 1] = (predictedAt[nodes[i]!.depth - 1] ?? 0) + Math.exp(nodes[i]!.score);
+        pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), predictedAt, targetMs0: target.timing.runMs };
+      }
       const index = new Map<number, number>();
       chosen.forEach((ni, j) => index.set(ni, j));
       const parents = chosen.map((ni) => {
@@ -333,7 +337,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
     },
     async observe(ctx: DecodeContext, result: RoundResult): Promise<void> {
       if (sizer && pending && result.proposal.tokens.length === pending.verified) {
-        sizer.observe(pending.verified, target.timing.runMs - pending.targetMs0, pending.predicted, result.path.length);
+        sizer.observe(pending.verified, target.timing.runMs - pending.targetMs0, pending.predicted, result.path.length, pending.predictedAt);
         ctx.stats.extra.eagleMeanTreeTotal = Math.round(sizer.meanTotal() * 100) / 100;
         const curve = sizer.verifyCurve([1, 2, 4, 8, 16, 32, 64].filter((T) => T <= settings.total + 1));
         if (curve.length > 0) ctx.stats.extra.eagleVerifyCost = curve;

@@ -34,7 +34,7 @@ describe("EagleShape", () => {
 
   it("chooses a chain when head rows are dear and verification cheap, the wide tree when rows are cheap", () => {
     const nodes = wideTree(6, 6, 0.7, 0.05);
-    const base = { verifyMs: (T: number) => 10 + 0.05 * T, fixedMs: 1, g: 1 };
+    const base = { verifyMs: (T: number) => 10 + 0.05 * T, fixedMs: 1, g: () => 1 };
     // 1.5 ms per expanded row (a wide vocabulary's LM head on a CPU): 30 rows wide, 5 as a chain.
     const dear = bestShape(nodes, candidateWidths(6), 6, 64, { ...base, draftMs: (r) => 1 + 1.5 * r });
     expect(dear.width).toBe(1);
@@ -55,15 +55,15 @@ describe("EagleShape", () => {
     const round = (w: number) => s.timeDraft(w * 5, 1 + 1.5 * w * 5);
     expect(s.next()).toBe(6);
     round(6);
-    expect(s.decide(nodes, 6, 6, 64, 1, 1, () => undefined)).toBe(6); // verify cost not yet known
+    expect(s.decide(nodes, 6, 6, 64, 1, () => 1, () => undefined)).toBe(6); // verify cost not yet known
     expect(s.next()).toBe(1); // second row count
     round(1);
     expect(s.next()).toBe(6); // first decision round
     round(6);
-    expect(s.decide(nodes, 6, 6, 64, 1, 1, verify)).toBe(1);
+    expect(s.decide(nodes, 6, 6, 64, 1, () => 1, verify)).toBe(1);
     const seq = Array.from({ length: 5 }, () => s.next());
     expect(seq).toEqual([1, 1, 1, 1, 6]); // the choice holds MIN_INTERVAL (4) rounds, then a wide probe
-    expect(s.decide(nodes, 6, 6, 64, 1, 1, verify)).toBe(1);
+    expect(s.decide(nodes, 6, 6, 64, 1, () => 1, verify)).toBe(1);
     const seq2 = Array.from({ length: 9 }, () => s.next());
     expect(seq2).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 6]); // the same choice again: the interval doubles
     expect(s.summary()).toBe("6:4 1:13");
@@ -71,7 +71,7 @@ describe("EagleShape", () => {
     // Cheap rows at the next wide round: back to the wide tree for every round.
     for (let i = 0; i < 9; i++) s.timeDraft(30, 1.03);
     for (let i = 0; i < 9; i++) s.timeDraft(5, 1.005);
-    expect(s.decide(nodes, 6, 6, 64, 1, 1, verify)).toBe(6);
+    expect(s.decide(nodes, 6, 6, 64, 1, () => 1, verify)).toBe(6);
     expect([s.next(), s.next()]).toEqual([6, 6]);
   });
 
@@ -81,6 +81,6 @@ describe("EagleShape", () => {
     s.timeDraft(5, 1.005);
     // Rows nearly free: wide would win, but a width-2 round cannot see it.
     const narrow = wideTree(2, 6, 0.7, 0.05);
-    expect(s.decide(narrow, 2, 6, 64, 1, 1, (T) => 10 + 0.05 * T)).toBe(2);
+    expect(s.decide(narrow, 2, 6, 64, 1, () => 1, (T) => 10 + 0.05 * T)).toBe(2);
   });
 });

@@ -42,6 +42,8 @@ export class EagleBudget {
   /** Per depth d (index d - 1): predicted sum(exp(score)) of verified nodes at depth d, and rounds that accepted >= d. */
   private readonly predictedAt: number[] = [];
   private readonly observedAt: number[] = [];
+  /** Per depth: rounds (decayed) that verified a node at that depth. */
+  private readonly roundsAt: number[] = [];
   private round = 0;
   private chosenSum = 0;
   private chosenRounds = 0;
@@ -57,11 +59,11 @@ export class EagleBudget {
   /**
    * Calibration at draft depth d: accepted tokens at depth d per unit of predicted path probability
    * there (heads are often under-confident deep in the tree, which one factor cannot fix); the
-   * overall factor until depth d has a unit of prediction.
+   * overall factor until two rounds have verified a node at depth d.
    */
   calibrationAt(d: number): number {
     const p = this.predictedAt[d - 1] ?? 0;
-    if (p < 1) return this.calibration();
+    if ((this.roundsAt[d - 1] ?? 0) < 2 || !(p > 0)) return this.calibration();
     return Math.min(EagleBudget.MAX_DEPTH_GAIN, Math.max(0.1, (this.observedAt[d - 1] ?? 0) / p));
   }
 
@@ -142,6 +144,7 @@ export class EagleBudget {
       if (!(p > 0)) return;
       this.predictedAt[i] = (this.predictedAt[i] ?? 0) * EagleBudget.DECAY + p;
       this.observedAt[i] = (this.observedAt[i] ?? 0) * EagleBudget.DECAY + (accepted > i ? 1 : 0);
+      this.roundsAt[i] = (this.roundsAt[i] ?? 0) * EagleBudget.DECAY + 1;
     });
   }
 

@@ -69,4 +69,21 @@ describe("EagleBudget", () => {
     expect(b.choose(scores.slice(0, 1), 1, 5)).toBe(1);
     expect(b.meanTotal()).toBeGreaterThan(0);
   });
+
+  it("calibrates per draft depth: an under-confident head's deep nodes count for what they accept", () => {
+    const b = new EagleBudget(16);
+    // Head confidence 0.3 per step, but every round accepts 4 deep: depth d predicted 0.3^d, observed 1.
+    const at = [0.3, 0.09, 0.027, 0.0081];
+    for (let i = 0; i < 40; i++) b.observe(4, 5, at.reduce((a, x) => a + x, 0), 4, at);
+    expect(b.calibrationAt(1)).toBeCloseTo(1 / 0.3, 6);
+    expect(b.calibrationAt(3)).toBeCloseTo(1 / 0.027, 6);
+    expect(b.calibrationAt(4)).toBe(EagleBudget.MAX_DEPTH_GAIN); // 1 / 0.0081, bounded
+    expect(b.calibrationAt(9)).toBe(b.calibration()); // never predicted: the overall factor
+    for (let i = 0; i < 4; i++) b.choose([0], 1, 16);
+    b.observe(1, 4, 0, 0);
+    b.observe(8, 4.5, 0, 0);
+    // Flat-ish verification: with depth calibration all four chain nodes pay; with one factor not all.
+    const scores = at.map(Math.log);
+    expect(b.choose(scores, 1, 16, 0, [1, 2, 3, 4])).toBe(4);
+  });
 });

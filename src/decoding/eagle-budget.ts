@@ -148,7 +148,13 @@ export class EagleBudget {
     });
   }
 
-  /** Mean nodes verified per round so far. */
+  /** Start counting meanTotal afresh (a new generation; the measurements stay). */
+  resetReport(): void {
+    this.chosenSum = 0;
+    this.chosenRounds = 0;
+  }
+
+  /** Mean nodes verified per round since resetReport. */
   meanTotal(): number {
     return this.chosenRounds > 0 ? this.chosenSum / this.chosenRounds : 0;
   }

@@ -178,6 +178,11 @@ export class EagleShape {
     return width;
   }
 
+  /** Start counting rounds per width afresh (a new generation; the measurements stay). */
+  resetReport(): void {
+    this.used.clear();
+  }
+
   /** Rounds per width, widest first, as "6:3 1:40". */
   summary(): string {
     return [...this.used].sort((a, b) => b[0] - a[0]).map(([w, n]) => `${w}:${n}`).join(" ");

@@ -196,6 +196,23 @@ interface DraftNode {
   feature?: Float32Array;
 }
 
+/** Measured costs per (head, target, tree settings), kept while both are loaded. */
+const LEARNED = new WeakMap<EagleHeadModel, WeakMap<CausalLM, Map<string, { sizer: EagleBudget; shaper?: EagleShape }>>>();
+
+function learnedCosts(head: EagleHeadModel, target: CausalLM, settings: EagleSettings): { sizer: EagleBudget; shaper?: EagleShape } {
+  let byTarget = LEARNED.get(head);
+  if (!byTarget) LEARNED.set(head, (byTarget = new WeakMap()));
+  let bySettings = byTarget.get(target);
+  if (!bySettings) byTarget.set(target, (bySettings = new Map()));
+  const key = JSON.stringify([settings.total, settings.depth, settings.topK, settings.autoWidth]);
+  let got = bySettings.get(key);
+  if (!got) {
+    got = { sizer: new EagleBudget(settings.total), shaper: settings.autoWidth ? new EagleShape(settings.topK) : undefined };
+    bySettings.set(key, got);
+  }
+  return got;
+}
+
 export function createEagleProposer(target: CausalLM, head: EagleHeadModel, settings: EagleSettings): Proposer {
   const H = head.config.hiddenSize;
   // The head's logits cover its draft vocabulary (draft id i = target id d2t[i], ascending) or the whole vocabulary.
@@ -206,9 +223,14 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   const onHidden = head.config.featureSource === "hidden_states";
   const want = onHidden ? { wantHidden: true } : { wantFeatures: true };
   const rowsOf = (o: ForwardOutput | undefined) => (onHidden ? o?.hidden : o?.features);
-  const sizer = settings.auto ? new EagleBudget(settings.total) : undefined;
+  // auto: what the budget and the width chooser measured lives as long as this head and target
+  // (later generations start from it instead of probing again); the stats count this generation.
+  const learned = settings.auto ? learnedCosts(head, target, settings) : undefined;
+  const sizer = learned?.sizer;
   // Width too (neither treeTotal nor treeTopK given): wide tree or narrower, down to a chain.
-  const shaper = sizer && settings.autoWidth ? new EagleShape(settings.topK) : undefined;
+  const shaper = learned?.shaper;
+  sizer?.resetReport();
+  shaper?.resetReport();
   /** The last proposal, for the budget: nodes verified, their predicted acceptance, target ms before verification. */
   let pending: { verified: number; predicted: number; predictedAt: number[]; targetMs0: number } | undefined;
   /**

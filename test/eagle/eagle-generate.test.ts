@@ -106,6 +106,11 @@ describe("EAGLE generation", () => {
       const counts = Object.fromEntries(widths.split(" ").map((p) => p.split(":").map(Number)));
       expect(counts[1]).toBeGreaterThan(counts[6]);
       expect(res.stats.extra.eagleMeanTreeTopK).toBeLessThan(6);
+      // A second generation with the same head and target starts from the measured costs: fewer wide probes.
+      const again = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 40, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
+      expect(again.tokens).toEqual(base.tokens);
+      const counts2 = Object.fromEntries(String(again.stats.extra.eagleTreeWidths).split(" ").map((p) => p.split(":").map(Number)));
+      expect(counts2[6] ?? 0).toBeLessThan(counts[6]);
     } finally {
       await head.dispose();
       await lm.dispose();

@@ -12,7 +12,7 @@
  * tokens (bonus included; exp(score) is the head's probability of the whole path, as in EAGLE-2's
  * reranking; g calibrates it against what rounds actually accepted: per draft depth d,
  * g_d = rounds that accepted d or more tokens / sum of exp(score) of the verified depth-d nodes,
- * decayed, each node counting for at most one token, since a head is often under-confident deep in
+ * decayed, the nodes of one depth counting for at most one token together, since a head is often under-confident deep in
  * the tree in a way one factor cannot fix), and the round costs
  *     draft ms + v(T + 1) ms,
  * (draft ms: the round's drafting plus the head's run over the previous round's committed rows),
@@ -32,8 +32,8 @@ export class EagleBudget {
   static readonly WINDOW = 9;
   /** Weight of past calibration per new round. */
   static readonly DECAY = 0.9;
-  /** Bound on a per-depth calibration factor (each node still counts for at most one token). */
-  static readonly MAX_DEPTH_GAIN = 100;
+  /** Bound on a per-depth calibration factor (the nodes of one depth still count for at most one token together). */
+  static readonly MAX_DEPTH_GAIN = 1e4;
   private readonly byT = new Map<number, number[]>();
   /** Drafting ms per round, per draft shape (the tree's width: eagle-shape.ts). */
   private readonly draftMs = new Map<number, number[]>();
@@ -106,8 +106,9 @@ export class EagleBudget {
     let best = 1;
     let bestRate = -Infinity;
     let e = 1;
+    const atDepth = new DepthSum();
     for (let T = 1; T <= n; T++) {
-      e += depths ? Math.min(1, this.calibrationAt(depths[T - 1]!) * Math.exp(scores[T - 1]!)) : g * Math.exp(scores[T - 1]!);
+      e += depths ? atDepth.add(depths[T - 1]!, this.calibrationAt(depths[T - 1]!) * Math.exp(scores[T - 1]!)) : g * Math.exp(scores[T - 1]!);
       const rate = e / (d + this.verifyMs(T + 1)!);
       if (rate > bestRate) {
         bestRate = rate;
@@ -157,6 +158,18 @@ export class EagleBudget {
   /** Mean nodes verified per round since resetReport. */
   meanTotal(): number {
     return this.chosenRounds > 0 ? this.chosenSum / this.chosenRounds : 0;
+  }
+}
+
+/** Expected tokens added per depth, each depth at most one token (one node per depth is accepted). */
+export class DepthSum {
+  private readonly sums: number[] = [];
+  /** Add `x` expected tokens at depth d; returns what was added after the bound. */
+  add(d: number, x: number): number {
+    const had = this.sums[d] ?? 0;
+    const now = Math.min(1, had + x);
+    this.sums[d] = now;
+    return now - had;
   }
 }
 

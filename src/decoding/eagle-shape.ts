@@ -12,8 +12,9 @@
  * expanded node only its w best children (children are created best first; a node the wide round
  * did not expand ends its branch, so the estimate is a lower bound). For each candidate width w
  * (K, then 4, 2, 1 below it) and each verified size T the round would then expect
- *     E(w, T) = 1 + sum of min(1, g_d · exp(score)) over the best T nodes of the width-w tree
- * tokens (g_d: EagleBudget's calibration at the node's depth d) at a cost of
+ *     E(w, T) = 1 + sum over depths d of min(1, g_d · sum of exp(score) of its depth-d nodes among
+ *               the best T nodes of the width-w tree)
+ * tokens (g_d: EagleBudget's calibration at depth d; at most one node per depth is accepted) at a cost of
  *     c(w, T) = d(R(w)) + commit ms + v(T + 1),
  * d being the least-squares line through the median drafting ms measured per expanded-row count
  * (fitCostLine) and v the budget's verification line. The width with the best max_T E/c drafts the
@@ -27,6 +28,7 @@
  * way, so the output does not depend on the choice (greedy = plain).
  */
 import { fitCostLine } from "./controllers.js";
+import { DepthSum } from "./eagle-budget.js";
 
 /** A drafted node as the chooser sees it: its parent (index, -1 = root) and cumulative log-probability. */
 export interface ShapeNode {
@@ -91,8 +93,9 @@ export function bestShape(
     const sub = subtree(nodes, w, depth).sort((a, b) => b.score - a.score);
     const base = costs.draftMs(w * Math.max(0, depth - 1)) + costs.fixedMs;
     let e = 1;
+    const atDepth = new DepthSum();
     for (let T = 1; T <= Math.min(sub.length, cap); T++) {
-      e += Math.min(1, costs.g(sub[T - 1]!.depth) * Math.exp(sub[T - 1]!.score));
+      e += atDepth.add(sub[T - 1]!.depth, costs.g(sub[T - 1]!.depth) * Math.exp(sub[T - 1]!.score));
       const rate = e / Math.max(1e-6, base + costs.verifyMs(T + 1));
       if (rate > best.rate) best = { width: w, total: T, rate };
     }

@@ -1,6 +1,6 @@
 /** EAGLE's tree size from measured verification cost (treeTotal auto). */
 import { describe, expect, it } from "vitest";
-import { EagleBudget } from "../../src/decoding/eagle-budget.js";
+import { DepthSum, EagleBudget } from "../../src/decoding/eagle-budget.js";
 
 /** Time `rounds` rounds of each size with verification costing `ms(T)` and the head predicting `scores`. */
 function feed(b: EagleBudget, ms: (T: number) => number, sizes: number[]): void {
@@ -77,7 +77,7 @@ describe("EagleBudget", () => {
     for (let i = 0; i < 40; i++) b.observe(4, 5, at.reduce((a, x) => a + x, 0), 4, at);
     expect(b.calibrationAt(1)).toBeCloseTo(1 / 0.3, 6);
     expect(b.calibrationAt(3)).toBeCloseTo(1 / 0.027, 6);
-    expect(b.calibrationAt(4)).toBe(EagleBudget.MAX_DEPTH_GAIN); // 1 / 0.0081, bounded
+    expect(b.calibrationAt(4)).toBeCloseTo(1 / 0.0081, 3);
     expect(b.calibrationAt(9)).toBe(b.calibration()); // never predicted: the overall factor
     for (let i = 0; i < 4; i++) b.choose([0], 1, 16);
     b.observe(1, 4, 0, 0);
@@ -85,5 +85,13 @@ describe("EagleBudget", () => {
     // Flat-ish verification: with depth calibration all four chain nodes pay; with one factor not all.
     const scores = at.map(Math.log);
     expect(b.choose(scores, 1, 16, 0, [1, 2, 3, 4])).toBe(4);
+  });
+
+  it("the nodes of one depth add at most one expected token together", () => {
+    const s = new DepthSum();
+    expect(s.add(1, 0.7)).toBeCloseTo(0.7, 9);
+    expect(s.add(1, 0.7)).toBeCloseTo(0.3, 9);
+    expect(s.add(1, 0.7)).toBe(0);
+    expect(s.add(2, 0.5)).toBeCloseTo(0.5, 9);
   });
 });

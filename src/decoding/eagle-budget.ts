@@ -58,13 +58,17 @@ export class EagleBudget {
 
   /**
    * Calibration at draft depth d: accepted tokens at depth d per unit of predicted path probability
-   * there (heads are often under-confident deep in the tree, which one factor cannot fix); the
-   * overall factor until two rounds have verified a node at depth d.
+   * there (heads are often under-confident deep in the tree, which one factor cannot fix). A depth
+   * that fewer than two rounds have verified borrows the factor of the deepest measured depth
+   * above it (else the overall factor), so deeper nodes get verified and measured.
    */
   calibrationAt(d: number): number {
-    const p = this.predictedAt[d - 1] ?? 0;
-    if ((this.roundsAt[d - 1] ?? 0) < 2 || !(p > 0)) return this.calibration();
-    return Math.min(EagleBudget.MAX_DEPTH_GAIN, Math.max(0.1, (this.observedAt[d - 1] ?? 0) / p));
+    for (let k = d; k >= 1; k--) {
+      const p = this.predictedAt[k - 1] ?? 0;
+      if ((this.roundsAt[k - 1] ?? 0) < 2 || !(p > 0)) continue;
+      return Math.min(EagleBudget.MAX_DEPTH_GAIN, Math.max(0.1, (this.observedAt[k - 1] ?? 0) / p));
+    }
+    return this.calibration();
   }
 
   /** Verification ms for T tokens (cur included) from the fitted line; undefined before two sizes are timed. */

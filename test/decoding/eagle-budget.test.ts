@@ -78,7 +78,8 @@ describe("EagleBudget", () => {
     expect(b.calibrationAt(1)).toBeCloseTo(1 / 0.3, 6);
     expect(b.calibrationAt(3)).toBeCloseTo(1 / 0.027, 6);
     expect(b.calibrationAt(4)).toBeCloseTo(1 / 0.0081, 3);
-    expect(b.calibrationAt(9)).toBe(b.calibration()); // never predicted: the overall factor
+    expect(b.calibrationAt(9)).toBe(b.calibrationAt(4)); // never verified: the deepest measured depth's factor
+    expect(new EagleBudget(4).calibrationAt(3)).toBe(1); // nothing measured: the overall factor
     for (let i = 0; i < 4; i++) b.choose([0], 1, 16);
     b.observe(1, 4, 0, 0);
     b.observe(8, 4.5, 0, 0);

@@ -8,17 +8,19 @@
  * CostController.verifyCost and scripts/verify-cost.mjs), so a fixed total is too many on one
  * machine and too few on another. Each round, after drafting, the nodes are ranked by cumulative
  * draft confidence; verifying the best T of them is expected to accept about
- *     E(T) = 1 + g · sum_{i<=T} exp(score_i)
+ *     E(T) = 1 + sum_d min(1, g_d · sum of exp(score_i) over the depth-d nodes among the best T)
  * tokens (bonus included; exp(score) is the head's probability of the whole path, as in EAGLE-2's
- * reranking; g calibrates it against what rounds actually accepted: per draft depth d,
- * g_d = rounds that accepted d or more tokens / sum of exp(score) of the verified depth-d nodes,
- * decayed, the nodes of one depth counting for at most one token together, since a head is often under-confident deep in
- * the tree in a way one factor cannot fix), and the round costs
+ * reranking; at most one node per depth is accepted). g_d calibrates it per draft depth d against
+ * what rounds actually accepted: rounds that accepted d or more tokens / sum of exp(score) of the
+ * verified depth-d nodes, decayed (a head is often under-confident deep in the tree in a way one
+ * factor cannot fix); a depth not yet verified in two rounds borrows the deepest measured depth's
+ * factor above it (else g, one factor over all nodes). The round costs
  *     draft ms + v(T + 1) ms,
  * (draft ms: the round's drafting plus the head's run over the previous round's committed rows),
  * v being the least-squares line through the median verification times measured per T
  * (fitCostLine, as the cost controller does for K). The round verifies the T that maximises
- * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes.
+ * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes. eagle.ts
+ * keeps one budget per (head, target, settings) across generations, so only the first probes.
  */
 import { fitCostLine } from "./controllers.js";
 

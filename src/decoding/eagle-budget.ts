@@ -8,14 +8,19 @@
  * CostController.verifyCost and scripts/verify-cost.mjs), so a fixed total is too many on one
  * machine and too few on another. Each round, after drafting, the nodes are ranked by cumulative
  * draft confidence; verifying the best T of them is expected to accept about
- *     E(T) = 1 + g · sum_{i<=T} exp(score_i)
+ *     E(T) = 1 + sum_d min(1, g_d · sum of exp(score_i) over the depth-d nodes among the best T)
  * tokens (bonus included; exp(score) is the head's probability of the whole path, as in EAGLE-2's
- * reranking; g calibrates it against what rounds actually accepted), and the round costs
+ * reranking; at most one node per depth is accepted). g_d calibrates it per draft depth d against
+ * what rounds actually accepted: rounds that accepted d or more tokens / sum of exp(score) of the
+ * verified depth-d nodes, decayed (a head is often under-confident deep in the tree in a way one
+ * factor cannot fix); a depth not yet verified in two rounds borrows the deepest measured depth's
+ * factor above it (else g, one factor over all nodes). The round costs
  *     draft ms + v(T + 1) ms,
  * (draft ms: the round's drafting plus the head's run over the previous round's committed rows),
  * v being the least-squares line through the median verification times measured per T
  * (fitCostLine, as the cost controller does for K). The round verifies the T that maximises
- * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes.
+ * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes. eagle.ts
+ * keeps one budget per (head, target, settings) across generations, so only the first probes.
  */
 import { fitCostLine } from "./controllers.js";
 
@@ -29,10 +34,18 @@ export class EagleBudget {
   static readonly WINDOW = 9;
   /** Weight of past calibration per new round. */
   static readonly DECAY = 0.9;
+  /** Bound on a per-depth calibration factor (the nodes of one depth still count for at most one token together). */
+  static readonly MAX_DEPTH_GAIN = 1e4;
   private readonly byT = new Map<number, number[]>();
-  private readonly draftMs: number[] = [];
+  /** Drafting ms per round, per draft shape (the tree's width: eagle-shape.ts). */
+  private readonly draftMs = new Map<number, number[]>();
   private predicted = 0;
   private observed = 0;
+  /** Per depth d (index d - 1): predicted sum(exp(score)) of verified nodes at depth d, and rounds that accepted >= d. */
+  private readonly predictedAt: number[] = [];
+  private readonly observedAt: number[] = [];
+  /** Per depth: rounds (decayed) that verified a node at that depth. */
+  private readonly roundsAt: number[] = [];
   private round = 0;
   private chosenSum = 0;
   private chosenRounds = 0;
@@ -43,6 +56,21 @@ export class EagleBudget {
   calibration(): number {
     if (this.predicted < 1) return 1;
     return Math.min(4, Math.max(0.1, this.observed / this.predicted));
+  }
+
+  /**
+   * Calibration at draft depth d: accepted tokens at depth d per unit of predicted path probability
+   * there (heads are often under-confident deep in the tree, which one factor cannot fix). A depth
+   * that fewer than two rounds have verified borrows the factor of the deepest measured depth
+   * above it (else the overall factor), so deeper nodes get verified and measured.
+   */
+  calibrationAt(d: number): number {
+    for (let k = d; k >= 1; k--) {
+      const p = this.predictedAt[k - 1] ?? 0;
+      if ((this.roundsAt[k - 1] ?? 0) < 2 || !(p > 0)) continue;
+      return Math.min(EagleBudget.MAX_DEPTH_GAIN, Math.max(0.1, (this.observedAt[k - 1] ?? 0) / p));
+    }
+    return this.calibration();
   }
 
   /** Verification ms for T tokens (cur included) from the fitted line; undefined before two sizes are timed. */
@@ -62,13 +90,17 @@ export class EagleBudget {
 
   /**
    * How many of the ranked nodes to verify this round. `scores`: cumulative log-probabilities,
-   * best first; `draftMs`: this round's drafting time; `cap`: at most this many (room left).
+   * best first; `draftMs`: this round's drafting time; `cap`: at most this many (room left);
+   * `shape`: the round's draft shape (drafting times are kept per shape); `depths`: the nodes'
+   * depths (calibrated per depth), else the overall factor.
    */
-  choose(scores: readonly number[], draftMs: number, cap: number): number {
+  choose(scores: readonly number[], draftMs: number, cap: number, shape = 0, depths?: readonly number[]): number {
     const n = Math.min(scores.length, cap, this.maxTotal);
     if (n <= 1) return this.note(Math.max(0, n));
-    this.draftMs.push(draftMs);
-    if (this.draftMs.length > EagleBudget.WINDOW) this.draftMs.shift();
+    const ds = this.draftMs.get(shape) ?? [];
+    ds.push(draftMs);
+    if (ds.length > EagleBudget.WINDOW) ds.shift();
+    this.draftMs.set(shape, ds);
     if (this.round < EagleBudget.PROBES.length || this.verifyMs(1) === undefined) {
       const f = EagleBudget.PROBES[this.round % EagleBudget.PROBES.length]!;
       this.round++;
@@ -76,12 +108,13 @@ export class EagleBudget {
     }
     this.round++;
     const g = this.calibration();
-    const d = median(this.draftMs);
+    const d = median(ds);
     let best = 1;
     let bestRate = -Infinity;
     let e = 1;
+    const atDepth = new DepthSum();
     for (let T = 1; T <= n; T++) {
-      e += g * Math.exp(scores[T - 1]!);
+      e += depths ? atDepth.add(depths[T - 1]!, this.calibrationAt(depths[T - 1]!) * Math.exp(scores[T - 1]!)) : g * Math.exp(scores[T - 1]!);
       const rate = e / (d + this.verifyMs(T + 1)!);
       if (rate > bestRate) {
         bestRate = rate;
@@ -99,9 +132,10 @@ export class EagleBudget {
 
   /**
    * After the round: `verified` nodes took `ms` to verify (cur included: T = verified + 1), the
-   * verified nodes' scores predicted sum(exp(score)) accepted tokens, `accepted` were.
+   * verified nodes' scores predicted sum(exp(score)) accepted tokens, `accepted` were;
+   * `predictedAt[d - 1]`: the part of `predicted` at depth d.
    */
-  observe(verified: number, ms: number, predicted: number, accepted: number): void {
+  observe(verified: number, ms: number, predicted: number, accepted: number, predictedAt?: readonly number[]): void {
     if (ms > 0 && Number.isFinite(ms)) {
       const T = verified + 1;
       const w = this.byT.get(T) ?? [];
@@ -113,11 +147,35 @@ export class EagleBudget {
       this.predicted = this.predicted * EagleBudget.DECAY + predicted;
       this.observed = this.observed * EagleBudget.DECAY + accepted;
     }
+    predictedAt?.forEach((p, i) => {
+      if (!(p > 0)) return;
+      this.predictedAt[i] = (this.predictedAt[i] ?? 0) * EagleBudget.DECAY + p;
+      this.observedAt[i] = (this.observedAt[i] ?? 0) * EagleBudget.DECAY + (accepted > i ? 1 : 0);
+      this.roundsAt[i] = (this.roundsAt[i] ?? 0) * EagleBudget.DECAY + 1;
+    });
   }
 
-  /** Mean nodes verified per round so far. */
+  /** Start counting meanTotal afresh (a new generation; the measurements stay). */
+  resetReport(): void {
+    this.chosenSum = 0;
+    this.chosenRounds = 0;
+  }
+
+  /** Mean nodes verified per round since resetReport. */
   meanTotal(): number {
     return this.chosenRounds > 0 ? this.chosenSum / this.chosenRounds : 0;
+  }
+}
+
+/** Expected tokens added per depth, each depth at most one token (one node per depth is accepted). */
+export class DepthSum {
+  private readonly sums: number[] = [];
+  /** Add `x` expected tokens at depth d; returns what was added after the bound. */
+  add(d: number, x: number): number {
+    const had = this.sums[d] ?? 0;
+    const now = Math.min(1, had + x);
+    this.sums[d] = now;
+    return now - had;
   }
 }
 

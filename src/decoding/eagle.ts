@@ -18,7 +18,8 @@
  *    feature) and each gets its `topK` best children. Finally all drafted nodes are reranked by
  *    cumulative score and the best `total` are verified. A child never scores above its parent, so
  *    the chosen set always contains its nodes' ancestors. Drafted entries are cropped from the
- *    head's cache after drafting.
+ *    head's cache after drafting. Default (no treeTopK, no treeTotal): topK is chosen per round,
+ *    6 down to 1 (a chain), from measured costs (eagle-shape.ts).
  *  - A head with a draft vocabulary (EAGLE-3's d2t, train-eagle --draft-vocab) outputs logits over
  *    its N draft ids only; drafted ids map back to target ids here (the map is ascending, so a
  *    vocabulary limit is a prefix of it). Tokens outside it are never drafted, only verified.
@@ -46,6 +47,7 @@ import { KVCache } from "../engine/kv-cache.js";
 import { createSession, type Device } from "../engine/session.js";
 import { InvalidOptionError, ModelLoadError, VocabMismatchError } from "../errors.js";
 import { EAGLE_AUTO_MAX_TOTAL, EagleBudget } from "./eagle-budget.js";
+import { EagleShape } from "./eagle-shape.js";
 import { checkRoundSize, maxRoundTokens, OPTION_MAX } from "./limits.js";
 import { topK } from "./top-k.js";
 import { SidecarModel } from "./sidecar-model.js";
@@ -58,7 +60,8 @@ import type { ForwardOutput } from "../engine/causal-lm.js";
 /**
  * Defaults: EAGLE-2 uses total 60, depth 5-6, top-k 10 on GPUs. Without treeTotal the nodes
  * verified per round are chosen each round from the measured verification cost (eagle-budget.ts),
- * up to `autoTotal`.
+ * up to `autoTotal`; without treeTopK too, each round's width (topK down to a chain) is chosen
+ * from the measured drafting cost per head row (eagle-shape.ts).
  */
 export const EAGLE_DEFAULTS = { total: "auto", autoTotal: EAGLE_AUTO_MAX_TOTAL, depth: 6, topK: 6 } as const;
 /** Bounds on client-controlled tree sizes. */
@@ -129,7 +132,10 @@ export interface EagleSettings {
   /** treeTotal not given: choose each round's size from the measured verification cost. */
   auto: boolean;
   depth: number;
+  /** Children per expanded node: fixed, or (autoWidth) at most this many, chosen per round. */
   topK: number;
+  /** Neither treeTotal nor treeTopK given: choose each round's width from measured costs (eagle-shape.ts). */
+  autoWidth: boolean;
 }
 
 export const EAGLE_OPTIONS = {
@@ -153,6 +159,7 @@ export function eagleSettings(options: OptionsOf<typeof EAGLE_OPTIONS>): EagleSe
     auto: o.treeTotal === undefined,
     depth: o.treeDepth ?? EAGLE_DEFAULTS.depth,
     topK: o.treeTopK ?? EAGLE_DEFAULTS.topK,
+    autoWidth: o.treeTotal === undefined && o.treeTopK === undefined,
   };
 }
 
@@ -189,6 +196,23 @@ interface DraftNode {
   feature?: Float32Array;
 }
 
+/** Measured costs per (head, target, tree settings), kept while both are loaded. */
+const LEARNED = new WeakMap<EagleHeadModel, WeakMap<CausalLM, Map<string, { sizer: EagleBudget; shaper?: EagleShape }>>>();
+
+function learnedCosts(head: EagleHeadModel, target: CausalLM, settings: EagleSettings): { sizer: EagleBudget; shaper?: EagleShape } {
+  let byTarget = LEARNED.get(head);
+  if (!byTarget) LEARNED.set(head, (byTarget = new WeakMap()));
+  let bySettings = byTarget.get(target);
+  if (!bySettings) byTarget.set(target, (bySettings = new Map()));
+  const key = JSON.stringify([settings.total, settings.depth, settings.topK, settings.autoWidth]);
+  let got = bySettings.get(key);
+  if (!got) {
+    got = { sizer: new EagleBudget(settings.total), shaper: settings.autoWidth ? new EagleShape(settings.topK) : undefined };
+    bySettings.set(key, got);
+  }
+  return got;
+}
+
 export function createEagleProposer(target: CausalLM, head: EagleHeadModel, settings: EagleSettings): Proposer {
   const H = head.config.hiddenSize;
   // The head's logits cover its draft vocabulary (draft id i = target id d2t[i], ascending) or the whole vocabulary.
@@ -199,9 +223,16 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
   const onHidden = head.config.featureSource === "hidden_states";
   const want = onHidden ? { wantHidden: true } : { wantFeatures: true };
   const rowsOf = (o: ForwardOutput | undefined) => (onHidden ? o?.hidden : o?.features);
-  const sizer = settings.auto ? new EagleBudget(settings.total) : undefined;
+  // auto: what the budget and the width chooser measured lives as long as this head and target
+  // (later generations start from it instead of probing again); the stats count this generation.
+  const learned = settings.auto ? learnedCosts(head, target, settings) : undefined;
+  const sizer = learned?.sizer;
+  // Width too (neither treeTotal nor treeTopK given): wide tree or narrower, down to a chain.
+  const shaper = learned?.shaper;
+  sizer?.resetReport();
+  shaper?.resetReport();
   /** The last proposal, for the budget: nodes verified, their predicted acceptance, target ms before verification. */
-  let pending: { verified: number; predicted: number; targetMs0: number } | undefined;
+  let pending: { verified: number; predicted: number; predictedAt: number[]; targetMs0: number } | undefined;
   /**
    * ms of the last observe() (the head's run over the round's committed rows): per-round head work
    * outside drafting, so the budget counts it in the round's cost beside the drafting time.
@@ -242,14 +273,15 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
         noted = true;
         ctx.stats.extra.eagleTreeTotal = settings.auto ? `auto (at most ${settings.total})` : settings.total;
         ctx.stats.extra.eagleTreeDepth = settings.depth;
-        ctx.stats.extra.eagleTreeTopK = settings.topK;
+        ctx.stats.extra.eagleTreeTopK = shaper ? `auto (at most ${settings.topK})` : settings.topK;
       }
       if (broken) return { tokens: [] };
       if (!root) return { tokens: [], ...want };
       // Draft ids below `limit` are the target ids below ctx.vocabLimit (d2t ascending: a prefix).
       const limit = ctx.vocabLimit === undefined ? V : d2t ? countBelow(d2t, ctx.vocabLimit) : Math.min(ctx.vocabLimit, V);
       const budget = Math.min(settings.total, maxTokens);
-      const K = settings.topK;
+      const K = shaper ? shaper.next() : settings.topK;
+      let rows = 0;
       const committed = cache.length;
       const cur = committed; // position of cur
       // Expanded nodes sit at positions cur .. cur + depth - 2: keep them inside the context (and
@@ -284,6 +316,7 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
             n.slot = past + r;
           });
           const out = await head.run(cache, toks, pos, feats, mask);
+          rows += S;
           ctx.stats.count("eagleHeadRuns");
           const next: number[] = [];
           expand.forEach((ni, r) => {
@@ -300,9 +333,19 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
       // always precedes an equally scored child), emitted in creation order (parents first).
       const ranked = nodes.map((_, i) => i).sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b);
       // auto: as many of the ranked nodes as pay for their verification at the measured costs.
-      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), performance.now() - t0 + commitMs, budget) : budget;
+      const draftMs = performance.now() - t0;
+      if (shaper && sizer) {
+        shaper.timeDraft(rows, draftMs);
+        // Estimate every shape up to this round's width from its nodes, pick the next rounds' width.
+        shaper.decide(nodes, K, maxDepth, budget, commitMs, (d) => sizer.calibrationAt(d), (T) => sizer.verifyMs(T));
+      }
+      const size = sizer ? sizer.choose(ranked.map((i) => nodes[i]!.score), draftMs + commitMs, budget, K, ranked.map((i) => nodes[i]!.depth)) : budget;
       const chosen = ranked.slice(0, size).sort((a, b) => a - b);
-      if (sizer) pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), targetMs0: target.timing.runMs };
+      if (sizer) {
+        const predictedAt: number[] = [];
+        for (const i of chosen) predictedAt[nodes[i]!.depth - 1] = (predictedAt[nodes[i]!.depth - 1] ?? 0) + Math.exp(nodes[i]!.score);
+        pending = { verified: chosen.length, predicted: chosen.reduce((s, i) => s + Math.exp(nodes[i]!.score), 0), predictedAt, targetMs0: target.timing.runMs };
+      }
       const index = new Map<number, number>();
       chosen.forEach((ni, j) => index.set(ni, j));
       const parents = chosen.map((ni) => {
@@ -316,10 +359,14 @@ export function createEagleProposer(target: CausalLM, head: EagleHeadModel, sett
     },
     async observe(ctx: DecodeContext, result: RoundResult): Promise<void> {
       if (sizer && pending && result.proposal.tokens.length === pending.verified) {
-        sizer.observe(pending.verified, target.timing.runMs - pending.targetMs0, pending.predicted, result.path.length);
+        sizer.observe(pending.verified, target.timing.runMs - pending.targetMs0, pending.predicted, result.path.length, pending.predictedAt);
         ctx.stats.extra.eagleMeanTreeTotal = Math.round(sizer.meanTotal() * 100) / 100;
         const curve = sizer.verifyCurve([1, 2, 4, 8, 16, 32, 64].filter((T) => T <= settings.total + 1));
         if (curve.length > 0) ctx.stats.extra.eagleVerifyCost = curve;
+        if (shaper) {
+          ctx.stats.extra.eagleMeanTreeTopK = Math.round(shaper.meanWidth() * 100) / 100;
+          ctx.stats.extra.eagleTreeWidths = shaper.summary();
+        }
       }
       pending = undefined;
       if (broken) return;

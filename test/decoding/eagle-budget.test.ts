@@ -1,6 +1,6 @@
 /** EAGLE's tree size from measured verification cost (treeTotal auto). */
 import { describe, expect, it } from "vitest";
-import { EagleBudget } from "../../src/decoding/eagle-budget.js";
+import { DepthSum, EagleBudget } from "../../src/decoding/eagle-budget.js";
 
 /** Time `rounds` rounds of each size with verification costing `ms(T)` and the head predicting `scores`. */
 function feed(b: EagleBudget, ms: (T: number) => number, sizes: number[]): void {
@@ -68,5 +68,31 @@ describe("EagleBudget", () => {
     expect(b.choose(scores, 1, 5)).toBeLessThanOrEqual(5);
     expect(b.choose(scores.slice(0, 1), 1, 5)).toBe(1);
     expect(b.meanTotal()).toBeGreaterThan(0);
+  });
+
+  it("calibrates per draft depth: an under-confident head's deep nodes count for what they accept", () => {
+    const b = new EagleBudget(16);
+    // Head confidence 0.3 per step, but every round accepts 4 deep: depth d predicted 0.3^d, observed 1.
+    const at = [0.3, 0.09, 0.027, 0.0081];
+    for (let i = 0; i < 40; i++) b.observe(4, 5, at.reduce((a, x) => a + x, 0), 4, at);
+    expect(b.calibrationAt(1)).toBeCloseTo(1 / 0.3, 6);
+    expect(b.calibrationAt(3)).toBeCloseTo(1 / 0.027, 6);
+    expect(b.calibrationAt(4)).toBeCloseTo(1 / 0.0081, 3);
+    expect(b.calibrationAt(9)).toBe(b.calibrationAt(4)); // never verified: the deepest measured depth's factor
+    expect(new EagleBudget(4).calibrationAt(3)).toBe(1); // nothing measured: the overall factor
+    for (let i = 0; i < 4; i++) b.choose([0], 1, 16);
+    b.observe(1, 4, 0, 0);
+    b.observe(8, 4.5, 0, 0);
+    // Flat-ish verification: with depth calibration all four chain nodes pay; with one factor not all.
+    const scores = at.map(Math.log);
+    expect(b.choose(scores, 1, 16, 0, [1, 2, 3, 4])).toBe(4);
+  });
+
+  it("the nodes of one depth add at most one expected token together", () => {
+    const s = new DepthSum();
+    expect(s.add(1, 0.7)).toBeCloseTo(0.7, 9);
+    expect(s.add(1, 0.7)).toBeCloseTo(0.3, 9);
+    expect(s.add(1, 0.7)).toBe(0);
+    expect(s.add(2, 0.5)).toBeCloseTo(0.5, 9);
   });
 });

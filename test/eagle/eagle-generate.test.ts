@@ -80,6 +80,43 @@ describe("EAGLE generation", () => {
     }
   });
 
+  it("auto width (no treeTopK, no treeTotal): dear head rows turn the tree into a chain, output equals plain greedy, stats report the widths", async () => {
+    const dir = await fixture(FIXTURES[0]!);
+    const lm = await CausalLM.load(dir);
+    const head = await loadEagleHead(writeRandomEagleHead(join(root, "h-width"), dir, 5, 0.5), dir);
+    const run = head.run.bind(head);
+    // Drafting rows (tree-masked runs) cost 3 ms each, as a wide vocabulary's LM head on a CPU.
+    head.run = async (cache, tokens, positions, features, mask) => {
+      if (mask) await new Promise((r) => setTimeout(r, 3 * tokens.length));
+      return run(cache, tokens, positions, features, mask);
+    };
+    try {
+      const prompt = [1, 5, 9, 20, 7];
+      const base = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 40, eosIds: [] });
+      const settings = eagleSettings({});
+      expect(settings.autoWidth).toBe(true);
+      expect(eagleSettings({ treeTopK: 6 }).autoWidth).toBe(false);
+      expect(eagleSettings({ treeTotal: 8 }).autoWidth).toBe(false);
+      const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 40, eosIds: [], proposer: createEagleProposer(lm, head, settings) });
+      expect(res.tokens).toEqual(base.tokens);
+      expect(res.stats.extra.eagleTreeTopK).toBe("auto (at most 6)");
+      const widths = String(res.stats.extra.eagleTreeWidths);
+      // Wide probes ("6:n") and chain rounds ("1:n"), the chain the most used.
+      expect(widths).toMatch(/^6:\d+ .*1:\d+$/);
+      const counts = Object.fromEntries(widths.split(" ").map((p) => p.split(":").map(Number)));
+      expect(counts[1]).toBeGreaterThan(counts[6]);
+      expect(res.stats.extra.eagleMeanTreeTopK).toBeLessThan(6);
+      // A second generation with the same head and target starts from the measured costs: fewer wide probes.
+      const again = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens: 40, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
+      expect(again.tokens).toEqual(base.tokens);
+      const counts2 = Object.fromEntries(String(again.stats.extra.eagleTreeWidths).split(" ").map((p) => p.split(":").map(Number)));
+      expect(counts2[6] ?? 0).toBeLessThan(counts[6]);
+    } finally {
+      await head.dispose();
+      await lm.dispose();
+    }
+  });
+
   it("drafts stay inside the context: generation up to the last position equals plain greedy", async () => {
     const dir = await fixture({ layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 64, seed: 2, maxPositions: 40 });
     const lm = await CausalLM.load(dir);

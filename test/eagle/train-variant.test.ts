@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadEagleHead } from "../../src/decoding/eagle.js";
 import { trainEagle } from "../../src/eagle/train.js";
 import { trainMedusa } from "../../src/medusa/train.js";
+import { trainEarlyExitCommand } from "../../src/cli/train-early-exit.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
 import { expectExactGreedyWithHead } from "./helpers.js";
@@ -55,6 +56,8 @@ describe("training heads for a quantized build (--variant)", () => {
   it("an unknown variant is a clear error naming the builds present", async () => {
     await expect(trainEagle({ model, ...recipe, variant: "q3" })).rejects.toThrow(/No ONNX file named "q3".*Available: .*model\.onnx.*model_q4\.onnx/s);
     await expect(trainMedusa({ model, selfDistill: 2, maxNewTokens: 8, epochs: 1, variant: "q3" })).rejects.toThrow(/No ONNX file named "q3"/);
+    // train-early-exit trains beside the float build's early-exit graph only: --variant is unknown there.
+    await expect(trainEarlyExitCommand(["--model", model, "--exit-layer", "1", "--self-distill", "2", "--variant", "q4"])).rejects.toThrow(/Unknown option '--variant'/);
   });
 
   it("train-medusa --variant q4 trains on model_q4.onnx's hidden states and records the build", async () => {

@@ -20,10 +20,10 @@ Data:
                      per line); a model without tokenizer.json starts from BOS + 8 tokens it samples.
   --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
   --variant NAME     the target build that generates the data and its features (e.g. q4, int8 or
-                     model_q4.onnx; default: the build other commands load, model.onnx): train the head for the build it will
-                     run on (a float-trained head loses acceptance on int4). The frozen embedding,
-                     final norm and LM head still come from the checkpoint; config.json's
-                     spec_decode.target_build names the build.
+                     model_q4.onnx; default: the build other commands load, model.onnx): train
+                     the head for the build it will run on (a float-trained head loses acceptance
+                     on int4). The frozen embedding, final norm and LM head still come from the
+                     checkpoint; config.json's spec_decode.target_build names the build.
 Loss: SmoothL1 on the next feature + --ce-weight (default 0.5) x cross-entropy against the model's
 own next-token distribution, over --unroll (default 3) draft steps that feed the head its own
 features (training-time test); --unroll-after F trains single-step (several times faster) for the

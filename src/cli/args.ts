@@ -62,6 +62,7 @@ export function threadsOpt(v: unknown): number | undefined {
  */
 export const SELF_DISTILL_OPTIONS: Options = {
   model: { type: "string" },
+  variant: { type: "string" },
   out: { type: "string" },
   "self-distill": { type: "string" },
   data: { type: "string" },
@@ -83,6 +84,7 @@ export const SELF_DISTILL_OPTIONS: Options = {
 export function selfDistillArgs(v: Record<string, unknown>, usage: string, epochsMax = Number.MAX_SAFE_INTEGER) {
   return {
     model: required(v.model as string | undefined, "model", usage),
+    variant: v.variant as string | undefined,
     out: v.out as string | undefined,
     selfDistill: intOpt(v["self-distill"], "self-distill", 1),
     data: v.data as string | undefined,

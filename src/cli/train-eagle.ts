@@ -3,7 +3,7 @@ import { DRAFT_VOCAB_AUTO_MIN, DRAFT_VOCAB_AUTO_MIN_COVERAGE, trainEagle } from 
 import { InvalidOptionError } from "../errors.js";
 import { intOpt, numOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
-const USAGE = `Usage: spec-decode train-eagle --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
+const USAGE = `Usage: spec-decode train-eagle --model DIR [--variant NAME] (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--out DIR] [--init HEAD_DIR | --init-layer N] [--epochs E] [--max-steps N] [--max-seconds S] [--batch-rows N] [--window W] [--lr LR] [--unroll U] [--unroll-after F]
   [--ce-weight W] [--feature-noise A] [--intermediate-size N] [--eval-depth D] [--draft-vocab N|auto|off] [--trainer onnx|tfjs] [--keep-last] [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat]
   [--max-length N] [--threads N] [--device cpu|webgpu|cuda]
@@ -19,6 +19,11 @@ Data:
                      seed prompts, the prompts in --data, or token ids in --prompt-ids (one prompt
                      per line); a model without tokenizer.json starts from BOS + 8 tokens it samples.
   --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
+  --variant NAME     the target build that generates the data and its features (e.g. q4, int8 or
+                     model_q4.onnx; default: the build other commands load, model.onnx): train
+                     the head for the build it will run on (a float-trained head loses acceptance
+                     on int4). The frozen embedding, final norm and LM head still come from the
+                     checkpoint; config.json's spec_decode.target_build names the build.
 Loss: SmoothL1 on the next feature + --ce-weight (default 0.5) x cross-entropy against the model's
 own next-token distribution, over --unroll (default 3) draft steps that feed the head its own
 features (training-time test); --unroll-after F trains single-step (several times faster) for the

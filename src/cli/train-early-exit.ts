@@ -38,7 +38,7 @@ file, atomically; \`--method early-exit --exit-layer M\` then uses the adapter. 
 \`spec-decode build --model DIR --early-exit M\` first (the model's safetensors stay in DIR).`;
 
 export async function trainEarlyExitCommand(argv: string[]): Promise<number> {
-  const { out: _out, ...common } = SELF_DISTILL_OPTIONS;
+  const { out: _out, variant: _variant, ...common } = SELF_DISTILL_OPTIONS;
   const { values: v } = parse(
     argv,
     {

@@ -2,7 +2,7 @@
 import { trainMedusa } from "../medusa/train.js";
 import { intOpt, parse, SELF_DISTILL_OPTIONS, selfDistillArgs } from "./args.js";
 
-const USAGE = `Usage: spec-decode train-medusa --model DIR (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
+const USAGE = `Usage: spec-decode train-medusa --model DIR [--variant NAME] (--self-distill N [--data PROMPTS | --prompt-ids FILE] | --data FILE)
   [--heads H] [--out DIR] [--epochs E] [--batch N] [--lr LR] [--train-lm-head]
   [--max-new-tokens N] [--temperature T] [--seed S] [--no-chat] [--max-length N]
   [--tree-nodes N] [--max-steps N] [--keep-last] [--threads N] [--device cpu|webgpu|cuda]
@@ -14,6 +14,10 @@ model's final hidden states, base frozen, on CPU. Data:
   --prompt-ids FILE  self-distillation prompts as token ids (one prompt per line); a model without
                      tokenizer.json starts from BOS + 8 tokens it samples itself when neither is given.
   --data FILE        (alone) text to train on: one plain text or JSON {"text"|"prompt"|"messages"} per line.
+  --variant NAME     the base build that generates the data and its hidden states (e.g. q4, int8;
+                     default: model.onnx): train for the build the heads will run on; the LM
+                     head still comes from the checkpoint; config.json's
+                     spec_decode.target_build names it.
 Each head is a residual SiLU block (W, b start at zero) before an LM head initialised from the
 base's: frozen and shared by default, trained per head with --train-lm-head.
 After every full epoch the mean held-out top-1 over heads is measured and the run ends with the best

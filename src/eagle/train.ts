@@ -24,7 +24,7 @@
  *     right, against the sequence's next tokens (the target's own greedy tokens when
  *     self-distilling at temperature 0, the default).
  */
-import { resolve, join } from "node:path";
+import { resolve, join, relative } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import {
   checkHeadAgainstTarget,
@@ -692,13 +692,14 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
     init = h.weights;
     initVocab = h.config.draftVocab;
   }
-  const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
+  const lm = await CausalLM.load(model, { variant: o.variant, device: o.device, threads: o.threads });
   try {
     checkFeatureModel(lm, config.vocabSize);
     const t0 = performance.now();
     const seqs = await featureSequences(lm, model, o, log);
     const dataSeconds = (performance.now() - t0) / 1000;
     const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
+    const build = relative(model, lm.dirInfo.modelFile);
     // Continuing a head keeps its draft vocabulary unless --draft-vocab is given.
     const draftVocab = o.draftVocab ?? initVocab;
     const { params, report, dispose, config: trained } = await trainEagleHead(seqs, target, config, { ...o, init, ...(draftVocab !== undefined ? { draftVocab } : {}) });
@@ -706,6 +707,8 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
       const out = resolve(o.out ?? join(model, "eagle"));
       const files = writeEagleHead(out, { ...trained, depthAccuracy: report.depthTop1 }, weightsFromParams(trained, params), {
         trained_by: "spec-decode train-eagle",
+        // The target build whose features the head learnt (the one it is meant to run on).
+        target_build: build,
         data: o.selfDistill !== undefined ? `self-distill ${o.selfDistill}` : `text ${o.data}`,
         ...(o.init ? { continued_from: resolve(o.init) } : {}),
         ...(o.initLayer !== undefined ? { initialised_from_layer: o.initLayer } : {}),
@@ -720,7 +723,7 @@ export async function trainEagle(o: TrainEagleOptions): Promise<TrainEagleReport
         out,
         files,
         model,
-        data: trainingDataSummary(o, seqs.length, tokens, dataSeconds),
+        data: trainingDataSummary(o, seqs.length, tokens, dataSeconds, build),
       };
     } finally {
       dispose();

@@ -240,6 +240,8 @@ export interface TrainingDataSummary {
   temperature?: number;
   file?: string;
   promptIds?: string;
+  /** The ONNX build (relative to the model directory) whose sequences/features the data holds. */
+  build?: string;
 }
 
 export function trainingDataSummary(
@@ -247,9 +249,11 @@ export function trainingDataSummary(
   sequences: number,
   tokens: number,
   seconds: number,
+  build?: string,
 ): TrainingDataSummary {
   return {
     source: o.selfDistill !== undefined ? "self-distill" : "text",
+    ...(build !== undefined ? { build } : {}),
     sequences,
     tokens,
     seconds: Math.round(seconds * 100) / 100,
@@ -271,6 +275,13 @@ export function checkTrainingDataOptions(o: { selfDistill?: number; data?: strin
 
 /** The data and runtime options every self-distilling trainer takes (train-medusa, train-eagle). */
 export interface SelfDistillDataOptions {
+  /**
+   * The ONNX build that generates the sequences and their features/hidden states (e.g. "q4",
+   * "int8" or "model_q4.onnx", as inspectModelDir takes it): the build the head will run on.
+   * The frozen embedding, final norm and LM head still come from the checkpoint. Default: the
+   * model's default build.
+   */
+  variant?: string;
   /** Generate this many sequences with the model (self-distillation). */
   selfDistill?: number;
   /** Text/jsonl file: training text, or the prompts for self-distillation. */

@@ -4,7 +4,7 @@
  * (heads-trainer.ts), choose the candidate tree from the held-out per-rank accuracies, and write
  * the heads with their config.json (builder/medusa-heads.ts).
  */
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { openCheckpoint } from "../builder/checkpoint.js";
 import { writeMedusaHeads } from "../builder/medusa-heads.js";
 import { DEFAULT_TREE_NODES, sparseTree } from "../decoding/medusa-tree.js";
@@ -72,7 +72,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
   const log = o.onLog ?? (() => {});
   checkTrainingDataOptions(o, "base");
   const lmHead = readBaseLmHead(model);
-  const lm = await CausalLM.load(model, { device: o.device, threads: o.threads });
+  const lm = await CausalLM.load(model, { variant: o.variant, device: o.device, threads: o.threads });
   try {
     if (!lm.info.hasHiddenStates) {
       throw new ModelInterfaceError(`${lm.label} has no hidden_states output; build the model with \`spec-decode build\` first.`);
@@ -123,6 +123,8 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
       rankAccuracy: report.rankAccuracy,
       extra: {
         trained_by: "spec-decode train-medusa",
+        // The base build whose hidden states the heads learnt (the one they are meant to run on).
+        target_build: relative(model, lm.dirInfo.modelFile),
         train_lm_head: report.trainLmHead,
         eval_top1: report.perHead.map((h) => h.evalTop1),
         kept_epoch: report.keptEpoch,
@@ -135,7 +137,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
       out,
       files,
       model,
-      data: trainingDataSummary(o, seqs.length, tokens, dataSeconds),
+      data: trainingDataSummary(o, seqs.length, tokens, dataSeconds, relative(model, lm.dirInfo.modelFile)),
       tree,
       estimatedMeanAcceptedLength: estimated,
     };

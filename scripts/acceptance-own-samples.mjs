@@ -9,7 +9,8 @@
  *
  * --eagle-totals: extra EAGLE arms with a fixed treeTotal (default depth and top-k); --eagle-trees:
  * extra arms given as total:depth:topk (total "auto" keeps the auto budget). EAGLE arms also report
- * the mean nodes verified per round (eagleMeanTreeTotal, auto arms only) in the JSON.
+ * the mean nodes verified per round (eagleMeanTreeTotal, auto arms only) and, for the auto width, the
+ * mean drafted top-k and rounds per width (eagleMeanTreeTopK, eagleTreeWidths) in the JSON.
  * --exit-layers: untrained early exits (early_exit_{m}.onnx, adapter off); --adapter-layers: trained
  * exits (exit_adapter_{m}.onnx from `spec-decode train-early-exit`). Early exits run with the default
  * K controller (k "auto": the cost controller stops drafting when acceptance does not pay for the
@@ -80,7 +81,7 @@ for (const [layers, adapter] of [[v["exit-layers"], false], [v["adapter-layers"]
 methods.push({ label: "prompt lookup", method: "prompt-lookup" }, { label: "lookahead", method: "lookahead" });
 
 const engine = new SpecEngine();
-const acc = methods.map(() => ({ tokens: 0, forwards: 0, drafted: 0, accepted: 0, decodeMs: 0, mismatches: 0, tps: [], treeTotals: [] }));
+const acc = methods.map(() => ({ tokens: 0, forwards: 0, drafted: 0, accepted: 0, decodeMs: 0, mismatches: 0, tps: [], treeTotals: [], topKs: [], widths: new Map() }));
 try {
   for (const [pi, promptIds] of prompts.entries()) {
     const outs = new Map();
@@ -97,6 +98,14 @@ try {
       a.decodeMs += res.stats.decodeMs;
       a.tps.push(res.stats.tokensPerSecond);
       if (typeof res.stats.extra?.eagleMeanTreeTotal === "number") a.treeTotals.push([res.stats.extra.eagleMeanTreeTotal, res.stats.targetForwards]);
+      if (typeof res.stats.extra?.eagleMeanTreeTopK === "number") a.topKs.push([res.stats.extra.eagleMeanTreeTopK, res.stats.targetForwards]);
+      // "w:rounds w:rounds ..." per generation (auto width): summed over the prompts.
+      if (typeof res.stats.extra?.eagleTreeWidths === "string") {
+        for (const part of res.stats.extra.eagleTreeWidths.split(" ").filter(Boolean)) {
+          const [w, n] = part.split(":").map(Number);
+          a.widths.set(w, (a.widths.get(w) ?? 0) + n);
+        }
+      }
     }
     const base = JSON.stringify(outs.get(0));
     methods.forEach((_, i) => {
@@ -122,6 +131,13 @@ const rows = methods.map((m, i) => {
     // auto EAGLE budget: nodes verified per round, averaged over rounds (forward-weighted).
     ...(a.treeTotals.length
       ? { eagleMeanTreeTotal: +(a.treeTotals.reduce((s, [t, f]) => s + t * f, 0) / Math.max(1, a.treeTotals.reduce((s, [, f]) => s + f, 0))).toFixed(2) }
+      : {}),
+    // auto EAGLE width: drafted top-k per round (forward-weighted mean) and rounds per width, all prompts.
+    ...(a.topKs.length
+      ? {
+          eagleMeanTreeTopK: +(a.topKs.reduce((s, [t, f]) => s + t * f, 0) / Math.max(1, a.topKs.reduce((s, [, f]) => s + f, 0))).toFixed(2),
+          eagleTreeWidths: [...a.widths].sort((x, y) => y[0] - x[0]).map(([w, n]) => `${w}:${n}`).join(" "),
+        }
       : {}),
   };
 });

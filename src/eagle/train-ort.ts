@@ -5,14 +5,11 @@
  * settings: beta2 0.95, clip at 1.0). train.ts feeds it minibatches of windows and hands the
  * parameters to tfjs for the unrolled phase and the evaluation.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { draftRows, draftVocabSize, type EagleHeadConfig, type EagleTargetParts } from "../builder/eagle-head.js";
 import { signedRopeTables } from "../builder/config.js";
-import { createSession } from "../engine/session.js";
 import { Adam, clipScale } from "../train-common/adam.js";
+import { GraphSessions } from "../train-common/graph-sessions.js";
 import { transposed } from "../train-common/tf-layers.js";
 import { buildEagleEvalOnnx, buildEagleTrainStepOnnx, eagleParamShapes, type EagleTrainGraphSpec } from "./train-graph.js";
 
@@ -126,20 +123,12 @@ export class EagleOrtEvaluator {
   private constructor(
     readonly config: EagleHeadConfig,
     readonly depth: number,
-    private readonly session: ort.InferenceSession,
-    private readonly workDir: string,
+    private readonly graph: GraphSessions,
   ) {}
 
   static async create(config: EagleHeadConfig, target: EagleTargetParts, depth: number, o: { threads?: number } = {}): Promise<EagleOrtEvaluator> {
-    const workDir = mkdtempSync(join(tmpdir(), "spec-decode-eagle-eval-"));
-    try {
-      const file = join(workDir, "eval.onnx");
-      buildEagleEvalOnnx({ ...graphSpec(config, target, 0), ...(config.draftVocab ? { d2t: config.draftVocab } : {}) }, depth, file);
-      return new EagleOrtEvaluator(config, depth, await createSession(file, { threads: o.threads }), workDir);
-    } catch (err) {
-      rmSync(workDir, { recursive: true, force: true });
-      throw err;
-    }
+    const spec = { ...graphSpec(config, target, 0), ...(config.draftVocab ? { d2t: config.draftVocab } : {}) };
+    return new EagleOrtEvaluator(config, depth, await GraphSessions.create("eagle-eval", [(f) => buildEagleEvalOnnx(spec, depth, f)], o.threads));
   }
 
   /** preds[s][u][t]: the target id drafted at step u + 1 from row t of sequence s (parameters in eagleParamShapes order). */
@@ -148,7 +137,7 @@ export class EagleOrtEvaluator {
     const out: Int32Array[][] = [];
     const pf = paramFeeds(this.config, params);
     for (const run of runsOf(seqs)) {
-      const res = await this.session.run({ ...runFeeds(run, H, run.length, undefined, true), ...pf });
+      const res = await this.graph.sessions[0]!.run({ ...runFeeds(run, H, run.length, undefined, true), ...pf });
       const data = res.preds!.data as BigInt64Array;
       const n = data.length / this.depth;
       let r = 0;
@@ -162,8 +151,7 @@ export class EagleOrtEvaluator {
   }
 
   async dispose(): Promise<void> {
-    await this.session.release();
-    rmSync(this.workDir, { recursive: true, force: true });
+    await this.graph.dispose();
   }
 }
 
@@ -174,8 +162,7 @@ export class EagleOrtTrainer {
     readonly config: EagleHeadConfig,
     /** Parameters in eagleParamShapes order. */
     readonly params: Float32Array[],
-    private readonly session: ort.InferenceSession,
-    private readonly workDir: string,
+    private readonly graph: GraphSessions,
   ) {
     this.opt = params.map((p) => new Adam(p));
   }
@@ -193,18 +180,9 @@ export class EagleOrtTrainer {
       const want = shapes[i]![1].reduce((a, b) => a * b, 1);
       if (p.length !== want) throw new Error(`Internal error: EAGLE parameter ${shapes[i]![0]} has ${p.length} values, expected ${want}. Please report this.`);
     });
-    const workDir = mkdtempSync(join(tmpdir(), "spec-decode-eagle-train-"));
-    try {
-      const file = join(workDir, "step.onnx");
-      buildEagleTrainStepOnnx(graphSpec(config, target, o.ceWeight), file);
-      const session = await createSession(file, { threads: o.threads });
-      return new EagleOrtTrainer(config, params.map((p) => p.slice()), session, workDir);
-    } catch (err) {
-      rmSync(workDir, { recursive: true, force: true });
-      throw err;
-    }
+    const graph = await GraphSessions.create("eagle-train", [(f) => buildEagleTrainStepOnnx(graphSpec(config, target, o.ceWeight), f)], o.threads);
+    return new EagleOrtTrainer(config, params.map((p) => p.slice()), graph);
   }
-
 
   /** Loss and gradients (eagleParamShapes order) of a minibatch (singleStepFeeds' runs), parameters unchanged. */
   async lossAndGrads(runs: Record<string, ort.Tensor>[]): Promise<{ loss: number; grads: Float32Array[] }> {
@@ -212,8 +190,9 @@ export class EagleOrtTrainer {
     const names = eagleParamShapes(H, I).map(([name]) => `grad_${name}`);
     let loss = 0;
     let grads: Float32Array[] | undefined;
+    const pf = paramFeeds(this.config, this.params);
     for (const feeds of runs) {
-      const out = await this.session.run({ ...feeds, ...paramFeeds(this.config, this.params) });
+      const out = await this.graph.sessions[0]!.run({ ...feeds, ...pf });
       loss += (out.loss!.data as Float32Array)[0]!;
       const gs = names.map((n) => out[n]!.data as Float32Array);
       if (!grads) grads = gs;
@@ -231,7 +210,6 @@ export class EagleOrtTrainer {
   }
 
   async dispose(): Promise<void> {
-    await this.session.release();
-    rmSync(this.workDir, { recursive: true, force: true });
+    await this.graph.dispose();
   }
 }

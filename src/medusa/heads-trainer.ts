@@ -14,18 +14,15 @@
  *     top-1 accuracy per head; the held-out split (last sequences) gives the final report and the
  *     per-rank accuracies.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { MedusaHead } from "../builder/medusa-heads.js";
-import { createSession } from "../engine/session.js";
 import { BuildError, InvalidOptionError } from "../errors.js";
 import { Rng } from "../sampling/index.js";
 import type { TrainingSequence } from "./data.js";
 import { buildEvalOnnx, buildTrainStepOnnx } from "./train-graph.js";
 import { BestCheckpoint, type CheckpointScore } from "../train-common/best-checkpoint.js";
 import { Adam } from "../train-common/adam.js";
+import { GraphSessions } from "../train-common/graph-sessions.js";
 
 /** Heads trained by default (the Medusa project's README trains 3; deeper heads rarely pay on CPU trees). */
 export const DEFAULT_HEADS = 3;
@@ -146,9 +143,7 @@ export class HeadsTrainer {
     readonly H: number,
     readonly V: number,
     readonly baseLmHead: Float32Array,
-    private readonly stepSession: ort.InferenceSession,
-    private readonly evalSession: ort.InferenceSession,
-    private readonly workDir: string,
+    private readonly graphs: GraphSessions,
     trainLmHead: boolean,
   ) {
     this.wt = new Float32Array(K * H * H);
@@ -163,18 +158,9 @@ export class HeadsTrainer {
 
   static async create(K: number, H: number, V: number, baseLmHead: Float32Array, o: { trainLmHead?: boolean; threads?: number } = {}): Promise<HeadsTrainer> {
     if (baseLmHead.length !== V * H) throw new BuildError(`base LM head has ${baseLmHead.length} values, expected ${V} x ${H}.`);
-    const workDir = mkdtempSync(join(tmpdir(), "spec-decode-medusa-train-"));
-    try {
-      const spec = { heads: K, hidden: H, vocab: V, frozenLmHead: o.trainLmHead ? undefined : baseLmHead };
-      buildTrainStepOnnx(spec, join(workDir, "step.onnx"));
-      buildEvalOnnx(spec, join(workDir, "eval.onnx"), EVAL_RANKS);
-      const step = await createSession(join(workDir, "step.onnx"), { threads: o.threads });
-      const ev = await createSession(join(workDir, "eval.onnx"), { threads: o.threads });
-      return new HeadsTrainer(K, H, V, baseLmHead, step, ev, workDir, o.trainLmHead ?? false);
-    } catch (err) {
-      rmSync(workDir, { recursive: true, force: true });
-      throw err;
-    }
+    const spec = { heads: K, hidden: H, vocab: V, frozenLmHead: o.trainLmHead ? undefined : baseLmHead };
+    const graphs = await GraphSessions.create("medusa-train", [(f) => buildTrainStepOnnx(spec, f), (f) => buildEvalOnnx(spec, f, EVAL_RANKS)], o.threads);
+    return new HeadsTrainer(K, H, V, baseLmHead, graphs, o.trainLmHead ?? false);
   }
 
   private paramFeeds(): Record<string, ort.Tensor> {
@@ -223,7 +209,7 @@ export class HeadsTrainer {
       count.push(c);
       if (c > 0) for (let i = 0; i < n; i++) weights[k * n + i] = valid[k * n + i]! / c;
     }
-    const out = await this.stepSession.run({
+    const out = await this.graphs.sessions[0]!.run({
       ...feeds,
       ...this.paramFeeds(),
       weights: new ort.Tensor("float32", weights, [K, n]),
@@ -246,7 +232,7 @@ export class HeadsTrainer {
     for (let s = 0; s < rows.length; s += batch) {
       const part = Array.from({ length: Math.min(batch, rows.length - s) }, (_, i) => rows[s + i]!);
       const { feeds, valid, n } = this.batchFeeds(ds, part);
-      const out = await this.evalSession.run({ ...feeds, ...this.paramFeeds() });
+      const out = await this.graphs.sessions[1]!.run({ ...feeds, ...this.paramFeeds() });
       const l = out.nll!.data as Float32Array;
       const top = out.topk!.data as BigInt64Array;
       for (let k = 0; k < K; k++) {
@@ -293,9 +279,7 @@ export class HeadsTrainer {
   }
 
   async dispose(): Promise<void> {
-    await this.stepSession.release();
-    await this.evalSession.release();
-    rmSync(this.workDir, { recursive: true, force: true });
+    await this.graphs.dispose();
   }
 }
 

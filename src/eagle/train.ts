@@ -186,7 +186,8 @@ export function chooseDraftVocab(seqs: { tokens: number[]; firstTarget?: number 
 }
 
 /**
- * The draft vocabulary a training run uses (undefined: the whole vocabulary). A count picks that
+ * The draft vocabulary a training run uses (ids undefined: the whole vocabulary) and the fraction
+ * of the held-out next tokens it covers (1 without one). A count picks that
  * many of the training split's most frequent next tokens (fewer when the data has fewer distinct
  * ones). "auto" does the same with autoDraftVocab(V) tokens, but keeps the whole vocabulary when
  * they cover less than DRAFT_VOCAB_AUTO_MIN_COVERAGE of the held-out next tokens: a small or
@@ -199,11 +200,11 @@ export function resolveDraftVocab(
   held: { tokens: number[]; firstTarget?: number }[],
   V: number,
   log: (line: string) => void = () => {},
-): Int32Array | undefined {
-  if (dv instanceof Int32Array) return dv;
+): { ids: Int32Array | undefined; coverage: number } {
+  if (dv instanceof Int32Array) return { ids: dv, coverage: coverage(held, dv) };
   const want = dv === "off" ? 0 : dv === "auto" ? autoDraftVocab(V) : dv;
   if (!Number.isInteger(want) || want < 0 || want > V) throw new InvalidOptionError(`draft-vocab must be auto, off, or an integer from 1 to the vocabulary size ${V} (got ${dv}).`);
-  if (want === 0 || want >= V) return undefined;
+  if (want === 0 || want >= V) return { ids: undefined, coverage: 1 };
   const ids = chooseDraftVocab(trainSeqs, want, V);
   if (ids.length < want) log(`draft vocabulary: only ${ids.length} distinct next tokens in the training data (asked for ${want})`);
   const cov = coverage(held, ids);
@@ -212,9 +213,9 @@ export function resolveDraftVocab(
       `draft vocabulary: auto keeps the whole vocabulary: the ${ids.length} most frequent next tokens of the training split cover only ` +
         `${pct(cov)} of the held-out next tokens (< ${pct(DRAFT_VOCAB_AUTO_MIN_COVERAGE)}); more data, or --draft-vocab N to force it`,
     );
-    return undefined;
+    return { ids: undefined, coverage: 1 };
   }
-  return ids;
+  return { ids, coverage: cov };
 }
 
 /** Fraction of the generated tokens of `seqs` inside `ids`. */
@@ -480,9 +481,9 @@ export async function trainEagleHead(
   const { trainSeqs, held, nEval } = heldOutSplit(seqs, o.evalFraction ?? 0.1, MAX_EVAL_SEQUENCES);
   const train = trainSeqs.flatMap((s) => windows(s, window, H));
   const V = configIn.vocabSize;
-  const draftVocab = resolveDraftVocab(o.draftVocab ?? "auto", trainSeqs, held, V, log);
+  const { ids: draftVocab, coverage: covered } = resolveDraftVocab(o.draftVocab ?? "auto", trainSeqs, held, V, log);
   const config: EagleHeadConfig = { ...configIn, draftVocab };
-  const draftCoverage = round4(coverage(held, draftVocab));
+  const draftCoverage = round4(covered);
   if (draftVocab) log(`draft vocabulary: ${draftVocab.length} of ${V} tokens (the most frequent next tokens of the training split); they cover ${pct(draftCoverage)} of the held-out next tokens`);
   if (nEval === 0) log("only one sequence: evaluating on the training data");
   // Pack sequences into minibatches of about batchRows rows.

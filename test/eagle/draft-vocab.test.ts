@@ -49,12 +49,12 @@ describe("EAGLE draft vocabulary", () => {
     const heldIn = [seq(Array.from({ length: 100 }, (_, i) => 100 + (i % 50)))];
     const heldOut = [seq(Array.from({ length: 100 }, (_, i) => (i < 90 ? 100 + (i % 50) : 9000 + i)))]; // 90% covered
     const lines: string[] = [];
-    expect(resolveDraftVocab("auto", train, heldIn, V)?.length).toBe(50);
-    expect(resolveDraftVocab("auto", train, heldOut, V, (l) => lines.push(l))).toBeUndefined();
+    expect(resolveDraftVocab("auto", train, heldIn, V).ids?.length).toBe(50);
+    expect(resolveDraftVocab("auto", train, heldOut, V, (l) => lines.push(l)).ids).toBeUndefined();
     expect(lines.some((l) => /auto keeps the whole vocabulary.*cover only 90\.0%/.test(l))).toBe(true);
-    expect(resolveDraftVocab(40, train, heldOut, V)?.length).toBe(40);
-    expect(resolveDraftVocab("off", train, heldIn, V)).toBeUndefined();
-    expect(resolveDraftVocab("auto", train, heldIn, 4096)).toBeUndefined(); // small vocabulary: off
+    expect(resolveDraftVocab(40, train, heldOut, V).ids?.length).toBe(40);
+    expect(resolveDraftVocab("off", train, heldIn, V).ids).toBeUndefined();
+    expect(resolveDraftVocab("auto", train, heldIn, 4096).ids).toBeUndefined(); // small vocabulary: off
     expect(() => resolveDraftVocab(-3, train, heldIn, V)).toThrow(/draft-vocab must be auto, off, or an integer/);
   });
 

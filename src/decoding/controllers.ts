@@ -245,7 +245,7 @@ export class CostController implements KController {
   private readonly draftTimes: number[] = [];
   private readonly targetTimes: number[] = [];
   /** Target forward times by the number of tokens verified (T = drafted + 1): the verify cost curve. */
-  private readonly targetByT = new Map<number, number[]>();
+  private readonly targetByT = new CostSamples(CostController.TIME_WINDOW);
   private timed = 0;
   private plainStreak = 0;
   private plainRounds = 0;
@@ -287,9 +287,9 @@ export class CostController implements KController {
    * that runs. With fewer than two distinct T measured, the curve is flat (1), as before.
    */
   verifyCost(T: number): number {
-    const pts = [...this.targetByT].filter(([, xs]) => xs.length > 0).map(([t, xs]) => [t, median(xs)] as const);
-    if (pts.length < 2) return 1;
-    const { a, b } = fitCostLine(pts);
+    const line = this.targetByT.line();
+    if (!line) return 1;
+    const { a, b } = line;
     const v1 = a + b;
     if (!(v1 > 0)) return 1;
     return Math.max(1, (a + b * T) / v1);
@@ -304,9 +304,9 @@ export class CostController implements KController {
   predicted(): number[] {
     const a = this.acceptance();
     const c = this.costRatio();
-    const flat = this.targetByT.size < 2;
+    const flat = this.targetByT.sizes < 2;
     // c was measured against the average verify forward; rescale it to a one-token forward.
-    const c1 = flat ? c : c * this.verifyCost(this.meanVerifyTokens());
+    const c1 = flat ? c : c * this.verifyCost(this.targetByT.meanSize());
     const out = [1];
     let e = 1;
     let prod = 1;
@@ -316,16 +316,6 @@ export class CostController implements KController {
       out.push(e / (k * c1 + this.verifyCost(k + 1)));
     }
     return out;
-  }
-
-  private meanVerifyTokens(): number {
-    let n = 0;
-    let s = 0;
-    for (const [t, xs] of this.targetByT) {
-      n += xs.length;
-      s += t * xs.length;
-    }
-    return n > 0 ? s / n : 1;
   }
 
   nextK(): number {
@@ -354,12 +344,7 @@ export class CostController implements KController {
   }
 
   update(o: RoundOutcome): void {
-    if (o.targetMs > 0) {
-      const T = o.drafted + 1;
-      const w = this.targetByT.get(T) ?? [];
-      push(w, o.targetMs);
-      this.targetByT.set(T, w);
-    }
+    if (o.targetMs > 0) this.targetByT.add(o.drafted + 1, o.targetMs);
     if (o.drafted === 0) return;
     const d = CostController.DECAY;
     for (let i = 0; i < o.drafted && i < this.maxK; i++) {
@@ -390,10 +375,57 @@ function push(window: number[], x: number): void {
   if (window.length > CostController.TIME_WINDOW) window.shift();
 }
 
-function median(xs: number[]): number {
+/** Median of a non-empty list (NaN for an empty one). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Timings kept per size (tokens verified, head rows drafted, a draft shape): the most recent
+ * `window` of each, their medians (robust to scheduling spikes), and the least-squares line through
+ * those medians (fitCostLine). The cost controller, the EAGLE budget and the EAGLE width chooser
+ * each keep theirs in one.
+ */
+export class CostSamples {
+  private readonly bySize = new Map<number, number[]>();
+  constructor(readonly window: number) {}
+
+  add(size: number, ms: number): void {
+    const w = this.bySize.get(size) ?? [];
+    w.push(ms);
+    if (w.length > this.window) w.shift();
+    this.bySize.set(size, w);
+  }
+
+  /** How many different sizes have been timed. */
+  get sizes(): number {
+    return this.bySize.size;
+  }
+
+  /** Median of the timings kept for `size` (NaN before any). */
+  medianAt(size: number): number {
+    return median(this.bySize.get(size) ?? []);
+  }
+
+  /** Mean size over the timings kept (1 before any). */
+  meanSize(): number {
+    let n = 0;
+    let s = 0;
+    for (const [size, xs] of this.bySize) {
+      n += xs.length;
+      s += size * xs.length;
+    }
+    return n > 0 ? s / n : 1;
+  }
+
+  /** The line ms = a + b · size through the medians of each size (b >= 0); undefined before two sizes are timed. */
+  line(): { a: number; b: number } | undefined {
+    const pts = [...this.bySize].map(([size, xs]) => [size, median(xs)] as const);
+    return pts.length < 2 ? undefined : fitCostLine(pts);
+  }
 }
 
 /**

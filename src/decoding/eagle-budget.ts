@@ -22,7 +22,7 @@
  * E(T) / cost(T). Until two different sizes have been timed, rounds probe a few sizes. eagle.ts
  * keeps one budget per (head, target, settings) across generations, so only the first probes.
  */
-import { fitCostLine } from "./controllers.js";
+import { CostSamples } from "./controllers.js";
 
 /** Largest tree verified in auto mode (EAGLE-2's GPU default is 60). */
 export const EAGLE_AUTO_MAX_TOTAL = 64;
@@ -36,9 +36,10 @@ export class EagleBudget {
   static readonly DECAY = 0.9;
   /** Bound on a per-depth calibration factor (the nodes of one depth still count for at most one token together). */
   static readonly MAX_DEPTH_GAIN = 1e4;
-  private readonly byT = new Map<number, number[]>();
+  /** Verification ms by tokens verified (T = nodes + 1). */
+  private readonly byT = new CostSamples(EagleBudget.WINDOW);
   /** Drafting ms per round, per draft shape (the tree's width: eagle-shape.ts). */
-  private readonly draftMs = new Map<number, number[]>();
+  private readonly draftMs = new CostSamples(EagleBudget.WINDOW);
   private predicted = 0;
   private observed = 0;
   /** Per depth d (index d - 1): predicted sum(exp(score)) of verified nodes at depth d, and rounds that accepted >= d. */
@@ -75,10 +76,8 @@ export class EagleBudget {
 
   /** Verification ms for T tokens (cur included) from the fitted line; undefined before two sizes are timed. */
   verifyMs(T: number): number | undefined {
-    const pts = [...this.byT].filter(([, xs]) => xs.length > 0).map(([t, xs]) => [t, median(xs)] as const);
-    if (pts.length < 2) return undefined;
-    const { a, b } = fitCostLine(pts);
-    return Math.max(1e-6, a + b * T);
+    const line = this.byT.line();
+    return line && Math.max(1e-6, line.a + line.b * T);
   }
 
   /** The measured curve v(T)/v(1) at the given T (for reports); [] before two sizes are timed. */
@@ -97,10 +96,7 @@ export class EagleBudget {
   choose(scores: readonly number[], draftMs: number, cap: number, shape = 0, depths?: readonly number[]): number {
     const n = Math.min(scores.length, cap, this.maxTotal);
     if (n <= 1) return this.note(Math.max(0, n));
-    const ds = this.draftMs.get(shape) ?? [];
-    ds.push(draftMs);
-    if (ds.length > EagleBudget.WINDOW) ds.shift();
-    this.draftMs.set(shape, ds);
+    this.draftMs.add(shape, draftMs);
     if (this.round < EagleBudget.PROBES.length || this.verifyMs(1) === undefined) {
       const f = EagleBudget.PROBES[this.round % EagleBudget.PROBES.length]!;
       this.round++;
@@ -108,7 +104,7 @@ export class EagleBudget {
     }
     this.round++;
     const g = this.calibration();
-    const d = median(ds);
+    const d = this.draftMs.medianAt(shape);
     let best = 1;
     let bestRate = -Infinity;
     let e = 1;
@@ -137,11 +133,7 @@ export class EagleBudget {
    */
   observe(verified: number, ms: number, predicted: number, accepted: number, predictedAt?: readonly number[]): void {
     if (ms > 0 && Number.isFinite(ms)) {
-      const T = verified + 1;
-      const w = this.byT.get(T) ?? [];
-      w.push(ms);
-      if (w.length > EagleBudget.WINDOW) w.shift();
-      this.byT.set(T, w);
+      this.byT.add(verified + 1, ms);
     }
     if (verified > 0) {
       this.predicted = this.predicted * EagleBudget.DECAY + predicted;
@@ -177,11 +169,4 @@ export class DepthSum {
     this.sums[d] = now;
     return now - had;
   }
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return 0;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

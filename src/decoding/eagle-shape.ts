@@ -27,7 +27,7 @@
  * while wide probes keep choosing narrower and falls back to 4 when one chooses wide. Every shape is verified the same
  * way, so the output does not depend on the choice (greedy = plain).
  */
-import { fitCostLine } from "./controllers.js";
+import { CostSamples } from "./controllers.js";
 import { DepthSum } from "./eagle-budget.js";
 
 /** A drafted node as the chooser sees it: its parent (index, -1 = root) and cumulative log-probability. */
@@ -108,7 +108,8 @@ export class EagleShape {
   static readonly MIN_INTERVAL = 4;
   static readonly MAX_INTERVAL = 32;
   readonly widths: number[];
-  private readonly byRows = new Map<number, number[]>();
+  /** Drafting ms by rows expanded per round. */
+  private readonly byRows = new CostSamples(EagleShape.WINDOW);
   private width: number;
   private round = 0;
   private nextProbe = 0;
@@ -125,7 +126,7 @@ export class EagleShape {
   next(): number {
     const r = this.round++;
     let w: number;
-    if (r === 1 && this.byRows.size < 2) w = 1; // time a second row count
+    if (r === 1 && this.byRows.sizes < 2) w = 1; // time a second row count
     else if (this.draftLine() === undefined || r >= this.nextProbe) w = this.maxWidth;
     else w = this.width;
     this.used.set(w, (this.used.get(w) ?? 0) + 1);
@@ -135,17 +136,14 @@ export class EagleShape {
   /** The round expanded `rows` rows in `ms` of drafting. */
   timeDraft(rows: number, ms: number): void {
     if (!(ms > 0) || !Number.isFinite(ms)) return;
-    const xs = this.byRows.get(rows) ?? [];
-    xs.push(ms);
-    if (xs.length > EagleShape.WINDOW) xs.shift();
-    this.byRows.set(rows, xs);
+    this.byRows.add(rows, ms);
   }
 
   /** Drafting ms per expanded-row count from the fitted line; undefined before two row counts are timed. */
   draftLine(): ((rows: number) => number) | undefined {
-    const pts = [...this.byRows].map(([r, xs]) => [r, median(xs)] as const);
-    if (pts.length < 2) return undefined;
-    const { a, b } = fitCostLine(pts);
+    const line = this.byRows.line();
+    if (!line) return undefined;
+    const { a, b } = line;
     return (rows) => Math.max(0, a + b * rows);
   }
 
@@ -201,10 +199,4 @@ export class EagleShape {
     }
     return n > 0 ? s / n : 0;
   }
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

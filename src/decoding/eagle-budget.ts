@@ -104,20 +104,9 @@ export class EagleBudget {
     }
     this.round++;
     const g = this.calibration();
-    const d = this.draftMs.medianAt(shape);
-    let best = 1;
-    let bestRate = -Infinity;
-    let e = 1;
-    const atDepth = new DepthSum();
-    for (let T = 1; T <= n; T++) {
-      e += depths ? atDepth.add(depths[T - 1]!, this.calibrationAt(depths[T - 1]!) * Math.exp(scores[T - 1]!)) : g * Math.exp(scores[T - 1]!);
-      const rate = e / (d + this.verifyMs(T + 1)!);
-      if (rate > bestRate) {
-        bestRate = rate;
-        best = T;
-      }
-    }
-    return this.note(best);
+    const nodes = scores.map((score, i) => ({ score, depth: depths?.[i] }));
+    const gain = (d: number | undefined) => (d === undefined ? g : this.calibrationAt(d));
+    return this.note(bestSize(nodes, n, gain, this.draftMs.medianAt(shape), (T) => this.verifyMs(T)!).total);
   }
 
   private note(T: number): number {
@@ -157,6 +146,32 @@ export class EagleBudget {
   meanTotal(): number {
     return this.chosenRounds > 0 ? this.chosenSum / this.chosenRounds : 0;
   }
+}
+
+/**
+ * How many of `nodes` (best first; at most `n`) to verify: the T that maximises
+ *     E(T) / (fixedMs + verifyMs(T + 1)),  E(T) = 1 + sum over the best T of gain(depth) · exp(score)
+ * (nodes with a depth add at most one token per depth together), and that rate. Used by the
+ * budget (one round's nodes) and by eagle-shape.ts (each candidate width's subtree).
+ */
+export function bestSize(
+  nodes: readonly { score: number; depth?: number }[],
+  n: number,
+  gain: (depth: number | undefined) => number,
+  fixedMs: number,
+  verifyMs: (T: number) => number,
+): { total: number; rate: number } {
+  let best = { total: 1, rate: -Infinity };
+  let e = 1;
+  const atDepth = new DepthSum();
+  for (let T = 1; T <= n; T++) {
+    const { score, depth } = nodes[T - 1]!;
+    const x = gain(depth) * Math.exp(score);
+    e += depth === undefined ? x : atDepth.add(depth, x);
+    const rate = e / Math.max(1e-6, fixedMs + verifyMs(T + 1));
+    if (rate > best.rate) best = { total: T, rate };
+  }
+  return best;
 }
 
 /** Expected tokens added per depth, each depth at most one token (one node per depth is accepted). */

@@ -28,7 +28,7 @@
  * way, so the output does not depend on the choice (greedy = plain).
  */
 import { CostSamples } from "./controllers.js";
-import { DepthSum } from "./eagle-budget.js";
+import { bestSize } from "./eagle-budget.js";
 
 /** A drafted node as the chooser sees it: its parent (index, -1 = root) and cumulative log-probability. */
 export interface ShapeNode {
@@ -92,13 +92,8 @@ export function bestShape(
   for (const w of widths) {
     const sub = subtree(nodes, w, depth).sort((a, b) => b.score - a.score);
     const base = costs.draftMs(w * Math.max(0, depth - 1)) + costs.fixedMs;
-    let e = 1;
-    const atDepth = new DepthSum();
-    for (let T = 1; T <= Math.min(sub.length, cap); T++) {
-      e += atDepth.add(sub[T - 1]!.depth, costs.g(sub[T - 1]!.depth) * Math.exp(sub[T - 1]!.score));
-      const rate = e / Math.max(1e-6, base + costs.verifyMs(T + 1));
-      if (rate > best.rate) best = { width: w, total: T, rate };
-    }
+    const got = bestSize(sub, Math.min(sub.length, cap), (d) => costs.g(d!), base, costs.verifyMs);
+    if (got.rate > best.rate) best = { width: w, ...got };
   }
   return best;
 }

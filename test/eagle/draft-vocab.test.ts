@@ -19,9 +19,8 @@ import { headForward, headLogits, makeFrozen, paramsFromWeights } from "../../sr
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { Rng } from "../../src/sampling/index.js";
 import { tfReady } from "../../src/train-common/tf-layers.js";
-import { chiSquareP } from "../helpers/chi-square.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { exactMarginals, expectExactGreedyWithHead, sampleFirstTwo, writeRandomEagleHead } from "./helpers.js";
+import { exactMarginals, expectExactGreedyWithHead, expectSampledMarginals, withModelAndHead, writeRandomEagleHead } from "./helpers.js";
 
 const FX = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 320, seed: 1 };
 
@@ -154,10 +153,7 @@ describe("EAGLE draft vocabulary", () => {
     const top = m1.indexOf(Math.max(...m1));
     const ids = Array.from({ length: V }, (_, i) => i).filter((i) => i !== top && i % 3 !== 1);
     const head = await loadEagleHead(writeRandomEagleHead(join(root, "s"), dir, 3, 1, { draftVocab: ids }), dir);
-    const { c1, c2, accepted } = await sampleFirstTwo(lm, head, { prompt: PROMPT, vocab: V, runs: RUNS, sampling: SAMPLING, seedBase: 900 });
-    expect(accepted).toBeGreaterThan(RUNS * 0.2); // the tree is really in play
-    expect(chiSquareP(c1, m1, RUNS)).toBeGreaterThan(1e-3);
-    expect(chiSquareP(c2, m2, RUNS)).toBeGreaterThan(1e-3);
+    await expectSampledMarginals(lm, head, { m1, m2 }, { prompt: PROMPT, vocab: V, runs: RUNS, sampling: SAMPLING, seedBase: 900 }, RUNS * 0.2);
     await head.dispose();
     await lm.dispose();
   }, 120_000);
@@ -176,17 +172,12 @@ describe("EAGLE draft vocabulary", () => {
     expect(report.depthTop1[0]!).toBeGreaterThan(report.initialDepthTop1[0]!);
     const info = inspectEagleHead(report.out);
     expect(info.draftVocab!.length).toBe(report.draftVocabSize);
-    const lm = await CausalLM.load(model);
-    const head = await loadEagleHead(report.out, model);
-    try {
+    await withModelAndHead(model, report.out, {}, async (lm, head) => {
       await expectExactGreedyWithHead(lm, head);
       // Continuing the head (--init) keeps its draft vocabulary.
       const again = await trainEagle({ model, init: report.out, out: join(root, "again"), selfDistill: 4, maxNewTokens: 20, maxSteps: 2, window: 16, batchRows: 64, evalDepth: 2 });
       expect(Array.from(inspectEagleHead(again.out).draftVocab!)).toEqual(Array.from(info.draftVocab!));
-    } finally {
-      await head.dispose();
-      await lm.dispose();
-    }
+    });
   }, 240_000);
 });
 

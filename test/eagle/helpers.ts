@@ -2,11 +2,12 @@
 import { SeededRandom } from "../../src/builder/fixture.js";
 import { eagleConfigFor, writeEagleHead, type EagleHeadWeights } from "../../src/builder/eagle-head.js";
 import { readDecoderConfig } from "../../src/builder/config.js";
-import { createEagleProposer, eagleSettings, type EagleHeadModel } from "../../src/decoding/eagle.js";
+import { createEagleProposer, eagleSettings, loadEagleHead, type EagleHeadModel } from "../../src/decoding/eagle.js";
 import { generateTokens } from "../../src/decoding/generate.js";
-import type { CausalLM } from "../../src/engine/causal-lm.js";
+import { CausalLM } from "../../src/engine/causal-lm.js";
 import { toProbabilities } from "../../src/sampling/index.js";
 import { expect } from "vitest";
+import { chiSquareP } from "../helpers/chi-square.js";
 
 export function randomEagleWeights(H: number, I: number, seed: number, scale = 1): EagleHeadWeights {
   const rng = new SeededRandom(seed);
@@ -82,4 +83,41 @@ export async function expectExactGreedyWithHead(lm: CausalLM, head: EagleHeadMod
   const res = await generateTokens({ target: lm, promptIds: prompt, maxNewTokens, eosIds: [], proposer: createEagleProposer(lm, head, eagleSettings({})) });
   expect(res.tokens).toEqual(base.tokens);
   expect(res.stats.meanAcceptedLength).toBeGreaterThan(1);
+}
+
+/**
+ * Sampled EAGLE generations with `head` put tokens 1 and 2 on the exact marginals `m` (chi-square,
+ * p > 1e-3) while accepting more than `minAccepted` drafts (the tree is really in play).
+ */
+export async function expectSampledMarginals(
+  lm: CausalLM,
+  head: EagleHeadModel,
+  m: { m1: number[]; m2: number[] },
+  o: { prompt: number[]; vocab: number; runs: number; sampling: { temperature: number }; seedBase: number },
+  minAccepted: number,
+): Promise<void> {
+  const { c1, c2, accepted } = await sampleFirstTwo(lm, head, o);
+  expect(accepted).toBeGreaterThan(minAccepted);
+  expect(chiSquareP(c1, m.m1, o.runs)).toBeGreaterThan(1e-3);
+  expect(chiSquareP(c2, m.m2, o.runs)).toBeGreaterThan(1e-3);
+}
+
+/** Load `model` (its `variant` build, default the default one) and the EAGLE head in `headDir`, run `fn`, release both. */
+export async function withModelAndHead(
+  model: string,
+  headDir: string,
+  o: { variant?: string },
+  fn: (lm: CausalLM, head: EagleHeadModel) => Promise<void>,
+): Promise<void> {
+  const lm = await CausalLM.load(model, o.variant !== undefined ? { variant: o.variant } : {});
+  try {
+    const head = await loadEagleHead(headDir, model);
+    try {
+      await fn(lm, head);
+    } finally {
+      await head.dispose();
+    }
+  } finally {
+    await lm.dispose();
+  }
 }

@@ -6,13 +6,11 @@
 import { cpSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadEagleHead } from "../../src/decoding/eagle.js";
 import { trainEagle } from "../../src/eagle/train.js";
 import { trainMedusa } from "../../src/medusa/train.js";
 import { trainEarlyExitCommand } from "../../src/cli/train-early-exit.js";
-import { CausalLM } from "../../src/engine/causal-lm.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { expectExactGreedyWithHead } from "./helpers.js";
+import { expectExactGreedyWithHead, withModelAndHead } from "./helpers.js";
 
 const BASE = { layers: 2, hidden: 32, heads: 4, kvHeads: 2, vocab: 128, seed: 3 } as const;
 
@@ -42,15 +40,10 @@ describe("training heads for a quantized build (--variant)", () => {
     const bytes = (d: string) => readFileSync(join(root, d, "eagle_head.safetensors"));
     expect(bytes("h-q4").equals(bytes("h-fp32"))).toBe(false);
 
-    const lm = await CausalLM.load(model, { variant: "q4" });
-    const head = await loadEagleHead(q.out, model);
-    try {
+    await withModelAndHead(model, q.out, { variant: "q4" }, async (lm, head) => {
       expect(lm.dirInfo.modelFile.endsWith("model_q4.onnx")).toBe(true);
       await expectExactGreedyWithHead(lm, head);
-    } finally {
-      await head.dispose();
-      await lm.dispose();
-    }
+    });
   }, 240_000);
 
   it("an unknown variant is a clear error naming the builds present", async () => {

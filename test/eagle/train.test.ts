@@ -14,7 +14,7 @@ import { trainMedusa } from "../../src/medusa/train.js";
 import { CausalLM } from "../../src/engine/causal-lm.js";
 import { InvalidOptionError } from "../../src/errors.js";
 import { fixture, tempDir } from "../helpers/fixtures.js";
-import { expectExactGreedyWithHead } from "./helpers.js";
+import { expectExactGreedyWithHead, withModelAndHead } from "./helpers.js";
 
 describe("train-eagle", () => {
   const root = tempDir("eagle-train");
@@ -50,14 +50,7 @@ describe("train-eagle", () => {
     expect(report.depthTop1[0]!).toBeGreaterThan(report.initialDepthTop1[0]!);
     expect(report.files.some((f) => f.endsWith("eagle_head.safetensors"))).toBe(true);
 
-    const lm = await CausalLM.load(model);
-    const head = await loadEagleHead(report.out, model);
-    try {
-      await expectExactGreedyWithHead(lm, head);
-    } finally {
-      await head.dispose();
-      await lm.dispose();
-    }
+    await withModelAndHead(model, report.out, {}, expectExactGreedyWithHead);
   }, 240_000);
 
   it("--feature-noise perturbs the training inputs (seeded), and is validated", async () => {

@@ -529,6 +529,9 @@ export async function trainEagleHead(
       log(`epoch ${epoch}: held-out greedy chain ${sc.top1.toFixed(3)}, depth-1 top-1 ${pct(1 - sc.loss)}${better ? " (best so far)" : ""}`);
     };
     let unrolling = false;
+    // The release of the onnxruntime trainer when the unrolled phase starts inside the (synchronous)
+    // batch callback: awaited with the final one below.
+    let released: Promise<void> | undefined;
     // The single-step phase on onnxruntime: the parameters move to it now and back to tfjs when the
     // unrolled phase starts or the run ends.
     ortTrainer = trainer === "onnx" && (U === 1 || unrollAfter > 0) ? await EagleOrtTrainer.create(config, target, vars.map((v) => v.dataSync() as Float32Array), { ceWeight, threads: o.threads }) : undefined;
@@ -549,7 +552,7 @@ export async function trainEagleHead(
         if (u === U && U > 1 && unrollAfter > 0 && !unrolling) {
           unrolling = true;
           log(`step ${step}: single-step phase done, training ${U} unrolled steps from here`);
-          void backToTf();
+          released = backToTf();
         }
         const wins = pack.map((i) => train[i]!);
         const seedOf = (j: number) => ((o.seed ?? 0) * 1_000_003 + step * 4099 + j) % 2 ** 31;
@@ -570,6 +573,7 @@ export async function trainEagleHead(
       });
     } finally {
       await backToTf();
+      await released;
     }
     const { steps, epochsRun, positions, trainSeconds } = loopResult;
     let final = await evaluate(predict, held, evalDepth, from(held));

@@ -108,6 +108,8 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
     }
     const dataSeconds = (performance.now() - t0) / 1000;
     const tokens = seqs.reduce((s, q) => s + q.tokens.length, 0);
+    // The build whose hidden states the heads learn (the one they are meant to run on).
+    const build = relative(model, lm.dirInfo.modelFile);
     const H = lmHead.hidden;
     if (seqs[0] && seqs[0].hidden.length !== seqs[0].tokens.length * H) {
       throw new BuildError(`The graph's hidden states do not have the checkpoint's hidden size ${H}; rebuild the model.`);
@@ -123,8 +125,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
       rankAccuracy: report.rankAccuracy,
       extra: {
         trained_by: "spec-decode train-medusa",
-        // The base build whose hidden states the heads learnt (the one they are meant to run on).
-        target_build: relative(model, lm.dirInfo.modelFile),
+        target_build: build,
         train_lm_head: report.trainLmHead,
         eval_top1: report.perHead.map((h) => h.evalTop1),
         kept_epoch: report.keptEpoch,
@@ -137,7 +138,7 @@ export async function trainMedusa(o: TrainMedusaOptions): Promise<TrainMedusaRep
       out,
       files,
       model,
-      data: trainingDataSummary(o, seqs.length, tokens, dataSeconds, relative(model, lm.dirInfo.modelFile)),
+      data: trainingDataSummary(o, seqs.length, tokens, dataSeconds, build),
       tree,
       estimatedMeanAcceptedLength: estimated,
     };
